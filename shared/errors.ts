@@ -1,0 +1,112 @@
+/**
+ * Stable error codes spoken by the agent and the gateway, and the HTTP status each one carries.
+ * Clients and tests match on `code`, never on message text.
+ */
+export const ERROR_STATUS = {
+  // 400: the request itself is wrong; nothing downstream was touched.
+  invalid_name: 400,
+  invalid_timeout: 400,
+  invalid_query: 400,
+  invalid_body: 400,
+  invalid_archive_name: 400,
+  invalid_range: 416,
+  // 401 / 403: identity and permission.
+  unauthenticated: 401,
+  invalid_grant: 401,
+  forbidden: 403,
+  grant_mismatch: 403,
+  // 404: absent, or switched off (the kubelet answers 404 when its feature gate is off).
+  not_found: 404,
+  container_not_found: 404,
+  archive_not_found: 404,
+  checkpointing_disabled: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  // 429 / 503: come back later.
+  too_many_requests: 429,
+  shutting_down: 503,
+  runtime_unavailable: 503,
+  // 5xx: the node could not do it.
+  internal: 500,
+  runtime_error: 500,
+  runtime_unimplemented: 500,
+  checkpoint_failed: 500,
+  bad_gateway: 502,
+  timeout: 504,
+  insufficient_storage: 507,
+} as const satisfies Record<string, number>
+
+export type ErrorCode = keyof typeof ERROR_STATUS
+
+/** Is `code` one of ours? Used when parsing a peer's answer. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_STATUS, code)
+}
+
+/**
+ * An error with a stable code, the HTTP status that goes with it and, for bad input, the field at
+ * fault. Thrown by validation and by handlers; turned into problem+json at the boundary.
+ *
+ * @example
+ * throw new CheckpointError('invalid_name', 'pod: must be a DNS-1123 subdomain', { field: 'pod' })
+ */
+export class CheckpointError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly field?: string
+  /** Extra headers (Retry-After) and detail members for the problem body. */
+  readonly headers?: Record<string, string>
+  readonly extra?: Record<string, unknown>
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { field?: string; headers?: Record<string, string>; extra?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'CheckpointError'
+    this.code = code
+    this.status = ERROR_STATUS[code]
+    if (opts.field !== undefined) this.field = opts.field
+    if (opts.headers !== undefined) this.headers = opts.headers
+    if (opts.extra !== undefined) this.extra = opts.extra
+  }
+}
+
+/** RFC 9457 problem details, with our stable `code` and the failing `field` when there is one. */
+export interface Problem {
+  type: string
+  title: string
+  status: number
+  code: ErrorCode
+  detail: string
+  field?: string
+  [extra: string]: unknown
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+/** The problem+json body for an error. */
+export function toProblem(err: CheckpointError): Problem {
+  const p: Problem = {
+    type: `https://checkpoint-gateway.dev/problems/${err.code}`,
+    title: err.code.replaceAll('_', ' '),
+    status: err.status,
+    code: err.code,
+    detail: err.message,
+  }
+  if (err.field !== undefined) p.field = err.field
+  if (err.extra) for (const [k, v] of Object.entries(err.extra)) if (!(k in p)) p[k] = v
+  return p
+}
+
+/** Rebuilds an error from a peer's problem body (the gateway reading the agent's answer). */
+export function fromProblem(status: number, body: unknown): CheckpointError {
+  const b = (body ?? {}) as Partial<Problem>
+  const code: ErrorCode = isErrorCode(b.code) ? b.code : status >= 500 ? 'bad_gateway' : 'internal'
+  const err = new CheckpointError(code, typeof b.detail === 'string' ? b.detail : `peer answered ${status}`, {
+    ...(typeof b.field === 'string' ? { field: b.field } : {}),
+  })
+  return err
+}

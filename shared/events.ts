@@ -1,0 +1,134 @@
+/**
+ * The checkpoint event stream: what the agent sends as `application/x-ndjson` and the gateway
+ * passes through. One JSON object per line; `type` says which. The stream always ends with
+ * exactly one `completed` or `failed` event; a stream that ends without one was cut.
+ */
+import type { ErrorCode } from './errors.ts'
+import type { Target } from './names.ts'
+
+export const NDJSON = 'application/x-ndjson'
+
+/** The request was validated, authorized and queued or started. */
+export interface AcceptedEvent {
+  type: 'accepted'
+  requestId: string
+  node: string
+  target: Target
+  /** Seconds the caller is willing to wait; the runtime call itself is never cut short. */
+  timeoutSeconds: number
+  /** Position in the node's queue; 0 when it started at once. */
+  queuePosition: number
+  time: string
+}
+
+/** The container was found through the CRI runtime. */
+export interface ResolvedEvent {
+  type: 'resolved'
+  containerId: string
+  runtime: RuntimeInfo
+  time: string
+}
+
+/** Sent at a fixed interval while the runtime works, so proxies keep the connection. */
+export interface HeartbeatEvent {
+  type: 'heartbeat'
+  /** Milliseconds since the checkpoint was accepted. */
+  elapsedMs: number
+  phase: 'queued' | 'checkpointing' | 'hashing'
+  time: string
+}
+
+export interface CompletedEvent {
+  type: 'completed'
+  /** Byte-for-byte the kubelet's answer: the archive paths on the node. */
+  items: string[]
+  archive: ArchiveInfo
+  runtime: RuntimeInfo
+  containerId: string
+  durationMs: number
+  time: string
+  /** Added by the gateway. */
+  cluster?: string
+  node?: string
+  download?: string
+}
+
+export interface FailedEvent {
+  type: 'failed'
+  status: number
+  code: ErrorCode
+  message: string
+  time: string
+  field?: string
+  cluster?: string
+  node?: string
+}
+
+export type CheckpointEvent = AcceptedEvent | ResolvedEvent | HeartbeatEvent | CompletedEvent | FailedEvent
+export type FinalEvent = CompletedEvent | FailedEvent
+
+export interface RuntimeInfo {
+  name: string
+  version: string
+}
+
+export interface ArchiveInfo {
+  name: string
+  size: number
+  sha256: string
+  created: string
+}
+
+/** One entry of `GET /checkpoints`. */
+export interface ArchiveEntry extends ArchiveInfo {
+  namespace: string
+  pod: string
+  container: string
+  /** False while the digest has not been computed (an archive not written by this agent). */
+  sha256Known?: boolean
+}
+
+export function isFinal(e: CheckpointEvent): e is FinalEvent {
+  return e.type === 'completed' || e.type === 'failed'
+}
+
+export function encodeEvent(e: CheckpointEvent): string {
+  return JSON.stringify(e) + '\n'
+}
+
+/**
+ * Splits a byte stream of NDJSON into events. Lines that do not parse are an error: a corrupted
+ * stream must not be mistaken for a finished one.
+ */
+export async function* decodeEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<CheckpointEvent> {
+  const decoder = new TextDecoder()
+  let buf = ''
+  const reader = body.getReader()
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      buf += decoder.decode(value, { stream: true })
+      let nl: number
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim()
+        buf = buf.slice(nl + 1)
+        if (line) yield parseEvent(line)
+      }
+    }
+    buf += decoder.decode()
+    if (buf.trim()) yield parseEvent(buf.trim())
+  } finally {
+    reader.releaseLock()
+  }
+}
+
+const TYPES = new Set(['accepted', 'resolved', 'heartbeat', 'completed', 'failed'])
+
+export function parseEvent(line: string): CheckpointEvent {
+  const e = JSON.parse(line) as { type?: unknown }
+  if (!e || typeof e !== 'object' || typeof e.type !== 'string' || !TYPES.has(e.type)) {
+    throw new TypeError(`not a checkpoint event: ${line.slice(0, 80)}`)
+  }
+  return e as CheckpointEvent
+}

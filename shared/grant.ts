@@ -1,0 +1,58 @@
+/**
+ * Grants: short-lived JWTs the gateway signs for one operation on one target on one node. mTLS
+ * says "this is the gateway"; a grant says "the gateway authorized exactly this". The agent
+ * refuses a grant for anything else, and a `jti` it has seen before.
+ */
+import { CheckpointError } from './errors.ts'
+import type { Target } from './names.ts'
+
+export type Operation = 'checkpoint:create' | 'checkpoint:read' | 'checkpoint:delete' | 'checkpoint:list'
+
+/** Claims of a grant, beyond the registered ones (iss, aud, exp, iat, jti, sub). */
+export interface GrantClaims {
+  /** The operation this grant allows. */
+  op: Operation
+  cluster?: string
+  node: string
+  /** For checkpoint:create. */
+  namespace?: string
+  pod?: string
+  container?: string
+  /** For read/delete of one archive. */
+  archive?: string
+  /** Who asked the gateway (for the agent's audit log). */
+  sub?: string
+}
+
+/** The `aud` of a grant for a node's agent. */
+export function grantAudience(node: string): string {
+  return `checkpoint-agent:${node}`
+}
+
+export const GRANT_TYP = 'checkpoint-grant+jwt'
+
+/** What the agent expects for a request; compared with the grant's claims. */
+export interface GrantRequirement {
+  op: Operation
+  node: string
+  target?: Target
+  archive?: string
+}
+
+/**
+ * Throws `grant_mismatch` when a (signature-checked) grant does not cover the request. Every
+ * bound field must be equal; a grant naming no archive does not cover a download.
+ */
+export function checkGrantCovers(claims: Partial<GrantClaims>, need: GrantRequirement): void {
+  const mismatch = (what: string) => {
+    throw new CheckpointError('grant_mismatch', `grant does not cover this request: ${what} differs`, { field: what })
+  }
+  if (claims.op !== need.op) mismatch('op')
+  if (claims.node !== need.node) mismatch('node')
+  if (need.target) {
+    if (claims.namespace !== need.target.namespace) mismatch('namespace')
+    if (claims.pod !== need.target.pod) mismatch('pod')
+    if (claims.container !== need.target.container) mismatch('container')
+  }
+  if (need.archive !== undefined && claims.archive !== need.archive) mismatch('archive')
+}
