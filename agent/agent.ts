@@ -1,0 +1,99 @@
+/**
+ * Builds a running agent from a config: runtime connection, checkpoint directory, grant
+ * verification, TLS and the HTTPS server. `main.ts` owns the process; tests start and stop agents
+ * in-process through this factory.
+ */
+import type { AddressInfo } from 'node:net'
+import { ArchiveStore } from './archives.ts'
+import { Checkpointer } from './checkpointer.ts'
+import type { AgentConfig } from './config.ts'
+import { connectRuntime, DEFAULT_ENDPOINTS, probeEndpoints, type Runtime } from './cri/client.ts'
+import { createGrantVerifier } from './grants.ts'
+import { createLogger, type Logger } from './log.ts'
+import { Metrics } from './metrics.ts'
+import { createAgentServer, type AgentServer } from './server.ts'
+import { readTls, watchTls } from './tls.ts'
+import type { RuntimeInfo } from '../shared/events.ts'
+
+export interface RunningAgent {
+  address: AddressInfo
+  url: string
+  runtimeInfo: RuntimeInfo
+  endpoint: string
+  checkpointer: Checkpointer
+  store: ArchiveStore
+  metrics: Metrics
+  http: AgentServer
+  /** Stops accepting, lets running checkpoints finish within `graceMs`, removes partial files. */
+  shutdown(graceMs?: number): Promise<{ clean: boolean }>
+}
+
+export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime?: Runtime } = {}): Promise<RunningAgent> {
+  const log = opts.log ?? createLogger({ level: cfg.logLevel, base: { node: cfg.nodeName } })
+  let runtime = opts.runtime
+  let endpoint = cfg.runtimeEndpoint ?? 'injected'
+  if (!runtime) {
+    if (cfg.runtimeEndpoint) {
+      runtime = connectRuntime(cfg.runtimeEndpoint)
+    } else {
+      const found = await probeEndpoints(DEFAULT_ENDPOINTS)
+      if (!found) throw new Error(`no CRI runtime answered at ${DEFAULT_ENDPOINTS.join(' or ')}; set --runtime-endpoint`)
+      runtime = found.runtime
+      endpoint = found.endpoint
+    }
+  }
+  let v
+  try {
+    v = await runtime.version()
+  } catch (err) {
+    runtime.close()
+    throw new Error(`CRI runtime at ${endpoint} did not answer Version: ${(err as Error).message}`)
+  }
+  const runtimeInfo: RuntimeInfo = { name: v.runtimeName, version: v.runtimeVersion }
+  log.info('runtime connected', { endpoint, runtime: runtimeInfo, apiVersion: v.runtimeApiVersion })
+
+  const metrics = new Metrics()
+  const store = new ArchiveStore(cfg.checkpointDir, cfg.retention, log)
+  await store.init()
+  const grants = await createGrantVerifier({ node: cfg.nodeName, ...cfg.grants })
+  const checkpointer = new Checkpointer({
+    runtime, runtimeInfo, store, metrics, log,
+    maxConcurrent: cfg.maxConcurrent, maxQueue: cfg.maxQueue, diskMarginBytes: cfg.diskMarginBytes,
+  })
+  const http = createAgentServer({
+    node: cfg.nodeName,
+    tls: await readTls(cfg.tls),
+    allowedClients: cfg.allowedClients,
+    grants, checkpointer, store, runtime, metrics, log,
+    checkpointing: cfg.checkpointing,
+    defaultTimeoutSeconds: cfg.defaultTimeoutSeconds,
+    maxTimeoutSeconds: cfg.maxTimeoutSeconds,
+    heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+  })
+  const address = await http.listen(cfg.listen.port, cfg.listen.host)
+  const stopWatch = watchTls(http.server, cfg.tls, cfg.tls.reloadIntervalMs, log)
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  log.info('agent listening', { address: `${host}:${address.port}`, checkpointDir: cfg.checkpointDir, checkpointing: cfg.checkpointing })
+
+  let stopping: Promise<{ clean: boolean }> | undefined
+  const rt = runtime
+  return {
+    address, url: `https://${host}:${address.port}`, runtimeInfo, endpoint, checkpointer, store, metrics, http,
+    shutdown(graceMs = cfg.shutdownGraceMs) {
+      stopping ??= (async () => {
+        stopWatch()
+        const closed = http.stopAccepting()
+        const clean = await checkpointer.close(graceMs)
+        // Whatever the runtime is still writing is not an archive: unlink it (the runtime's open
+        // file keeps writing into an inode that is freed when it closes).
+        for (const p of store.pending) await store.discard(p)
+        http.server.closeAllConnections()
+        await closed
+        rt.close()
+        log.info('agent stopped', { clean })
+        return { clean }
+      })()
+      return stopping
+    },
+  }
+}

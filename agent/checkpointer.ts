@@ -1,0 +1,222 @@
+/**
+ * Checkpoints one container at a time per slot: resolve it through the CRI runtime, check that the
+ * node can hold the archive, call the runtime, and turn its output into a named, hashed archive.
+ *
+ * The runtime call is never given a deadline: containerd 2.1 ignores the request's timeout, and a
+ * gRPC deadline that fires mid-checkpoint leaves the container frozen. A caller's timeout bounds
+ * how long the caller waits, not how long the runtime works; an archive finished after its caller
+ * gave up is kept like any other (listed, subject to retention).
+ */
+import { CheckpointError } from '../shared/errors.ts'
+import type { ArchiveInfo, RuntimeInfo } from '../shared/events.ts'
+import type { Target } from '../shared/names.ts'
+import type { ArchiveMeta, ArchiveStore } from './archives.ts'
+import type { ContainerInfo, Runtime } from './cri/client.ts'
+import { fromGrpc } from './cri/errors.ts'
+import type { Logger } from './log.ts'
+import type { Metrics } from './metrics.ts'
+
+export interface CheckpointerOptions {
+  runtime: Runtime
+  runtimeInfo: RuntimeInfo
+  store: ArchiveStore
+  metrics: Metrics
+  log: Logger
+  maxConcurrent: number
+  maxQueue: number
+  diskMarginBytes: number
+}
+
+export type Phase = 'queued' | 'checkpointing' | 'hashing' | 'done'
+
+export interface Resolved {
+  target: Target
+  container: ContainerInfo
+  workingSetBytes: number | null
+}
+
+export interface JobResult {
+  archive: ArchiveInfo
+  path: string
+  containerId: string
+  runtime: RuntimeInfo
+  durationMs: number
+}
+
+/** One runtime call, shared by every request for the same container while it is pending. */
+export class Job {
+  readonly target: Target
+  readonly containerId: string
+  readonly acceptedAt = Date.now()
+  phase: Phase = 'queued'
+  readonly result: Promise<JobResult>
+  resolveResult!: (r: JobResult) => void
+  rejectResult!: (e: CheckpointError) => void
+
+  constructor(target: Target, containerId: string) {
+    this.target = target
+    this.containerId = containerId
+    this.result = new Promise<JobResult>((res, rej) => {
+      this.resolveResult = res
+      this.rejectResult = rej
+    })
+    // Every waiter attaches its own handler; this one only keeps an unobserved failure quiet.
+    this.result.catch(() => {})
+  }
+}
+
+export class Checkpointer {
+  private readonly o: CheckpointerOptions
+  private running = 0
+  private readonly waiting: Job[] = []
+  private readonly pending = new Map<string, Job>()
+  private closed = false
+
+  constructor(o: CheckpointerOptions) {
+    this.o = o
+  }
+
+  get runtimeInfo(): RuntimeInfo {
+    return this.o.runtimeInfo
+  }
+
+  /** Finds the running container for a target, as the kubelet's labels name it. */
+  async resolve(target: Target): Promise<Resolved> {
+    const { runtime, runtimeInfo } = this.o
+    let found: ContainerInfo[]
+    try {
+      found = await runtime.listContainers({
+        state: 'CONTAINER_RUNNING',
+        labels: {
+          'io.kubernetes.pod.namespace': target.namespace,
+          'io.kubernetes.pod.name': target.pod,
+          'io.kubernetes.container.name': target.container,
+        },
+      })
+    } catch (err) {
+      throw fromGrpc(err, { method: 'ListContainers', runtime: runtimeInfo })
+    }
+    if (found.length === 0) {
+      throw new CheckpointError('container_not_found', `no running container ${target.container} in pod ${target.namespace}/${target.pod} on this node`)
+    }
+    // The newest attempt wins (a restarted container keeps its name with a higher attempt).
+    const container = found.reduce((a, b) => (b.attempt > a.attempt || (b.attempt === a.attempt && b.createdAtNs > a.createdAtNs) ? b : a))
+    let workingSetBytes: number | null = null
+    try {
+      workingSetBytes = (await runtime.containerStats(container.id)).workingSetBytes
+    } catch (err) {
+      this.o.log.warn('container stats unavailable; disk preflight uses the margin only', { containerId: container.id, err })
+    }
+    return { target, container, workingSetBytes }
+  }
+
+  /**
+   * Refuses before anything is frozen: the directory must exist (containerd finds out only after
+   * dumping) and hold the container's working set plus the margin.
+   */
+  async preflight(r: Resolved): Promise<void> {
+    const { store, diskMarginBytes } = this.o
+    await store.checkDir()
+    const free = await store.freeBytes()
+    const need = (r.workingSetBytes ?? 0) + diskMarginBytes
+    if (free < need) {
+      throw new CheckpointError('insufficient_storage', `checkpoint directory has ${free} bytes free; this container needs about ${need} (working set ${r.workingSetBytes ?? 'unknown'} + margin ${diskMarginBytes})`, { extra: { freeBytes: free, neededBytes: need } })
+    }
+  }
+
+  /**
+   * Starts or joins the checkpoint of a resolved container. Returns the job and the caller's
+   * position in the queue (0 = running). Throws `too_many_requests` when the queue is full and
+   * `shutting_down` after close().
+   */
+  submit(r: Resolved): { job: Job; joined: boolean; queuePosition: number } {
+    if (this.closed) throw new CheckpointError('shutting_down', 'the agent is shutting down', { headers: { 'retry-after': '30' } })
+    const existing = this.pending.get(r.container.id)
+    if (existing) return { job: existing, joined: true, queuePosition: Math.max(0, this.waiting.indexOf(existing) + 1) }
+    if (this.running >= this.o.maxConcurrent && this.waiting.length >= this.o.maxQueue) {
+      throw new CheckpointError('too_many_requests', `node is busy: ${this.running} checkpoints running, ${this.waiting.length} queued`, {
+        headers: { 'retry-after': String(Math.max(5, 10 * (this.waiting.length + 1))) },
+      })
+    }
+    const job = new Job(r.target, r.container.id)
+    this.pending.set(job.containerId, job)
+    this.waiting.push(job)
+    const queuePosition = this.running >= this.o.maxConcurrent ? this.waiting.length : 0
+    this.pump()
+    return { job, joined: false, queuePosition }
+  }
+
+  private pump(): void {
+    while (this.running < this.o.maxConcurrent && this.waiting.length > 0) {
+      const job = this.waiting.shift()!
+      this.running++
+      void this.run(job).finally(() => {
+        this.running--
+        this.pending.delete(job.containerId)
+        this.syncGauges()
+        this.pump()
+      })
+    }
+    this.syncGauges()
+  }
+
+  private syncGauges(): void {
+    this.o.metrics.inFlight = this.running
+    this.o.metrics.queueDepth = this.waiting.length
+  }
+
+  private async run(job: Job): Promise<void> {
+    const { runtime, runtimeInfo, store, metrics, log } = this.o
+    const started = new Date()
+    let temp: string | undefined
+    try {
+      await store.checkDir()
+      temp = await store.newTempPath()
+      job.phase = 'checkpointing'
+      const t0 = performance.now()
+      try {
+        await runtime.checkpointContainer(job.containerId, temp)
+      } catch (err) {
+        throw fromGrpc(err, { method: 'CheckpointContainer', containerId: job.containerId, runtime: runtimeInfo })
+      }
+      const runtimeMs = performance.now() - t0
+      metrics.duration(runtimeMs / 1000)
+      job.phase = 'hashing'
+      const meta: ArchiveMeta = await store.finalize(temp, job.target, started, { containerId: job.containerId, runtime: runtimeInfo })
+      metrics.bytesWritten += meta.size
+      job.phase = 'done'
+      log.info('checkpoint written', { containerId: job.containerId, archive: meta.name, size: meta.size, sha256: meta.sha256, runtimeMs: Math.round(runtimeMs) })
+      job.resolveResult({
+        archive: { name: meta.name, size: meta.size, sha256: meta.sha256, created: meta.created },
+        path: `${store.dir}/${meta.name}`,
+        containerId: job.containerId,
+        runtime: runtimeInfo,
+        durationMs: Date.now() - job.acceptedAt,
+      })
+      await store.applyRetention().catch((err) => log.warn('retention failed', { err }))
+    } catch (err) {
+      job.phase = 'done'
+      if (temp) await store.discard(temp)
+      const e = err instanceof CheckpointError ? err : fromGrpc(err, { method: 'CheckpointContainer', containerId: job.containerId, runtime: runtimeInfo })
+      log.warn('checkpoint failed', { containerId: job.containerId, code: e.code, err: e })
+      job.rejectResult(e)
+    }
+  }
+
+  /** Refuses new work, then waits up to `graceMs` for running and queued checkpoints. */
+  async close(graceMs: number): Promise<boolean> {
+    this.closed = true
+    const all = [...this.pending.values()].map((j) => j.result.then(() => {}, () => {}))
+    let timer: NodeJS.Timeout | undefined
+    const done = await Promise.race([
+      Promise.all(all).then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
+    ])
+    clearTimeout(timer)
+    return done
+  }
+
+  get busy(): number {
+    return this.pending.size
+  }
+}
