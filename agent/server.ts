@@ -40,7 +40,9 @@ export interface AgentDeps {
 interface Ctx {
   req: IncomingMessage
   res: ServerResponse
-  url: URL
+  /** The path as sent, not normalized. */
+  pathname: string
+  query: URLSearchParams
   params: string[]
   requestId: string
   client: string
@@ -117,11 +119,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, d: AgentDeps): 
     log.warn('client identity not allowed', { path: req.url?.slice(0, 200) })
     return sendError(res, new CheckpointError('forbidden', 'client certificate identity is not allowed on this agent'))
   }
-  const ctx: Ctx = { req, res, url: new URL(req.url ?? '/', 'https://agent'), params: [], requestId, client, log }
+  // Split the raw target by hand: WHATWG URL parsing would resolve %2E%2E segments before routing.
+  const raw = req.url ?? '/'
+  const q = raw.indexOf('?')
+  const pathname = q < 0 ? raw : raw.slice(0, q)
+  const query = new URLSearchParams(q < 0 ? '' : raw.slice(q + 1))
+  const ctx: Ctx = { req, res, pathname, query, params: [], requestId, client, log }
   try {
     let methodMismatch = false
     for (const r of ROUTES) {
-      const m = r.pattern.exec(ctx.url.pathname)
+      const m = r.pattern.exec(ctx.pathname)
       if (!m) continue
       if (r.method !== req.method) {
         methodMismatch = true
@@ -138,7 +145,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, d: AgentDeps): 
     }
     throw methodMismatch
       ? new CheckpointError('method_not_allowed', `${req.method} is not allowed here`)
-      : new CheckpointError('not_found', `no route ${ctx.url.pathname.slice(0, 100)}`)
+      : new CheckpointError('not_found', `no route ${ctx.pathname.slice(0, 100)}`)
   } catch (err) {
     const e = err instanceof CheckpointError ? err : new CheckpointError('internal', 'internal error', { cause: err })
     if (e.code === 'internal') log.error('unhandled error', { err })
@@ -169,12 +176,12 @@ function refuseBody(req: IncomingMessage): void {
 }
 
 async function checkpoint(ctx: Ctx, d: AgentDeps): Promise<void> {
-  const { req, res, url, log } = ctx
+  const { req, res, query, log } = ctx
   if (!d.checkpointing) throw new CheckpointError('checkpointing_disabled', 'checkpointing is disabled on this node')
   const [namespace, pod, container] = ctx.params
   const target = checkTarget({ namespace, pod, container })
-  checkQuery(url.searchParams, ['timeout'])
-  const timeoutSeconds = parseTimeout(url.searchParams.get('timeout'), d.defaultTimeoutSeconds, d.maxTimeoutSeconds)
+  checkQuery(query, ['timeout'])
+  const timeoutSeconds = parseTimeout(query.get('timeout'), d.defaultTimeoutSeconds, d.maxTimeoutSeconds)
   refuseBody(req)
   const stream = (req.headers.accept ?? '').includes(NDJSON)
   const grant = await d.grants.verify(req.headers.authorization, { op: 'checkpoint:create', target })
@@ -251,7 +258,7 @@ async function streamJob(ctx: Ctx, d: AgentDeps, job: Job, target: Target, timeo
 }
 
 async function listArchives(ctx: Ctx, d: AgentDeps): Promise<void> {
-  checkQuery(ctx.url.searchParams, [])
+  checkQuery(ctx.query, [])
   await d.grants.verify(ctx.req.headers.authorization, { op: 'checkpoint:list' })
   const items = (await d.store.list()).map(({ path: _p, mtimeMs: _m, ...entry }) => entry)
   sendJson(ctx.res, 200, JSON.stringify({ items }))
@@ -259,7 +266,7 @@ async function listArchives(ctx: Ctx, d: AgentDeps): Promise<void> {
 
 async function removeArchive(ctx: Ctx, d: AgentDeps): Promise<void> {
   const name = ctx.params[0]!
-  checkQuery(ctx.url.searchParams, [])
+  checkQuery(ctx.query, [])
   refuseBody(ctx.req)
   const grant: VerifiedGrant = await d.grants.verify(ctx.req.headers.authorization, { op: 'checkpoint:delete', archive: name })
   await d.store.remove(name)
@@ -291,7 +298,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 async function download(ctx: Ctx, d: AgentDeps): Promise<void> {
   const { req, res } = ctx
   const name = ctx.params[0]!
-  checkQuery(ctx.url.searchParams, [])
+  checkQuery(ctx.query, [])
   const grant = await d.grants.verify(req.headers.authorization, { op: 'checkpoint:read', archive: name })
   const a = await d.store.get(name)
   const etag = a.sha256Known ? `"${a.sha256}"` : `W/"${a.size.toString(16)}-${Math.floor(a.mtimeMs).toString(16)}"`

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey as JoseKey } from 'jose'
-import { Agent, request, type Dispatcher } from 'undici'
+import { Agent, type Dispatcher } from 'undici'
 import { startAgent, type RunningAgent } from '../../agent/agent.ts'
 import { loadConfig } from '../../agent/config.ts'
 import type { Runtime } from '../../agent/cri/client.ts'
@@ -111,11 +111,13 @@ export async function startTestAgent(o: { ids: Identities; runtime?: Runtime; en
   return {
     agent, dir, node, ids, logs: log.lines,
     mint: (claims, mo = {}) => mintGrant(ids, { node, ...claims }, mo),
-    fetch: (path, init = {}) => request(`${agent.url}${path}`, {
+    // dispatcher.request sends the path as given (undici's request() would normalize %2E%2E).
+    fetch: (path, init = {}) => client(init.as ?? 'gateway').request({
+      origin: agent.url,
+      path,
       method: (init.method ?? 'GET') as Dispatcher.HttpMethod,
       headers: init.headers ?? {},
       ...(init.body !== undefined ? { body: init.body } : {}),
-      dispatcher: client(init.as ?? 'gateway'),
     }),
     async stop() {
       await agent.shutdown(5_000)
