@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { ArchiveStore } from '../../agent/archives.ts'
+import { ConfigError, envName, helpText, loadConfig, OPTIONS, parseDuration } from '../../agent/config.ts'
+import { fromGrpc, GRPC } from '../../agent/cri/errors.ts'
+import { memoryLogger } from '../../agent/log.ts'
+import { Metrics } from '../../agent/metrics.ts'
+import { parseRange } from '../../agent/server.ts'
+import { CheckpointError } from '../../shared/errors.ts'
+
+const REQUIRED = ['--tls-cert=c', '--tls-key=k', '--tls-ca=a', '--allowed-clients=uri:spiffe://x/gw', '--grant-jwks-file=j']
+
+describe('config', () => {
+  it('reads flags, then environment, then defaults', () => {
+    const c = loadConfig([...REQUIRED, '--max-concurrent=3'], { [envName('max-concurrent')]: '5', [envName('max-queue')]: '2', NODE_NAME: 'n1' })
+    assert.equal(c.maxConcurrent, 3)
+    assert.equal(c.maxQueue, 2)
+    assert.equal(c.nodeName, 'n1')
+    assert.equal(c.checkpointDir, '/var/lib/kubelet/checkpoints')
+    assert.equal(c.defaultTimeoutSeconds, 300)
+    assert.equal(c.heartbeatIntervalMs, 5000)
+    assert.deepEqual(c.listen, { host: '0.0.0.0', port: 10443 })
+  })
+
+  it('names the bad option', () => {
+    const bad: [string[], string][] = [
+      [REQUIRED.filter((a) => !a.startsWith('--allowed')), 'allowed-clients'],
+      [[...REQUIRED, '--allowed-clients=spiffe://x'], 'allowed-clients'],
+      [REQUIRED.filter((a) => !a.startsWith('--tls-key')), 'tls-key'],
+      [[...REQUIRED, '--grant-jwks-url=https://x/jwks'], 'grant-jwks-file'],
+      [[...REQUIRED, '--heartbeat-interval=11s'], 'heartbeat-interval'],
+      [[...REQUIRED, '--max-concurrent=0'], 'max-concurrent'],
+      [[...REQUIRED, '--checkpointing=maybe'], 'checkpointing'],
+      [[...REQUIRED, '--listen=nope'], 'listen'],
+      [[...REQUIRED, '--default-timeout=2h', '--max-timeout=1h'], 'default-timeout'],
+    ]
+    for (const [argv, option] of bad) {
+      assert.throws(() => loadConfig(argv, {}), (e: unknown) => e instanceof ConfigError && e.option === option, option)
+    }
+    assert.throws(() => loadConfig([...REQUIRED, '--no-such-flag=1'], {}), { code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' })
+  })
+
+  it('durations and help', () => {
+    assert.equal(parseDuration('90'), 90)
+    assert.equal(parseDuration('5m'), 300)
+    assert.equal(parseDuration('500ms'), 0.5)
+    assert.equal(parseDuration('x'), null)
+    const help = helpText()
+    for (const name of Object.keys(OPTIONS)) assert.ok(help.includes(`--${name}`) && help.includes(envName(name)), name)
+  })
+})
+
+describe('gRPC → error code table', () => {
+  const rt = { name: 'containerd', version: 'v1.7.24' }
+  it('maps the codes that matter', () => {
+    assert.equal(fromGrpc({ code: GRPC.UNIMPLEMENTED, details: 'x' }, { method: 'CheckpointContainer', runtime: rt }).code, 'runtime_unimplemented')
+    assert.equal(fromGrpc({ code: GRPC.NOT_FOUND, details: 'x' }, { method: 'CheckpointContainer' }).code, 'container_not_found')
+    assert.equal(fromGrpc({ code: GRPC.UNAVAILABLE, details: 'x' }, { method: 'ListContainers' }).code, 'runtime_unavailable')
+    assert.equal(fromGrpc({ code: GRPC.DEADLINE_EXCEEDED, details: 'x' }, { method: 'ListContainers' }).code, 'timeout')
+    assert.equal(fromGrpc({ code: GRPC.UNKNOWN, details: 'x' }, { method: 'CheckpointContainer' }).code, 'checkpoint_failed')
+    assert.equal(fromGrpc({ code: GRPC.INTERNAL, details: 'x' }, { method: 'ContainerStats' }).code, 'runtime_error')
+    assert.equal(fromGrpc(new Error('boom'), { method: 'Version' }).code, 'internal')
+  })
+  it('UNIMPLEMENTED names the runtime and what is needed', () => {
+    const e = fromGrpc({ code: GRPC.UNIMPLEMENTED, details: 'method CheckpointContainer not implemented' }, { method: 'CheckpointContainer', runtime: rt })
+    assert.equal(e.status, 500)
+    assert.ok(e.message.includes('containerd v1.7.24') && e.message.includes('containerd >= 2.0') && e.message.includes('CRI-O >= 1.25'))
+  })
+})
+
+describe('Range', () => {
+  it('parses single ranges and refuses unsatisfiable ones', () => {
+    assert.deepEqual(parseRange('bytes=0-99', 1000), { start: 0, end: 99 })
+    assert.deepEqual(parseRange('bytes=900-', 1000), { start: 900, end: 999 })
+    assert.deepEqual(parseRange('bytes=-100', 1000), { start: 900, end: 999 })
+    assert.deepEqual(parseRange('bytes=990-5000', 1000), { start: 990, end: 999 })
+    assert.equal(parseRange(undefined, 1000), null)
+    assert.equal(parseRange('bytes=0-1,5-6', 1000), null)
+    assert.equal(parseRange('items=0-1', 1000), null)
+    assert.throws(() => parseRange('bytes=1000-', 1000), (e: CheckpointError) => e.code === 'invalid_range')
+  })
+})
+
+describe('retention', () => {
+  it('deletes by count per container, total bytes and age, oldest first', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ret-'))
+    try {
+      const names = [
+        'checkpoint-a_ns-c-2026-01-01T00:00:01Z.tar',
+        'checkpoint-a_ns-c-2026-01-01T00:00:02Z.tar',
+        'checkpoint-a_ns-c-2026-01-01T00:00:03Z.tar',
+        'checkpoint-b_ns-c-2026-01-01T00:00:04Z.tar',
+      ]
+      for (const n of names) await writeFile(join(dir, n), Buffer.alloc(100))
+      for (const [i, n] of names.entries()) await utimes(join(dir, n), 1_767_225_600 + i, 1_767_225_600 + i)
+      const byCount = new ArchiveStore(dir, { maxPerContainer: 2, maxTotalBytes: 0, maxAgeSeconds: 0 }, memoryLogger())
+      assert.deepEqual(await byCount.applyRetention(), [names[0]])
+      const byBytes = new ArchiveStore(dir, { maxPerContainer: 0, maxTotalBytes: 150, maxAgeSeconds: 0 }, memoryLogger())
+      assert.deepEqual(await byBytes.applyRetention(), [names[1], names[2]])
+      const byAge = new ArchiveStore(dir, { maxPerContainer: 0, maxTotalBytes: 0, maxAgeSeconds: 60 }, memoryLogger())
+      assert.deepEqual(await byAge.applyRetention(Date.UTC(2026, 0, 1, 0, 1, 10)), [names[3]])
+      assert.deepEqual(await readdir(dir), [])
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('metrics', () => {
+  it('renders counters, a histogram and gauges', () => {
+    const m = new Metrics()
+    m.outcome('success')
+    m.outcome('success')
+    m.outcome('timeout')
+    m.duration(0.3)
+    m.duration(7)
+    m.bytesWritten = 42
+    const t = m.render()
+    assert.match(t, /^checkpoint_agent_checkpoints_total\{outcome="success"\} 2$/m)
+    assert.match(t, /^checkpoint_agent_checkpoint_duration_seconds_bucket\{le="0.5"\} 1$/m)
+    assert.match(t, /^checkpoint_agent_checkpoint_duration_seconds_bucket\{le="10"\} 2$/m)
+    assert.match(t, /^checkpoint_agent_checkpoint_duration_seconds_count 2$/m)
+    assert.match(t, /^checkpoint_agent_bytes_written_total 42$/m)
+  })
+})
