@@ -1,0 +1,71 @@
+/**
+ * Grant keys: the gateway signs one short-lived grant per forwarded request (shared/grant.ts)
+ * with the first private key; every key is published at /.well-known/jwks.json so agents can
+ * verify while keys rotate (publish the next key first, switch, keep the old one until its last
+ * grant has expired).
+ */
+import { SignJWT, importJWK, type CryptoKey, type JWK } from 'jose'
+import { GRANT_TYP, grantAudience, type GrantClaims } from '../shared/grant.ts'
+import { jsonValue } from './config.ts'
+
+export interface GrantKeys {
+  /** Signs a grant valid for `ttlSec` from `nowMs`. */
+  sign(claims: GrantClaims, nowMs: number, ttlSec: number, issuer: string): Promise<string>
+  /** The public key set (no private members). */
+  jwks(): { keys: JWK[] }
+}
+
+const SIGNING_ALGS = new Set(['EdDSA', 'Ed25519', 'ES256'])
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
+
+/** The public half of a JWK, marked for signatures. */
+export function publicJwk(jwk: JWK): JWK {
+  const pub: Record<string, unknown> = { ...jwk }
+  for (const m of PRIVATE_MEMBERS) delete pub[m]
+  delete pub.key_ops
+  pub.use = 'sig'
+  return pub as JWK
+}
+
+/**
+ * Loads grant keys from a secret: a JWK or a list of JWKs, each with `kid` and `alg` (EdDSA or
+ * ES256). The first key with a private part signs; keys without one are only published.
+ *
+ * @example
+ * const keys = await loadGrantKeys(env.GRANT_SIGNING_KEYS)
+ */
+export async function loadGrantKeys(secret: unknown): Promise<GrantKeys> {
+  if (secret === undefined || secret === '') throw new Error('config: GRANT_SIGNING_KEYS is not set')
+  const v = jsonValue(secret, 'GRANT_SIGNING_KEYS')
+  const list = (Array.isArray(v) ? v : [v]) as JWK[]
+  const published: JWK[] = []
+  let signer: { key: CryptoKey | Uint8Array; kid: string; alg: string } | undefined
+  const kids = new Set<string>()
+  for (const jwk of list) {
+    if (!jwk || typeof jwk !== 'object' || typeof jwk.kid !== 'string' || !jwk.kid) throw new Error('config: every grant key needs a kid')
+    if (typeof jwk.alg !== 'string' || !SIGNING_ALGS.has(jwk.alg)) throw new Error(`config: grant key ${jwk.kid}: alg must be EdDSA or ES256`)
+    if (kids.has(jwk.kid)) throw new Error(`config: grant key ${jwk.kid} given twice`)
+    kids.add(jwk.kid)
+    if (jwk.k !== undefined) throw new Error(`config: grant key ${jwk.kid}: symmetric keys are not allowed`)
+    if (jwk.d !== undefined && !signer) signer = { key: await importJWK(jwk, jwk.alg), kid: jwk.kid, alg: jwk.alg }
+    published.push(publicJwk(jwk))
+  }
+  if (!signer) throw new Error('config: GRANT_SIGNING_KEYS holds no private key')
+  const s = signer
+  const jwks = { keys: published }
+  return {
+    async sign(claims, nowMs, ttlSec, issuer) {
+      const iat = Math.floor(nowMs / 1000)
+      return new SignJWT({ ...claims })
+        .setProtectedHeader({ alg: s.alg, kid: s.kid, typ: GRANT_TYP })
+        .setIssuer(issuer)
+        .setAudience(grantAudience(claims.node))
+        .setIssuedAt(iat)
+        .setNotBefore(iat - 5)
+        .setExpirationTime(iat + Math.ceil(ttlSec))
+        .setJti(crypto.randomUUID())
+        .sign(s.key)
+    },
+    jwks: () => jwks,
+  }
+}

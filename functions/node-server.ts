@@ -1,0 +1,123 @@
+/**
+ * Serves a fetch-style app with node:http. A hand-written bridge (about 80 lines) instead of
+ * @hono/node-server: we need exactly three things from it — a streamed request, a streamed
+ * response with backpressure that cancels upstream when the client goes, and a `waitUntil` the
+ * shutdown can wait for — and keep the dependency list short.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
+
+export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
+
+export interface ExecutionContextLike {
+  waitUntil(p: Promise<unknown>): void
+  passThroughOnException(): void
+  props: Record<string, unknown>
+}
+
+export interface Served {
+  server: Server
+  url: string
+  /** Stops accepting, waits for open requests and background work (up to `graceMs`), then closes. */
+  close(graceMs?: number): Promise<void>
+}
+
+/**
+ * @example
+ * const { url, close } = await serveFetch(app.fetch, { host: '127.0.0.1', port: 0 })
+ */
+export async function serveFetch(handler: FetchHandler, opts: { host: string; port: number }): Promise<Served> {
+  const background = new Set<Promise<unknown>>()
+  const ctx: ExecutionContextLike = {
+    waitUntil(p) {
+      const q = p.catch(() => {}).finally(() => background.delete(q))
+      background.add(q)
+    },
+    passThroughOnException() {},
+    props: {},
+  }
+  const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    handle(handler, ctx, req, res).catch((err) => {
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'application/problem+json' })
+        res.end(JSON.stringify({ type: 'https://checkpoint-gateway.dev/problems/internal', title: 'internal', status: 500, code: 'internal', detail: 'internal error' }))
+      } else res.destroy(err as Error)
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(opts.port, opts.host, () => resolve())
+  })
+  const addr = server.address() as AddressInfo
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  return {
+    server,
+    url: `http://${host}:${addr.port}`,
+    async close(graceMs = 10_000) {
+      const closed = new Promise<void>((r) => server.close(() => r()))
+      server.closeIdleConnections()
+      const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref())
+      await Promise.race([Promise.all([closed, ...background]), timer])
+      server.closeAllConnections()
+    },
+  }
+}
+
+async function handle(handler: FetchHandler, ctx: ExecutionContextLike, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const ac = new AbortController()
+  res.once('close', () => {
+    if (!res.writableFinished) ac.abort()
+  })
+  const headers = new Headers()
+  for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!)
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD'
+  const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, {
+    method: req.method,
+    headers,
+    signal: ac.signal,
+    ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: 'half' } : {}),
+  } as RequestInit)
+  const response = await handler(request, {}, ctx)
+  const out: Record<string, string | string[]> = {}
+  response.headers.forEach((v, k) => {
+    if (k !== 'set-cookie') out[k] = v
+  })
+  const cookies = response.headers.getSetCookie()
+  if (cookies.length) out['set-cookie'] = cookies
+  res.writeHead(response.status, response.statusText || undefined, out)
+  if (!response.body || req.method === 'HEAD') {
+    await response.body?.cancel()
+    res.end()
+    return
+  }
+  const reader = response.body.getReader()
+  let gone = false
+  res.once('close', () => {
+    if (!res.writableFinished) {
+      gone = true
+      reader.cancel().catch(() => {})
+    }
+  })
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done || gone) break
+      if (!res.write(value)) {
+        await new Promise<void>((r) => {
+          const go = () => {
+            res.off('drain', go)
+            res.off('close', go)
+            r()
+          }
+          res.on('drain', go)
+          res.on('close', go)
+        })
+      }
+    }
+  } catch {
+    gone = true
+  }
+  if (gone) res.destroy()
+  else res.end()
+}

@@ -1,0 +1,113 @@
+/**
+ * Node entry. `startNodeGateway` composes the app with the Node adapters (tests call it); run
+ * as a script it reads configuration from the environment, listens, and shuts down gracefully.
+ *
+ * Environment:
+ * - GATEWAY_CONFIG (JSON) or GATEWAY_CONFIG_FILE — clusters, auth, policy, grants, limits
+ *   (on Node a cluster may give `agentCaFile`/`kube.caFile` instead of inline PEM)
+ * - GRANT_SIGNING_KEYS or GRANT_SIGNING_KEYS_FILE — private JWK(s) for grants
+ * - GATEWAY_CLIENT_CERT_FILE, GATEWAY_CLIENT_KEY_FILE — the gateway's mTLS identity
+ * - kube token secrets named by `clusters.*.kube.tokenSecret`
+ * - HOST (default 127.0.0.1), PORT (default 8080), SHUTDOWN_GRACE_MS (default 10000)
+ */
+import { readFileSync } from 'node:fs'
+import { createApp, type Log } from './app.ts'
+import { parseConfig, type GatewayConfig } from './config.ts'
+import { loadGrantKeys, type GrantKeys } from './grants.ts'
+import { serveFetch, type FetchHandler, type Served } from './node-server.ts'
+import { nodeAgentTransport, nodeKubeTransport, type ClientIdentity } from './transport-node.ts'
+
+export interface NodeGatewayOptions {
+  config: GatewayConfig
+  keys: GrantKeys
+  client: ClientIdentity
+  host?: string
+  port?: number
+  log?: Log
+  clock?: { now(): number }
+}
+
+export interface NodeGateway extends Served {
+  close(graceMs?: number): Promise<void>
+}
+
+/**
+ * @example
+ * const gw = await startNodeGateway({ config, keys, client: { cert, key }, port: 0 })
+ * await fetch(gw.url + '/healthz'); await gw.close()
+ */
+export async function startNodeGateway(o: NodeGatewayOptions): Promise<NodeGateway> {
+  const agents = nodeAgentTransport(o.client)
+  const kube = nodeKubeTransport()
+  const app = createApp({
+    config: o.config,
+    agents,
+    kube,
+    keys: o.keys,
+    clock: o.clock ?? { now: Date.now },
+    log: o.log ?? ((line) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n')),
+  })
+  const served = await serveFetch(app.fetch as unknown as FetchHandler, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080 })
+  return {
+    ...served,
+    async close(graceMs?: number) {
+      await served.close(graceMs)
+      await Promise.all([agents.close(), kube.close()])
+    },
+  }
+}
+
+function fromEnvOrFile(name: string): string | undefined {
+  const inline = process.env[name]
+  if (inline) return inline
+  const file = process.env[`${name}_FILE`]
+  return file ? readFileSync(file, 'utf8') : undefined
+}
+
+/** Node-only config conveniences: CA files instead of inline PEM. */
+function inlineFiles(raw: unknown): unknown {
+  const root = raw as { clusters?: Record<string, Record<string, unknown>> }
+  for (const c of Object.values(root.clusters ?? {})) {
+    if (typeof c.agentCaFile === 'string') {
+      c.agentCa = readFileSync(c.agentCaFile, 'utf8')
+      delete c.agentCaFile
+    }
+    const k = c.kube as Record<string, unknown> | undefined
+    if (k && typeof k.caFile === 'string') {
+      k.ca = readFileSync(k.caFile, 'utf8')
+      delete k.caFile
+    }
+  }
+  return raw
+}
+
+async function main(): Promise<void> {
+  const rawConfig = fromEnvOrFile('GATEWAY_CONFIG')
+  if (!rawConfig) throw new Error('GATEWAY_CONFIG or GATEWAY_CONFIG_FILE must be set')
+  const config = parseConfig(inlineFiles(JSON.parse(rawConfig)), (n) => process.env[n])
+  const keys = await loadGrantKeys(fromEnvOrFile('GRANT_SIGNING_KEYS'))
+  const cert = fromEnvOrFile('GATEWAY_CLIENT_CERT')
+  const key = fromEnvOrFile('GATEWAY_CLIENT_KEY')
+  if (!cert || !key) throw new Error('GATEWAY_CLIENT_CERT(_FILE) and GATEWAY_CLIENT_KEY(_FILE) must be set')
+  const port = Number(process.env.PORT ?? 8080)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('PORT must be a port number')
+  const gw = await startNodeGateway({ config, keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port })
+  const grace = Number(process.env.SHUTDOWN_GRACE_MS ?? 10_000)
+  process.stdout.write(JSON.stringify({ type: 'listening', url: gw.url }) + '\n')
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1) // a second signal: leave now
+    stopping = true
+    process.stdout.write(JSON.stringify({ type: 'shutdown', signal }) + '\n')
+    gw.close(grace).then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+if (import.meta.main) {
+  main().catch((err) => {
+    process.stderr.write(`checkpoint-gateway: ${(err as Error).message}\n`)
+    process.exit(1)
+  })
+}

@@ -1,0 +1,104 @@
+/**
+ * Relays the agent's NDJSON event stream to the caller line by line as it arrives. The agent's
+ * stream is always read to its end, even after the caller went away: a checkpoint in progress is
+ * never cut short by a dropped client. The final event gets the gateway's additions; a stream
+ * that ends without one (or with a line that does not parse) gets a `failed` event of our own.
+ */
+import { encodeEvent, parseEvent, type CheckpointEvent, type FailedEvent, type FinalEvent } from '../shared/events.ts'
+
+export interface Relay {
+  /** What the caller reads (NDJSON). */
+  readable: ReadableStream<Uint8Array>
+  /** The final event as sent to the caller. */
+  final: Promise<FinalEvent>
+  /** Settles once the agent's stream has been read to its end. Never rejects. */
+  done: Promise<void>
+}
+
+/**
+ * @example
+ * const relay = relayEvents(agentRes.body, (e) => ({ ...e, cluster, node }), () => Date.now())
+ * ctx.waitUntil(relay.done)
+ * return new Response(relay.readable, { headers: { 'content-type': NDJSON } })
+ */
+export function relayEvents(body: ReadableStream<Uint8Array>, decorate: (e: FinalEvent) => FinalEvent, now: () => number): Relay {
+  const encoder = new TextEncoder()
+  let controller!: ReadableStreamDefaultController<Uint8Array>
+  let detached = false
+  const readable = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c
+    },
+    cancel() {
+      // The caller left; keep draining the agent so the checkpoint finishes and is audited.
+      detached = true
+    },
+  })
+  const send = (bytes: Uint8Array) => {
+    if (detached) return
+    try {
+      controller.enqueue(bytes)
+    } catch {
+      detached = true
+    }
+  }
+  let resolveFinal!: (e: FinalEvent) => void
+  const final = new Promise<FinalEvent>((r) => (resolveFinal = r))
+
+  const cut = (message: string): FailedEvent =>
+    decorate({ type: 'failed', status: 502, code: 'bad_gateway', message, time: new Date(now()).toISOString() }) as FailedEvent
+
+  async function pump(): Promise<void> {
+    let finalEvent: FinalEvent | undefined
+    const decoder = new TextDecoder()
+    let buf = ''
+    const onLine = (line: string) => {
+      if (finalEvent || !line.trim()) return
+      let e: CheckpointEvent
+      try {
+        e = parseEvent(line)
+      } catch {
+        finalEvent = cut('agent sent a malformed event')
+        send(encoder.encode(encodeEvent(finalEvent)))
+        return
+      }
+      if (e.type === 'completed' || e.type === 'failed') {
+        finalEvent = decorate(e)
+        send(encoder.encode(encodeEvent(finalEvent)))
+      } else {
+        send(encoder.encode(line.trimEnd() + '\n'))
+      }
+    }
+    const reader = body.getReader()
+    try {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        buf += decoder.decode(value, { stream: true })
+        let nl: number
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          onLine(buf.slice(0, nl))
+          buf = buf.slice(nl + 1)
+        }
+      }
+      buf += decoder.decode()
+      onLine(buf)
+    } catch {
+      // connection lost mid-stream: reported below as a cut stream
+    }
+    if (!finalEvent) {
+      finalEvent = cut('the agent stream ended without a final event')
+      send(encoder.encode(encodeEvent(finalEvent)))
+    }
+    resolveFinal(finalEvent)
+    if (!detached) {
+      try {
+        controller.close()
+      } catch {
+        // already cancelled
+      }
+    }
+  }
+  const done = pump().catch(() => {})
+  return { readable, final, done }
+}

@@ -1,0 +1,73 @@
+/**
+ * Cloudflare Workers entry. Config comes from vars and secrets (see wrangler.toml); the agent is
+ * reached through the cluster's `mtls_certificates` binding (in miniflare: a `network` service
+ * with `tlsOptions`, which has the same `fetch`). The app is built once per isolate, so the
+ * remote JWKS cache and the pod → node cache live as long as the isolate.
+ */
+import { createApp, type AgentTransport, type KubeTransport } from './app.ts'
+import { agentBase, parseConfig } from './config.ts'
+import { loadGrantKeys } from './grants.ts'
+
+interface FetcherLike {
+  fetch(input: string, init?: RequestInit): Promise<Response>
+}
+
+interface ExecutionContextLike {
+  waitUntil(p: Promise<unknown>): void
+  passThroughOnException(): void
+  props?: unknown
+}
+
+type WorkerEnv = Record<string, unknown> & {
+  GATEWAY_CONFIG?: unknown
+  GRANT_SIGNING_KEYS?: string
+}
+
+function binding(env: WorkerEnv, name: string): FetcherLike {
+  const b = env[name] as FetcherLike | undefined
+  if (!b || typeof b.fetch !== 'function') throw new Error(`binding ${name} is not configured`)
+  return b
+}
+
+async function build(env: WorkerEnv) {
+  const raw = typeof env.GATEWAY_CONFIG === 'string' ? JSON.parse(env.GATEWAY_CONFIG) : env.GATEWAY_CONFIG
+  const config = parseConfig(raw, (name) => (typeof env[name] === 'string' ? (env[name] as string) : undefined))
+  const keys = await loadGrantKeys(env.GRANT_SIGNING_KEYS)
+  const agents: AgentTransport = {
+    fetch: (cl, node, path, init) => binding(env, cl.mtlsBinding).fetch(agentBase(cl, node) + path, init),
+  }
+  const kube: KubeTransport = {
+    fetch: (cl, path, init) => {
+      const url = cl.kube!.apiUrl + path
+      return cl.kube!.binding ? binding(env, cl.kube!.binding).fetch(url, init) : fetch(url, init)
+    },
+  }
+  return createApp({
+    config,
+    agents,
+    kube,
+    keys,
+    clock: { now: Date.now },
+    log: (line) => console.log(JSON.stringify(line)),
+  })
+}
+
+let app: ReturnType<typeof build> | undefined
+
+export default {
+  async fetch(request: Request, env: WorkerEnv, ctx: ExecutionContextLike): Promise<Response> {
+    app ??= build(env)
+    let built: Awaited<ReturnType<typeof build>>
+    try {
+      built = await app
+    } catch (err) {
+      app = undefined
+      console.log(JSON.stringify({ type: 'error', error: `configuration: ${(err as Error).message}` }))
+      return new Response(JSON.stringify({ type: 'https://checkpoint-gateway.dev/problems/internal', title: 'internal', status: 500, code: 'internal', detail: 'gateway misconfigured' }), {
+        status: 500,
+        headers: { 'content-type': 'application/problem+json' },
+      })
+    }
+    return built.fetch(request, env, ctx as never)
+  },
+}
