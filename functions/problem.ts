@@ -4,15 +4,11 @@
  */
 import { CheckpointError, ERROR_STATUS, PROBLEM_CONTENT_TYPE, isErrorCode, toProblem, type ErrorCode } from '../shared/errors.ts'
 
-/**
- * 503 when the token issuer's key set cannot be fetched. Its code `auth_unavailable` is not (yet)
- * in shared/errors.ts, so it rides on a 503 code and replaces it.
- */
+/** 503 when the token issuer's key set cannot be fetched. */
 export class AuthUnavailableError extends CheckpointError {
   constructor(message: string, cause?: unknown) {
-    super('runtime_unavailable', message, { cause, headers: { 'Retry-After': '5' } })
+    super('auth_unavailable', message, { cause, headers: { 'Retry-After': '5' } })
     this.name = 'AuthUnavailableError'
-    ;(this as { code: string }).code = 'auth_unavailable'
   }
 }
 

@@ -27,6 +27,8 @@ export const ERROR_STATUS = {
   too_many_requests: 429,
   shutting_down: 503,
   runtime_unavailable: 503,
+  /** The gateway cannot fetch the token issuer's keys: a 503, never a 401. */
+  auth_unavailable: 503,
   // 5xx: the node could not do it.
   internal: 500,
   runtime_error: 500,
@@ -99,14 +101,4 @@ export function toProblem(err: CheckpointError): Problem {
   if (err.field !== undefined) p.field = err.field
   if (err.extra) for (const [k, v] of Object.entries(err.extra)) if (!(k in p)) p[k] = v
   return p
-}
-
-/** Rebuilds an error from a peer's problem body (the gateway reading the agent's answer). */
-export function fromProblem(status: number, body: unknown): CheckpointError {
-  const b = (body ?? {}) as Partial<Problem>
-  const code: ErrorCode = isErrorCode(b.code) ? b.code : status >= 500 ? 'bad_gateway' : 'internal'
-  const err = new CheckpointError(code, typeof b.detail === 'string' ? b.detail : `peer answered ${status}`, {
-    ...(typeof b.field === 'string' ? { field: b.field } : {}),
-  })
-  return err
 }

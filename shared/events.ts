@@ -79,7 +79,10 @@ export interface ArchiveInfo {
   created: string
 }
 
-/** One entry of `GET /checkpoints`. */
+/**
+ * One entry of `GET /checkpoints`. `namespace`, `pod` and `container` come from the agent's record
+ * of the checkpoint, not from the name: `<namespace>-<container>` in a name cannot be split safely.
+ */
 export interface ArchiveEntry extends ArchiveInfo {
   namespace: string
   pod: string

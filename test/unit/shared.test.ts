@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { CheckpointError, ERROR_STATUS, fromProblem, toProblem } from '../../shared/errors.ts'
+import { CheckpointError, ERROR_STATUS, isErrorCode, toProblem } from '../../shared/errors.ts'
 import { decodeEvents, encodeEvent, parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { checkGrantCovers } from '../../shared/grant.ts'
 import { archiveMatches, archiveName, checkName, checkQuery, checkTarget, isArchiveName, isDns1123Label, isDns1123Subdomain, parseArchiveName, parseTimeout } from '../../shared/names.ts'
@@ -60,7 +60,7 @@ describe('names', () => {
 })
 
 describe('errors', () => {
-  it('every code has a status and round-trips through problem+json', () => {
+  it('every code has a status and survives problem+json', () => {
     for (const [c, status] of Object.entries(ERROR_STATUS)) {
       const e = new CheckpointError(c as keyof typeof ERROR_STATUS, 'x', { field: 'f' })
       assert.equal(e.status, status)
@@ -68,13 +68,10 @@ describe('errors', () => {
       assert.equal(p.status, status)
       assert.equal(p.code, c)
       assert.equal(p.field, 'f')
-      assert.equal(fromProblem(status, JSON.parse(JSON.stringify(p))).code, c)
+      assert.ok(isErrorCode(JSON.parse(JSON.stringify(p)).code))
     }
-  })
-
-  it('an unknown peer code keeps the class of the status', () => {
-    assert.equal(fromProblem(503, { code: 'weird' }).code, 'bad_gateway')
-    assert.equal(fromProblem(502, 'not json').code, 'bad_gateway')
+    assert.ok(!isErrorCode('weird'))
+    assert.ok(!isErrorCode('toString'))
   })
 })
 
