@@ -4,7 +4,7 @@
  * never cut short by a dropped client. The final event gets the gateway's additions; a stream
  * that ends without one (or with a line that does not parse) gets a `failed` event of our own.
  */
-import { encodeEvent, parseEvent, type CheckpointEvent, type FailedEvent, type FinalEvent } from '../shared/events.ts'
+import { encodeEvent, ndjsonLines, parseEvent, type CheckpointEvent, type FailedEvent, type FinalEvent } from '../shared/events.ts'
 
 export interface Relay {
   /** What the caller reads (NDJSON). */
@@ -50,8 +50,6 @@ export function relayEvents(body: ReadableStream<Uint8Array>, decorate: (e: Fina
 
   async function pump(): Promise<void> {
     let finalEvent: FinalEvent | undefined
-    const decoder = new TextDecoder()
-    let buf = ''
     const onLine = (line: string) => {
       if (finalEvent || !line.trim()) return
       let e: CheckpointEvent
@@ -69,20 +67,8 @@ export function relayEvents(body: ReadableStream<Uint8Array>, decorate: (e: Fina
         send(encoder.encode(line.trimEnd() + '\n'))
       }
     }
-    const reader = body.getReader()
     try {
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (done) break
-        buf += decoder.decode(value, { stream: true })
-        let nl: number
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          onLine(buf.slice(0, nl))
-          buf = buf.slice(nl + 1)
-        }
-      }
-      buf += decoder.decode()
-      onLine(buf)
+      for await (const line of ndjsonLines(body)) onLine(line)
     } catch {
       // connection lost mid-stream: reported below as a cut stream
     }

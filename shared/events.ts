@@ -99,11 +99,8 @@ export function encodeEvent(e: CheckpointEvent): string {
   return JSON.stringify(e) + '\n'
 }
 
-/**
- * Splits a byte stream of NDJSON into events. Lines that do not parse are an error: a corrupted
- * stream must not be mistaken for a finished one.
- */
-export async function* decodeEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<CheckpointEvent> {
+/** Splits a byte stream into its lines (without the newline), the last one even if unterminated. */
+export async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder()
   let buf = ''
   const reader = body.getReader()
@@ -114,16 +111,23 @@ export async function* decodeEvents(body: ReadableStream<Uint8Array>): AsyncGene
       buf += decoder.decode(value, { stream: true })
       let nl: number
       while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim()
+        yield buf.slice(0, nl)
         buf = buf.slice(nl + 1)
-        if (line) yield parseEvent(line)
       }
     }
     buf += decoder.decode()
-    if (buf.trim()) yield parseEvent(buf.trim())
+    if (buf) yield buf
   } finally {
     reader.releaseLock()
   }
+}
+
+/**
+ * Splits a byte stream of NDJSON into events. Lines that do not parse are an error: a corrupted
+ * stream must not be mistaken for a finished one.
+ */
+export async function* decodeEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<CheckpointEvent> {
+  for await (const line of ndjsonLines(body)) if (line.trim()) yield parseEvent(line.trim())
 }
 
 const TYPES = new Set(['accepted', 'resolved', 'heartbeat', 'completed', 'failed'])
