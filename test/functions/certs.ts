@@ -1,12 +1,12 @@
 /**
- * Test PKI made at test time with the `openssl` CLI: one CA, a server certificate for
- * 127.0.0.1/localhost (the fake agent) and a client certificate (the gateway). Keys are PKCS#8
- * PEM (what workerd's tlsOptions want). Nothing is written outside a fresh temp directory.
+ * The gateway suites' PKI, as PEM strings: a CA, a server certificate for 127.0.0.1/localhost (the
+ * fake agent), a client certificate (the gateway), and an unrelated CA with a server certificate
+ * that must not be trusted. Made with test/support/certs.ts in a temp dir that is removed again.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createPki } from '../support/certs.ts'
 
 export interface TestPki {
   caCert: string
@@ -20,50 +20,31 @@ export interface TestPki {
   otherServerKey: string
 }
 
-function ossl(dir: string, args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 })
-}
-
-function makeCa(dir: string, name: string): void {
-  ossl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`])
-  ossl(dir, ['req', '-x509', '-new', '-key', `${name}.key`, '-subj', `/CN=${name}`, '-days', '2', '-out', `${name}.crt`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
-}
-
-function makeLeaf(dir: string, ca: string, name: string, cn: string, ext: string): void {
-  ossl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`])
-  ossl(dir, ['req', '-new', '-key', `${name}.key`, '-subj', `/CN=${cn}`, '-out', `${name}.csr`])
-  writeFileSync(join(dir, `${name}.ext`), ext)
-  ossl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '2',
-    '-extfile', `${name}.ext`, '-out', `${name}.crt`])
-}
-
 /**
  * @example
- * const pki = makeTestPki()
+ * const pki = await makeTestPki()
  * https.createServer({ key: pki.serverKey, cert: pki.serverCert, ca: pki.caCert, requestCert: true })
  */
-export function makeTestPki(): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'cp-pki-'))
+export async function makeTestPki(): Promise<TestPki> {
+  const dir = await mkdtemp(join(tmpdir(), 'cp-pki-'))
   try {
-    makeCa(dir, 'ca')
-    makeCa(dir, 'other')
-    const server = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n'
-    makeLeaf(dir, 'ca', 'server', 'checkpoint-agent', server)
-    makeLeaf(dir, 'other', 'otherserver', 'impostor', server)
-    makeLeaf(dir, 'ca', 'client', 'checkpoint-gateway', 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n')
-    const r = (f: string) => readFileSync(join(dir, f), 'utf8')
+    const [ca, other] = await Promise.all([createPki(join(dir, 'ca'), 'ca'), createPki(join(dir, 'other'), 'other')])
+    const [server, client, impostor] = await Promise.all([
+      ca.issue('server', { cn: 'checkpoint-agent', dns: ['localhost'], ips: ['127.0.0.1'], usage: 'server' }),
+      ca.issue('client', { cn: 'checkpoint-gateway', usage: 'client' }),
+      other.issue('impostor', { cn: 'impostor', dns: ['localhost'], ips: ['127.0.0.1'], usage: 'server' }),
+    ])
     return {
-      caCert: r('ca.crt'),
-      serverCert: r('server.crt'),
-      serverKey: r('server.key'),
-      clientCert: r('client.crt'),
-      clientKey: r('client.key'),
-      otherCaCert: r('other.crt'),
-      otherServerCert: r('otherserver.crt'),
-      otherServerKey: r('otherserver.key'),
+      caCert: ca.ca.certPem,
+      serverCert: server.certPem,
+      serverKey: server.keyPem,
+      clientCert: client.certPem,
+      clientKey: client.keyPem,
+      otherCaCert: other.ca.certPem,
+      otherServerCert: impostor.certPem,
+      otherServerKey: impostor.keyPem,
     }
   } finally {
-    rmSync(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true })
   }
 }

@@ -35,7 +35,7 @@ async function listen(server: Server): Promise<string> {
 }
 
 export async function makeWorld(): Promise<World> {
-  const pki = makeTestPki()
+  const pki = await makeTestPki()
   const kid = 'idp-1'
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }
