@@ -446,7 +446,7 @@ async function teardown(s: {
   if (containerd) await terminate(containerd)
   if (registry) await terminate(registry)
   // Shims outlive containerd by design; they and their containers are ours if they point into root.
-  await killStragglers(s.root, s.log)
+  await killStragglers(s.root, s.log, cgroupName(s.root))
   await unmountUnder(s.root, s.log)
   await removeCgroups(cgroupName(s.root))
   // Shim sockets (and ctr's default fifos) live under containerd's compiled-in /run/containerd,
@@ -465,10 +465,29 @@ async function terminate(child: ChildProcess): Promise<void> {
   clearTimeout(timer)
 }
 
-/** SIGKILLs processes whose command line or root directory lies under `root`. */
-async function killStragglers(root: string, log: (line: string) => void): Promise<void> {
+/** Pids in the cgroup trees named `name` (all hierarchies), after thawing any frozen ones. */
+async function cgroupPids(name: string): Promise<number[]> {
+  const pids = new Set<number>()
+  const walk = async (dir: string): Promise<void> => {
+    // A frozen (checkpoint-paused) cgroup would hold SIGKILL pending: thaw it first.
+    if (dir.includes('/freezer/')) await writeFile(join(dir, 'freezer.state'), 'THAWED').catch(() => {})
+    for (const line of (await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n')) {
+      if (/^\d+$/.test(line)) pids.add(Number(line))
+    }
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) if (e.isDirectory()) await walk(join(dir, e.name))
+  }
+  for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [])) await walk(join('/sys/fs/cgroup', hierarchy, name))
+  return [...pids]
+}
+
+/**
+ * SIGKILLs processes whose command line or root directory lies under `root`, and every process in
+ * this runtime's cgroups (containers live in their own mount namespace, so the first test misses
+ * them when containerd died before it could remove them, e.g. on a terminal's Ctrl-C).
+ */
+async function killStragglers(root: string, log: (line: string) => void, cgroup: string): Promise<void> {
   for (let round = 0; round < 5; round++) {
-    const victims: number[] = []
+    const victims: number[] = (await cgroupPids(cgroup)).filter((pid) => pid !== process.pid)
     for (const name of await readdir('/proc')) {
       const pid = Number(name)
       if (!Number.isInteger(pid) || pid === process.pid) continue

@@ -55,6 +55,8 @@ export interface MintOptions {
   typ?: string
   iatOffset?: number
   jti?: string
+  /** `iss`, for agents started with --grant-issuer. */
+  issuer?: string
 }
 
 export interface TestAgent {
@@ -71,14 +73,15 @@ export interface TestAgent {
 
 export async function mintGrant(ids: Identities, claims: GrantClaims, o: MintOptions = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000) + (o.iatOffset ?? 0)
-  return new SignJWT({ ...claims })
+  const jwt = new SignJWT({ ...claims })
     .setProtectedHeader({ alg: 'EdDSA', kid: o.kid ?? ids.kid, typ: o.typ ?? GRANT_TYP })
     .setAudience(grantAudience(claims.node))
     .setIssuedAt(now)
     .setExpirationTime(now + (o.expiresIn ?? 120))
     .setJti(o.jti ?? randomUUID())
     .setSubject(claims.sub ?? 'user:test')
-    .sign(ids.grantKey)
+  if (o.issuer) jwt.setIssuer(o.issuer)
+  return jwt.sign(ids.grantKey)
 }
 
 export async function startTestAgent(o: { ids: Identities; runtime?: Runtime; endpoint?: string; args?: string[]; dir?: string; node?: string }): Promise<TestAgent> {
