@@ -18,6 +18,8 @@ import type { ClusterConfig, GatewayConfig } from './config.ts'
 import type { GrantKeys } from './grants.ts'
 import { agentFailure, asCheckpointError, problemResponse } from './problem.ts'
 import { relayEvents } from './relay.ts'
+import { createOperations, type Operations } from './hooks/index.ts'
+import { RETRYABLE_STATUS, type CheckpointJob, type JobOutcome } from './operations/runner.ts'
 
 /** Reaches a node's agent over mutual TLS. `path` starts with '/'; the transport adds the base URL. */
 export interface AgentTransport {
@@ -43,10 +45,19 @@ export interface Deps {
   keys: GrantKeys
   clock: Clock
   log: Log
+  /** Operation records and the job queue; enables /v1/hooks/* and /v1/operations. */
+  operations?: Operations
+}
+
+/** The app, the queue consumer's entry and the lost-job sweep (no-ops without `deps.operations`). */
+export interface Gateway {
+  app: Hono<Env>
+  runOperation(opId: string): Promise<void>
+  sweepOperations(): Promise<number>
 }
 
 /** What an audit line says about a request; handlers fill it in as they learn. */
-interface Audit {
+export interface Audit {
   requestId: string
   method: string
   route?: string
@@ -68,7 +79,7 @@ interface Audit {
   deferred?: boolean
 }
 
-type Env = { Variables: { caller: Caller; audit: Audit; started: number } }
+export type Env = { Variables: { caller: Caller; audit: Audit; started: number } }
 type Ctx = Context<Env>
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/
@@ -82,10 +93,16 @@ const NO_STORE = { 'cache-control': 'no-store' }
  * export default { fetch: app.fetch }
  */
 export function createApp(deps: Deps): Hono<Env> {
+  return createGateway(deps).app
+}
+
+/** Builds the gateway with its job runner (Workers' `queue()` handler and Node's queue call it). */
+export function createGateway(deps: Deps): Gateway {
   const { config, keys, clock, log } = deps
   const authenticate = createAuthenticator(config.auth, () => clock.now())
   const nodeCache = new Map<string, { node: string; expires: number }>()
   const app = new Hono<Env>()
+  const ops = deps.operations ? createOperations({ ...deps.operations, config, clock, log, checkpoint: checkpointJob }) : undefined
 
   app.use('*', async function requestContext(c, next) {
     const given = c.req.header(REQUEST_ID_HEADER)
@@ -107,7 +124,10 @@ export function createApp(deps: Deps): Hono<Env> {
     writeOutcome(a, c.get('started'))
   })
 
+  ops?.beforeAuth(app)
+
   app.use('/v1/*', async function authn(c, next) {
+    if (c.get('caller')) return next() // already authenticated (a signed webhook)
     const caller = await authenticate(c.req.header('authorization'))
     c.set('caller', caller)
     const a = c.get('audit')
@@ -121,6 +141,7 @@ export function createApp(deps: Deps): Hono<Env> {
   app.get('/v1/clusters/:cluster/nodes/:node/checkpoints', listArchives)
   app.get('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', (c) => archiveOp(c, 'read'))
   app.delete('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', (c) => archiveOp(c, 'delete'))
+  ops?.routes(app)
 
   app.notFound((c) => errorResponse(c, new CheckpointError('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`)))
   app.onError((err, c) => errorResponse(c, asCheckpointError(err)))
@@ -284,6 +305,40 @@ export function createApp(deps: Deps): Hono<Env> {
     return c.json(jsonResult(f), 200, NO_STORE)
   }
 
+  /** A checkpoint for a background job: the same resolution, grant and forwarding, JSON outcome. */
+  async function checkpointJob(j: CheckpointJob): Promise<JobOutcome> {
+    let node = j.node
+    const { cluster, target } = j
+    try {
+      const cl = clusterOf(cluster)
+      node ??= await resolveNode(cl, target)
+      const grant = await keys.sign({ op: 'checkpoint:create', cluster, node, ...target, sub: j.sub }, clock.now(), j.timeoutSec + config.grants.marginSec, config.grants.issuer)
+      const res = await forward(cl, node, `${AGENT_PATHS.checkpoint(target)}?timeout=${j.timeoutSec}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${grant}`, [REQUEST_ID_HEADER]: j.requestId, accept: NDJSON },
+      })
+      if (res.status >= 300) {
+        const f = await agentFailure(res)
+        const ra = Number(res.headers.get('retry-after'))
+        return { ok: false, node, status: f.status, code: f.err.code, message: f.err.message, retryable: RETRYABLE_STATUS.has(f.status), ...(ra > 0 ? { retryAfterSec: ra } : {}) }
+      }
+      if (!res.body || !(res.headers.get('content-type') ?? '').startsWith(NDJSON)) {
+        await res.body?.cancel()
+        return { ok: false, node, status: 502, code: 'bad_gateway', message: `agent on node ${node} did not answer with an event stream`, retryable: false }
+      }
+      const n = node
+      const relay = relayEvents(res.body, (e) => (e.type === 'completed' ? { ...e, cluster, node: n, download: downloadPath(cluster, n, e.archive.name, target.namespace) } : { ...e, cluster, node: n }), () => clock.now())
+      relay.readable.cancel().catch(() => {})
+      const f = await relay.final
+      if (f.type === 'completed') return { ok: true, node, archive: f.archive, download: f.download! }
+      return { ok: false, node, status: f.status, code: f.code, message: f.message, retryable: false }
+    } catch (err) {
+      const e = asCheckpointError(err)
+      if (e.code === 'internal') log({ type: 'error', requestId: j.requestId, error: String((e.cause as Error | undefined)?.stack ?? e.cause ?? e.message) })
+      return { ok: false, ...(node ? { node } : {}), status: e.status, code: e.code, message: e.message, retryable: RETRYABLE_STATUS.has(e.status) }
+    }
+  }
+
   function jsonResult(f: CompletedEvent) {
     return {
       items: f.items,
@@ -373,7 +428,7 @@ export function createApp(deps: Deps): Hono<Env> {
     return new Response(res.status === 304 ? null : res.body, { status: res.status, headers: out })
   }
 
-  return app
+  return { app, runOperation: ops?.runOperation ?? (async () => {}), sweepOperations: ops?.sweep ?? (async () => 0) }
 }
 
 function wantsNdjson(accept: string | undefined): boolean {

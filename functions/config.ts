@@ -7,6 +7,7 @@
 import type { JWK } from 'jose'
 import { isClusterId } from '../shared/names.ts'
 import { parsePolicy, type Policy } from './authz.ts'
+import { parseHooksConfig, type HooksConfig } from './hooks/config.ts'
 
 export interface KubeConfig {
   /** Base URL of the cluster's Kubernetes API, e.g. https://10.0.0.1:6443 */
@@ -61,6 +62,8 @@ export interface GatewayConfig {
   policy: Policy
   grants: { issuer: string; readTtlSec: number; marginSec: number }
   limits: Limits
+  /** Alert webhooks (functions/hooks/config.ts); absent = /v1/hooks/* answer 404. */
+  hooks?: HooksConfig
 }
 
 export const ASYMMETRIC_ALGS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const
@@ -188,6 +191,7 @@ export function parseConfig(raw: unknown, secret: (name: string) => string | und
       marginSec: num(g.marginSec, 30, 'grants.marginSec'),
     },
     limits,
+    ...(root.hooks !== undefined ? { hooks: parseHooksConfig(jsonValue(root.hooks, 'hooks'), secret) } : {}),
   }
 }
 

@@ -9,13 +9,17 @@
  * - GATEWAY_CLIENT_CERT_FILE, GATEWAY_CLIENT_KEY_FILE — the gateway's mTLS identity
  * - kube token secrets named by `clusters.*.kube.tokenSecret`
  * - HOST (default 127.0.0.1), PORT (default 8080), SHUTDOWN_GRACE_MS (default 10000)
+ * - OPERATIONS_DB (default ./operations.sqlite) — node:sqlite file of webhook jobs, when `hooks` is configured
  */
 import { readFileSync } from 'node:fs'
-import { createApp, type Log } from './app.ts'
+import { createGateway, type Log } from './app.ts'
 import { parseConfig, type GatewayConfig } from './config.ts'
 import { loadGrantKeys, type GrantKeys } from './grants.ts'
 import { serveFetch, type FetchHandler, type Served } from './node-server.ts'
 import { nodeAgentTransport, nodeKubeTransport, type ClientIdentity } from './transport-node.ts'
+import { nodeJobQueue, type NodeJobQueueOptions } from './operations/queue-node.ts'
+import { sqliteDriver } from './operations/sqlite.ts'
+import { sqlOperationStore } from './operations/store.ts'
 
 export interface NodeGatewayOptions {
   config: GatewayConfig
@@ -25,6 +29,9 @@ export interface NodeGatewayOptions {
   port?: number
   log?: Log
   clock?: { now(): number }
+  /** node:sqlite file for operation records (default in memory: lost on restart). Used when `config.hooks` is set. */
+  operationsDb?: string
+  queue?: Pick<NodeJobQueueOptions, 'concurrency' | 'capacity' | 'sweepMs'>
 }
 
 export interface NodeGateway extends Served {
@@ -39,19 +46,20 @@ export interface NodeGateway extends Served {
 export async function startNodeGateway(o: NodeGatewayOptions): Promise<NodeGateway> {
   const agents = nodeAgentTransport(o.client)
   const kube = nodeKubeTransport()
-  const app = createApp({
-    config: o.config,
-    agents,
-    kube,
-    keys: o.keys,
-    clock: o.clock ?? { now: Date.now },
-    log: o.log ?? ((line) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n')),
-  })
-  const served = await serveFetch(app.fetch as unknown as FetchHandler, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080 })
+  const clock = o.clock ?? { now: Date.now }
+  const log: Log = o.log ?? ((line) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n'))
+  const db = o.config.hooks ? sqliteDriver(o.operationsDb ?? ':memory:') : undefined
+  const store = db && sqlOperationStore(db)
+  const jobs = store && nodeJobQueue({ store, run: (id) => gateway.runOperation(id), now: () => clock.now(), log, ...o.queue })
+  const gateway = createGateway({ config: o.config, agents, kube, keys: o.keys, clock, log, ...(store && jobs ? { operations: { store, queue: jobs } } : {}) })
+  const served = await serveFetch(gateway.app.fetch as unknown as FetchHandler, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080 })
+  await jobs?.start()
   return {
     ...served,
     async close(graceMs?: number) {
       await served.close(graceMs)
+      await jobs?.close(graceMs ?? 10_000)
+      db?.close()
       await Promise.all([agents.close(), kube.close()])
     },
   }
@@ -91,7 +99,7 @@ async function main(): Promise<void> {
   if (!cert || !key) throw new Error('GATEWAY_CLIENT_CERT(_FILE) and GATEWAY_CLIENT_KEY(_FILE) must be set')
   const port = Number(process.env.PORT ?? 8080)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('PORT must be a port number')
-  const gw = await startNodeGateway({ config, keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port })
+  const gw = await startNodeGateway({ config, keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port, operationsDb: process.env.OPERATIONS_DB ?? 'operations.sqlite' })
   const grace = Number(process.env.SHUTDOWN_GRACE_MS ?? 10_000)
   process.stdout.write(JSON.stringify({ type: 'listening', url: gw.url }) + '\n')
   let stopping = false

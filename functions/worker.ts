@@ -4,9 +4,12 @@
  * with `tlsOptions`, which has the same `fetch`). The app is built once per isolate, so the
  * remote JWKS cache and the pod → node cache live as long as the isolate.
  */
-import { createApp, type AgentTransport, type KubeTransport } from './app.ts'
+import { createGateway, type AgentTransport, type KubeTransport } from './app.ts'
 import { agentBase, parseConfig } from './config.ts'
 import { loadGrantKeys } from './grants.ts'
+import { d1Driver, type D1Like } from './operations/d1.ts'
+import { cloudflareQueue, consumeBatch, type QueueBindingLike, type QueueMessageLike } from './operations/queue.ts'
+import { sqlOperationStore } from './operations/store.ts'
 
 interface FetcherLike {
   fetch(input: string, init?: RequestInit): Promise<Response>
@@ -21,6 +24,9 @@ interface ExecutionContextLike {
 type WorkerEnv = Record<string, unknown> & {
   GATEWAY_CONFIG?: unknown
   GRANT_SIGNING_KEYS?: string
+  /** D1 database of operation records and the Queues producer for checkpoint jobs (see wrangler.toml). */
+  OPERATIONS_DB?: D1Like
+  CHECKPOINT_JOBS?: QueueBindingLike
 }
 
 function binding(env: WorkerEnv, name: string): FetcherLike {
@@ -42,13 +48,15 @@ async function build(env: WorkerEnv) {
       return cl.kube!.binding ? binding(env, cl.kube!.binding).fetch(url, init) : fetch(url, init)
     },
   }
-  return createApp({
+  const operations = config.hooks && env.OPERATIONS_DB && env.CHECKPOINT_JOBS ? { store: sqlOperationStore(d1Driver(env.OPERATIONS_DB)), queue: cloudflareQueue(env.CHECKPOINT_JOBS) } : undefined
+  return createGateway({
     config,
     agents,
     kube,
     keys,
     clock: { now: Date.now },
     log: (line) => console.log(JSON.stringify(line)),
+    ...(operations ? { operations } : {}),
   })
 }
 
@@ -68,6 +76,27 @@ export default {
         headers: { 'content-type': 'application/problem+json' },
       })
     }
-    return built.fetch(request, env, ctx as never)
+    return built.app.fetch(request, env, ctx as never)
+  },
+
+  /** Checkpoint jobs queued by /v1/hooks/*; a configuration error leaves the batch for redelivery. */
+  async queue(batch: { messages: readonly QueueMessageLike[] }, env: WorkerEnv): Promise<void> {
+    app ??= build(env)
+    const built = await app.catch((err) => {
+      app = undefined
+      throw err
+    })
+    await consumeBatch(batch.messages, (id) => built.runOperation(id), (line) => console.log(JSON.stringify(line)))
+  },
+
+  /** Cron trigger: re-sends queued jobs whose message was lost and running ones whose worker died. */
+  async scheduled(_controller: unknown, env: WorkerEnv): Promise<void> {
+    app ??= build(env)
+    const built = await app.catch((err) => {
+      app = undefined
+      throw err
+    })
+    const n = await built.sweepOperations()
+    if (n > 0) console.log(JSON.stringify({ type: 'operations_swept', count: n }))
   },
 }

@@ -1,0 +1,97 @@
+/**
+ * Webhook payloads: Alertmanager's (version "4") and Grafana Alerting's (version "1", the same
+ * fields plus orgId, title, state, message and per-alert values and URLs). Only what we act on
+ * is checked; unknown keys (notification_reason, routeLabels, …) are ignored. A body that is
+ * not such a payload is 400 `invalid_body` with the `field` at fault.
+ */
+import { CheckpointError } from '../../shared/errors.ts'
+import type { HookSource } from '../operations/store.ts'
+
+export interface Alert {
+  status: 'firing' | 'resolved'
+  labels: Record<string, string>
+  annotations: Record<string, string>
+  startsAt: string
+  endsAt?: string
+  /** Given by the sender, or derived from the labels when missing. */
+  fingerprint: string
+}
+
+export interface Notification {
+  source: HookSource
+  receiver: string
+  status: string
+  groupKey?: string
+  truncatedAlerts: number
+  alerts: Alert[]
+}
+
+const VERSION: Record<HookSource, string> = { alertmanager: '4', grafana: '1' }
+
+function bad(field: string, what: string): CheckpointError {
+  return new CheckpointError('invalid_body', `${field}: ${what}`, { field })
+}
+
+function strMap(v: unknown, field: string): Record<string, string> {
+  if (v === undefined || v === null) return {}
+  if (typeof v !== 'object' || Array.isArray(v)) throw bad(field, 'must be an object of strings')
+  for (const x of Object.values(v)) if (typeof x !== 'string') throw bad(field, 'must be an object of strings')
+  return v as Record<string, string>
+}
+
+/** A stable stand-in for a missing fingerprint: SHA-256 of the sorted label set, 16 hex digits. */
+async function labelFingerprint(labels: Record<string, string>): Promise<string> {
+  const text = JSON.stringify(Object.keys(labels).sort().map((k) => [k, labels[k]]))
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)))
+  return Array.from(d.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+/**
+ * Parses a webhook body.
+ *
+ * @example
+ * const n = await parseNotification('alertmanager', new TextDecoder().decode(body))
+ */
+export async function parseNotification(source: HookSource, text: string): Promise<Notification> {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch {
+    throw bad('body', 'not JSON')
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw bad('body', 'must be a JSON object')
+  const b = raw as Record<string, unknown>
+  if (b.version !== VERSION[source]) throw bad('version', `must be "${VERSION[source]}"`)
+  if (!Array.isArray(b.alerts)) throw bad('alerts', 'must be a list')
+  if (b.status !== undefined && typeof b.status !== 'string') throw bad('status', 'must be a string')
+  const truncated = b.truncatedAlerts ?? 0
+  if (typeof truncated !== 'number' || !Number.isInteger(truncated) || truncated < 0) throw bad('truncatedAlerts', 'must be a non-negative integer')
+  const alerts: Alert[] = []
+  for (const [i, x] of b.alerts.entries()) {
+    const f = `alerts[${i}]`
+    if (!x || typeof x !== 'object' || Array.isArray(x)) throw bad(f, 'must be an object')
+    const a = x as Record<string, unknown>
+    if (a.status !== 'firing' && a.status !== 'resolved') throw bad(`${f}.status`, 'must be "firing" or "resolved"')
+    if (typeof a.startsAt !== 'string' || Number.isNaN(Date.parse(a.startsAt))) throw bad(`${f}.startsAt`, 'must be an RFC 3339 time')
+    if (a.fingerprint !== undefined && (typeof a.fingerprint !== 'string' || a.fingerprint.length > 128)) throw bad(`${f}.fingerprint`, 'must be a string')
+    const labels = strMap(a.labels, `${f}.labels`)
+    const alert: Alert = {
+      status: a.status,
+      labels,
+      annotations: strMap(a.annotations, `${f}.annotations`),
+      startsAt: a.startsAt,
+      fingerprint: typeof a.fingerprint === 'string' && a.fingerprint !== '' ? a.fingerprint : await labelFingerprint(labels),
+    }
+    if (typeof a.endsAt === 'string') alert.endsAt = a.endsAt
+    alerts.push(alert)
+  }
+  const n: Notification = {
+    source,
+    receiver: typeof b.receiver === 'string' ? b.receiver : '',
+    status: typeof b.status === 'string' ? b.status : '',
+    truncatedAlerts: truncated,
+    alerts,
+  }
+  if (typeof b.groupKey === 'string') n.groupKey = b.groupKey
+  return n
+}

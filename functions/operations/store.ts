@@ -1,0 +1,295 @@
+/**
+ * Operation records: one per checkpoint job an alert asked for. The handlers and the job runner
+ * see only {@link OperationStore}; the SQL lives here once and runs on two drivers — D1 on Workers
+ * (`d1.ts`) and node:sqlite on Node (`sqlite.ts`) — because both speak SQLite.
+ *
+ * Why D1 rather than KV on Workers: the status API filters by cluster, namespace, alert and
+ * state, dedup needs an atomic "insert unless this alert instance or a recent checkpoint of the
+ * target exists", and a job claim needs compare-and-set on the state. KV has none of these
+ * (eventually consistent, no conditional writes, no secondary queries); D1 has all three.
+ */
+import type { ArchiveInfo } from '../../shared/events.ts'
+
+export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped'
+export const OPERATION_STATES: readonly OperationState[] = ['queued', 'running', 'succeeded', 'failed', 'skipped']
+
+export type HookSource = 'alertmanager' | 'grafana'
+
+export interface OperationResult {
+  archive: ArchiveInfo
+  node: string
+  download: string
+}
+
+export interface OperationError {
+  code: string
+  message: string
+  status: number
+}
+
+export interface Operation {
+  id: string
+  state: OperationState
+  source: HookSource
+  /** The alert's `alertname` label ('' when it has none). */
+  alert: string
+  fingerprint: string
+  startsAt: string
+  /** `fingerprint@startsAt`; absent for skipped records (they never block a later attempt). */
+  dedupKey?: string
+  cluster: string
+  namespace: string
+  pod: string
+  container: string
+  /** From the alert's labels, or resolved through the Kubernetes API when the job runs. */
+  node?: string
+  /** The identity that sent the webhook; grants are signed for it. */
+  sub: string
+  attempts: number
+  createdAt: number
+  updatedAt: number
+  /** When a retry is due (queued after a retryable failure). */
+  notBefore?: number
+  reason?: string
+  result?: OperationResult
+  error?: OperationError
+}
+
+export interface OperationFilter {
+  cluster?: string
+  namespace?: string
+  alert?: string
+  state?: OperationState
+  limit: number
+}
+
+export type CreateOutcome =
+  | { outcome: 'created'; op: Operation }
+  | { outcome: 'duplicate'; op: Operation }
+  | { outcome: 'cooldown' }
+
+export interface OperationStore {
+  /**
+   * Records a queued operation unless one with the same dedup key exists (→ duplicate) or the
+   * same target got one created after `cooldownSince` (→ cooldown). Atomic.
+   */
+  createIfAbsent(op: Operation, cooldownSince: number): Promise<CreateOutcome>
+  /** Records an operation as is (skipped ones: no dedup key). */
+  insert(op: Operation): Promise<void>
+  get(id: string): Promise<Operation | null>
+  findByDedupKey(key: string): Promise<Operation | null>
+  list(filter: OperationFilter): Promise<Operation[]>
+  /**
+   * Moves a queued operation that is due (or a running one whose lease ran out: its worker died)
+   * to running and counts the attempt. Null when someone else has it, it is not due yet, or it
+   * is finished: at-least-once delivery stays at-most-once execution per attempt.
+   */
+  claim(id: string, now: number, staleBefore: number): Promise<Operation | null>
+  /** Sets the state and fields of an operation the caller has claimed. */
+  update(id: string, patch: Pick<Operation, 'state' | 'updatedAt'> & Partial<Pick<Operation, 'node' | 'notBefore' | 'result' | 'error' | 'reason'>>): Promise<void>
+  /**
+   * Queued operations that are due, and running ones not touched since `staleBefore` (their
+   * worker died), oldest first: restart, overflow and lost-message recovery.
+   */
+  due(now: number, limit: number, staleBefore?: number): Promise<string[]>
+  /** Running → queued for every operation (Node, at start: whatever ran died with the process). */
+  requeueRunning(now: number): Promise<number>
+}
+
+/** The two calls the SQL store needs from a driver. Parameters are positional `?`. */
+export interface SqlDriver {
+  run(sql: string, params: SqlValue[]): Promise<{ changes: number }>
+  all(sql: string, params: SqlValue[]): Promise<Array<Record<string, unknown>>>
+}
+
+export type SqlValue = string | number | null
+
+export const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY,
+    dedup_key TEXT UNIQUE,
+    target_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    source TEXT NOT NULL,
+    alert TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    pod TEXT NOT NULL,
+    container TEXT NOT NULL,
+    node TEXT,
+    sub TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    not_before INTEGER,
+    detail TEXT
+  )`,
+  'CREATE INDEX IF NOT EXISTS operations_target ON operations (target_key, created_at)',
+  'CREATE INDEX IF NOT EXISTS operations_scope ON operations (cluster, namespace, created_at)',
+  'CREATE INDEX IF NOT EXISTS operations_state ON operations (state, not_before)',
+]
+
+const COLUMNS = 'id, dedup_key, target_key, state, source, alert, fingerprint, starts_at, cluster, namespace, pod, container, node, sub, attempts, created_at, updated_at, not_before, detail'
+
+export function targetKey(o: { cluster: string; namespace: string; pod: string; container: string }): string {
+  return `${o.cluster}/${o.namespace}/${o.pod}/${o.container}`
+}
+
+function values(op: Operation): SqlValue[] {
+  return [
+    op.id,
+    op.dedupKey ?? null,
+    targetKey(op),
+    op.state,
+    op.source,
+    op.alert,
+    op.fingerprint,
+    op.startsAt,
+    op.cluster,
+    op.namespace,
+    op.pod,
+    op.container,
+    op.node ?? null,
+    op.sub,
+    op.attempts,
+    op.createdAt,
+    op.updatedAt,
+    op.notBefore ?? null,
+    detail(op),
+  ]
+}
+
+function detail(op: Partial<Operation>): string | null {
+  const d: Record<string, unknown> = {}
+  if (op.reason !== undefined) d.reason = op.reason
+  if (op.result !== undefined) d.result = op.result
+  if (op.error !== undefined) d.error = op.error
+  return Object.keys(d).length ? JSON.stringify(d) : null
+}
+
+function fromRow(r: Record<string, unknown>): Operation {
+  const op: Operation = {
+    id: String(r.id),
+    state: r.state as OperationState,
+    source: r.source as HookSource,
+    alert: String(r.alert),
+    fingerprint: String(r.fingerprint),
+    startsAt: String(r.starts_at),
+    cluster: String(r.cluster),
+    namespace: String(r.namespace),
+    pod: String(r.pod),
+    container: String(r.container),
+    sub: String(r.sub),
+    attempts: Number(r.attempts),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+  }
+  if (r.dedup_key != null) op.dedupKey = String(r.dedup_key)
+  if (r.node != null) op.node = String(r.node)
+  if (r.not_before != null) op.notBefore = Number(r.not_before)
+  if (typeof r.detail === 'string') {
+    const d = JSON.parse(r.detail) as Pick<Operation, 'reason' | 'result' | 'error'>
+    if (d.reason !== undefined) op.reason = d.reason
+    if (d.result !== undefined) op.result = d.result
+    if (d.error !== undefined) op.error = d.error
+  }
+  return op
+}
+
+/**
+ * The operation store over any SQLite driver. The schema is created on first use (CREATE … IF
+ * NOT EXISTS: one round trip per isolate or process).
+ *
+ * @example
+ * const store = sqlOperationStore(d1Driver(env.OPERATIONS_DB))
+ */
+export function sqlOperationStore(db: SqlDriver): OperationStore {
+  let ready: Promise<void> | undefined
+  const schema = () =>
+    (ready ??= (async () => {
+      for (const s of SCHEMA) await db.run(s, [])
+    })().catch((err) => {
+      ready = undefined
+      throw err
+    }))
+  const one = async (sql: string, params: SqlValue[]) => {
+    await schema()
+    const rows = await db.all(sql, params)
+    return rows[0] ? fromRow(rows[0]) : null
+  }
+
+  return {
+    async createIfAbsent(op, cooldownSince) {
+      await schema()
+      const marks = COLUMNS.split(',').map(() => '?').join(', ')
+      // One statement, so two webhooks racing for one alert or one target cannot both win.
+      const { changes } = await db.run(
+        `INSERT INTO operations (${COLUMNS}) SELECT ${marks}
+         WHERE NOT EXISTS (SELECT 1 FROM operations WHERE target_key = ? AND created_at > ? AND state != 'skipped')
+         ON CONFLICT (dedup_key) DO NOTHING`,
+        [...values(op), targetKey(op), cooldownSince],
+      )
+      if (changes === 1) return { outcome: 'created', op }
+      const existing = op.dedupKey ? await one(`SELECT * FROM operations WHERE dedup_key = ?`, [op.dedupKey]) : null
+      return existing ? { outcome: 'duplicate', op: existing } : { outcome: 'cooldown' }
+    },
+    async insert(op) {
+      await schema()
+      await db.run(`INSERT INTO operations (${COLUMNS}) VALUES (${COLUMNS.split(',').map(() => '?').join(', ')})`, values(op))
+    },
+    get: (id) => one('SELECT * FROM operations WHERE id = ?', [id]),
+    findByDedupKey: (key) => one('SELECT * FROM operations WHERE dedup_key = ?', [key]),
+    async list(f) {
+      await schema()
+      const where: string[] = []
+      const params: SqlValue[] = []
+      for (const [col, v] of [['cluster', f.cluster], ['namespace', f.namespace], ['alert', f.alert], ['state', f.state]] as const) {
+        if (v !== undefined) {
+          where.push(`${col} = ?`)
+          params.push(v)
+        }
+      }
+      const rows = await db.all(`SELECT * FROM operations ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id LIMIT ?`, [...params, f.limit])
+      return rows.map(fromRow)
+    },
+    async claim(id, now, staleBefore) {
+      await schema()
+      const { changes } = await db.run(
+        `UPDATE operations SET state = 'running', attempts = attempts + 1, updated_at = ?, not_before = NULL
+         WHERE id = ? AND ((state = 'queued' AND (not_before IS NULL OR not_before <= ?)) OR (state = 'running' AND updated_at < ?))`,
+        // A timer may fire a little before the clock says so: 100 ms of slack.
+        [now, id, now + 100, staleBefore],
+      )
+      return changes === 1 ? one('SELECT * FROM operations WHERE id = ?', [id]) : null
+    },
+    async update(id, patch) {
+      await schema()
+      const current = await one('SELECT * FROM operations WHERE id = ?', [id])
+      if (!current) return
+      const next = { ...current, ...patch }
+      await db.run('UPDATE operations SET state = ?, updated_at = ?, node = ?, not_before = ?, detail = ? WHERE id = ?', [
+        next.state,
+        next.updatedAt,
+        next.node ?? null,
+        patch.notBefore ?? null,
+        detail({ reason: patch.reason, result: patch.result, error: patch.error }),
+        id,
+      ])
+    },
+    async due(now, limit, staleBefore = 0) {
+      await schema()
+      const rows = await db.all(
+        `SELECT id FROM operations WHERE (state = 'queued' AND (not_before IS NULL OR not_before <= ?)) OR (state = 'running' AND updated_at < ?) ORDER BY created_at LIMIT ?`,
+        [now, staleBefore, limit],
+      )
+      return rows.map((r) => String(r.id))
+    },
+    async requeueRunning(now) {
+      await schema()
+      const { changes } = await db.run(`UPDATE operations SET state = 'queued', updated_at = ?, not_before = NULL WHERE state = 'running'`, [now])
+      return changes
+    },
+  }
+}

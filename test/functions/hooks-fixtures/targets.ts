@@ -1,0 +1,123 @@
+/**
+ * Gateways with webhooks on: Node (node:sqlite file + in-process queue) and the Worker bundle in
+ * miniflare (real D1 and Queues in workerd). Same shape as ../targets.ts, plus the hooks config.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseConfig } from '../../../functions/config.ts'
+import { loadGrantKeys } from '../../../functions/grants.ts'
+import { startNodeGateway, type NodeGatewayOptions } from '../../../functions/node.ts'
+import { KUBE_TOKEN, type World } from '../fixtures.ts'
+import { bundleWorker, type Target } from '../targets.ts'
+import type { D1Like } from '../../../functions/operations/d1.ts'
+
+export const GRAFANA_SECRET = 'grafana-webhook-secret-for-tests'
+/** The JWT client id the Alertmanager's token carries; the policy rule names it. */
+export const AM_CLIENT = 'alertmanager'
+
+export type MakeHooksTarget = (world: World, raw: Record<string, unknown>) => Promise<Target>
+
+/** workerd only: the operations D1 database and the cron trigger, for lost-message tests. */
+export interface WorkerHooksTarget extends Target {
+  d1(): Promise<D1Like>
+  cron(): Promise<void>
+}
+
+const secrets = (n: string) => (n === 'KUBE_TOKEN_PROD' ? KUBE_TOKEN : n === 'GRAFANA_SECRET' ? GRAFANA_SECRET : undefined)
+
+/** The suite's configuration: the world's, plus hooks and policy rules for the two senders. */
+export function hooksConfig(world: World, hooks: Record<string, unknown> = {}): Record<string, unknown> {
+  const raw = world.rawConfig()
+  const policy = raw.policy as { rules: unknown[] }
+  policy.rules.push(
+    { id: 'alertmanager', clients: [AM_CLIENT], actions: ['create'], clusters: ['prod', 'edge', 'dead'], namespaces: ['shop-*', 'pay'] },
+    { id: 'grafana', subjects: ['grafana'], actions: ['create'], clusters: ['prod'], namespaces: ['shop-*'] },
+  )
+  raw.hooks = {
+    select: [{ checkpoint: 'true' }, { alertname: ['CryptoMinerDetected', 'ShellSpawned'] }],
+    defaultCluster: 'prod',
+    cooldownSec: 60,
+    maxPerNotification: 3,
+    timeoutSec: 30,
+    maxBodyBytes: 65_536,
+    retry: { maxAttempts: 3, baseDelayMs: 200, maxDelayMs: 1000 },
+    grafana: { secretName: 'GRAFANA_SECRET', timestampHeader: 'X-Grafana-Alerting-Signature-Timestamp', maxAgeSec: 60, subject: 'grafana' },
+    ...hooks,
+  }
+  return raw
+}
+
+export function nodeHooksTarget(opts: { dbFile?: string; queue?: NodeGatewayOptions['queue'] } = {}): MakeHooksTarget {
+  return async (world, raw) => {
+    const logs: Array<Record<string, unknown>> = []
+    const gw = await startNodeGateway({
+      config: parseConfig(structuredClone(raw), secrets),
+      keys: await loadGrantKeys(world.grantKeys),
+      client: { cert: world.pki.clientCert, key: world.pki.clientKey },
+      port: 0,
+      log: (l) => logs.push(l),
+      ...(opts.dbFile ? { operationsDb: opts.dbFile } : {}),
+      queue: { sweepMs: 200, ...opts.queue },
+    })
+    return { name: 'node', logs, fetch: (path, init) => fetch(gw.url + path, init), close: () => gw.close(2000) }
+  }
+}
+
+/** A throwaway directory for sqlite files. */
+export function tempDir(): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'cp-hooks-'))
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+export const workerHooksTarget: (world: World, raw: Record<string, unknown>) => Promise<WorkerHooksTarget> = async (world, raw) => {
+  const { Miniflare } = await import('miniflare')
+  const { dir, script } = await bundleWorker()
+  const logs: Array<Record<string, unknown>> = []
+  const drain = (stream: NodeJS.ReadableStream) => void stream.resume()
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: script,
+    modulesRoot: dir,
+    compatibilityDate: '2025-09-01',
+    bindings: { GATEWAY_CONFIG: JSON.stringify(raw), GRANT_SIGNING_KEYS: JSON.stringify(world.grantKeys), KUBE_TOKEN_PROD: KUBE_TOKEN, GRAFANA_SECRET },
+    d1Databases: ['OPERATIONS_DB'],
+    queueProducers: { CHECKPOINT_JOBS: { queueName: 'checkpoint-jobs' } },
+    queueConsumers: { 'checkpoint-jobs': { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 3 } },
+    serviceBindings: {
+      AGENT_MTLS: {
+        network: {
+          allow: ['local', 'private'],
+          tlsOptions: {
+            keypair: { privateKey: world.pki.clientKey, certificateChain: world.pki.clientCert },
+            trustedCertificates: [world.pki.caCert],
+          },
+        },
+      },
+      KUBE: { network: { allow: ['local', 'private'] } },
+    },
+    handleStructuredLogs({ message }: { message: string }) {
+      try {
+        logs.push(JSON.parse(message))
+      } catch {
+        // not one of ours
+      }
+    },
+    handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
+      drain(stdout)
+      drain(stderr)
+    },
+  })
+  const base = (await mf.ready).href.replace(/\/$/, '')
+  return {
+    name: 'workerd',
+    logs,
+    fetch: async (path, init) => (await mf.dispatchFetch(base + path, init as never)) as unknown as Response,
+    close: () => mf.dispose(),
+    d1: async () => (await mf.getD1Database('OPERATIONS_DB')) as unknown as D1Like,
+    cron: async () => {
+      const worker = (await mf.getWorker()) as unknown as { scheduled(o: { cron: string }): Promise<unknown> }
+      await worker.scheduled({ cron: '* * * * *' })
+    },
+  }
+}

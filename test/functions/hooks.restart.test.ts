@@ -1,0 +1,118 @@
+/**
+ * Node only: nothing accepted is lost across a restart (same node:sqlite file), and the webhook
+ * answer latency for a 10-alert notification (printed as a JSON line figure).
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { makeWorld, type World } from './fixtures.ts'
+import { alertmanagerPayload } from './hooks-fixtures/payloads.ts'
+import { firing, waitFor } from './hooks-fixtures/suite.ts'
+import { AM_CLIENT, hooksConfig, nodeHooksTarget, tempDir } from './hooks-fixtures/targets.ts'
+import type { Target } from './targets.ts'
+import { sqliteDriver } from '../../functions/operations/sqlite.ts'
+import { sqlOperationStore } from '../../functions/operations/store.ts'
+
+describe('webhooks on node: restarts', { timeout: 90_000 }, () => {
+  let world: World
+  let am: string
+  let reader: string
+  const tmp = tempDir()
+  const open: Target[] = []
+  const start = async (raw: Record<string, unknown>, db: string, queue?: { concurrency?: number }) => {
+    const gw = await nodeHooksTarget({ dbFile: `${tmp.dir}/${db}`, ...(queue ? { queue } : {}) })(world, raw)
+    open.push(gw)
+    return gw
+  }
+  const stop = async (gw: Target) => {
+    await gw.close()
+    open.splice(open.indexOf(gw), 1)
+  }
+  const post = async (gw: Target, body: unknown) => {
+    const r = await gw.fetch('/v1/hooks/alertmanager', { method: 'POST', headers: { authorization: `Bearer ${am}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    assert.equal(r.status, 202)
+    return (await r.json()) as { alerts: Array<{ outcome: string; operation: string }> }
+  }
+
+  /** The suite's config plus cluster `flaky`, whose agent URL the test chooses. */
+  const flakyConfig = (agentUrl: string, hooks: Record<string, unknown> = {}) => {
+    const raw = hooksConfig(world, hooks)
+    const clusters = raw.clusters as Record<string, Record<string, unknown>>
+    clusters.flaky = { ...clusters.edge, agentUrl }
+    for (const r of (raw.policy as { rules: Array<{ id: string; clusters: string[] }> }).rules) if (r.id === 'alertmanager') r.clusters.push('flaky')
+    return raw
+  }
+
+  before(async () => {
+    world = await makeWorld()
+    am = await world.token({ sub: 'alertmanager', azp: AM_CLIENT, scope: 'checkpoint:create' })
+    reader = await world.token({ sub: 'sam', groups: ['sre'], scope: 'checkpoint:read' })
+  })
+  after(async () => {
+    for (const gw of open) await gw.close()
+    await world?.close()
+    tmp.remove()
+  })
+
+  it('accepted, stopped before the job ran, started again: the job completes', async () => {
+    const raw = hooksConfig(world)
+    const first = await start(raw, 'a.sqlite', { concurrency: 0 })
+    const a = await post(first, alertmanagerPayload([firing('shop-restart', 'web', { node: 'node-a' })]))
+    const id = a.alerts[0]!.operation
+    assert.equal((await waitFor(first, reader, id, () => true)).state, 'queued')
+    await stop(first)
+    const second = await start(raw, 'a.sqlite')
+    const op = await waitFor(second, reader, id)
+    assert.equal(op.state, 'succeeded')
+    assert.equal(op.attempts, 1)
+    await stop(second)
+  })
+
+  it('agent down, gateway restarted, agent back: the retry on the new process completes', async () => {
+    const hooks = { retry: { maxAttempts: 3, baseDelayMs: 1500, maxDelayMs: 1500 } }
+    const first = await start(flakyConfig(`${world.deadUrl}/n/{node}`, hooks), 'b.sqlite')
+    const a = await post(first, alertmanagerPayload([firing('shop-restart', 'web', { cluster: 'flaky', node: 'node-a' })]))
+    const id = a.alerts[0]!.operation
+    const waiting = await waitFor(first, reader, id, (o) => o.attempts === 1 && o.state === 'queued')
+    assert.equal(waiting.error?.code, 'bad_gateway')
+    await stop(first)
+    const second = await start(flakyConfig(`${world.agent.url}/n/{node}`, hooks), 'b.sqlite')
+    const op = await waitFor(second, reader, id)
+    assert.equal(op.state, 'succeeded')
+    assert.equal(op.attempts, 2)
+    await stop(second)
+  })
+
+  it('a job that was running when the process died runs again at start', async () => {
+    const file = `${tmp.dir}/d.sqlite`
+    const db = sqliteDriver(file)
+    const id = crypto.randomUUID()
+    const now = Date.now()
+    await sqlOperationStore(db).insert({
+      id, state: 'running', source: 'alertmanager', alert: 'A', fingerprint: 'crashed', startsAt: '2026-11-25T10:00:00Z', dedupKey: 'crashed@2026-11-25T10:00:00Z',
+      cluster: 'prod', namespace: 'shop-crash', pod: 'web', container: 'app', node: 'node-a', sub: 'alertmanager', attempts: 1, createdAt: now, updatedAt: now,
+    })
+    db.close()
+    const gw = await start(hooksConfig(world), 'd.sqlite')
+    const op = await waitFor(gw, reader, id)
+    assert.deepEqual([op.state, op.attempts], ['succeeded', 2])
+    await stop(gw)
+  })
+
+  it('figure: answer latency of a 10-alert notification', async (t) => {
+    const gw = await start(hooksConfig(world, { maxPerNotification: 10, cooldownSec: 0 }), 'c.sqlite')
+    const times: number[] = []
+    for (let i = 0; i < 40; i++) {
+      const alerts = Array.from({ length: 10 }, (_, j) => firing('shop-bench', `web-${i}-${j}`, { node: 'node-a' }))
+      const body = JSON.stringify(alertmanagerPayload(alerts))
+      const t0 = performance.now()
+      const r = await gw.fetch('/v1/hooks/alertmanager', { method: 'POST', headers: { authorization: `Bearer ${am}`, 'content-type': 'application/json' }, body })
+      const a = (await r.json()) as { accepted: number }
+      times.push(performance.now() - t0)
+      assert.equal(a.accepted, 10)
+    }
+    const sorted = times.slice(5).sort((x, y) => x - y)
+    const p = (q: number) => Number(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!.toFixed(2))
+    t.diagnostic(JSON.stringify({ name: 'hooks.alertmanager.10_alerts.answer_p50', value: p(0.5), unit: 'ms', p90: p(0.9), runs: sorted.length }))
+    await stop(gw)
+  })
+})

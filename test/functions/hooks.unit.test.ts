@@ -1,0 +1,295 @@
+/**
+ * Pieces of the webhook feature on their own: config, payload parsing, the Grafana signature,
+ * backoff, the SQL operation store (node:sqlite in memory), the runner, and both queue adapters.
+ */
+import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
+import { describe, it } from 'node:test'
+import { CheckpointError } from '../../shared/errors.ts'
+import { parseNotification } from '../../functions/hooks/alerts.ts'
+import { parseHooksConfig } from '../../functions/hooks/config.ts'
+import { verifyGrafanaSignature } from '../../functions/hooks/signature.ts'
+import { consumeBatch, cloudflareQueue } from '../../functions/operations/queue.ts'
+import { nodeJobQueue } from '../../functions/operations/queue-node.ts'
+import { backoffMs, createRunner, type JobOutcome } from '../../functions/operations/runner.ts'
+import { sqliteDriver } from '../../functions/operations/sqlite.ts'
+import { sqlOperationStore, type Operation } from '../../functions/operations/store.ts'
+import { alertmanagerPayload, grafanaPayload } from './hooks-fixtures/payloads.ts'
+
+const secret = (n: string) => (n === 'S' ? 'k' : undefined)
+
+function op(over: Partial<Operation> = {}): Operation {
+  const id = over.id ?? crypto.randomUUID()
+  return {
+    id,
+    state: 'queued',
+    source: 'alertmanager',
+    alert: 'A',
+    fingerprint: 'f' + id.slice(0, 8),
+    startsAt: '2026-11-25T10:00:00Z',
+    dedupKey: `f${id.slice(0, 8)}@2026-11-25T10:00:00Z`,
+    cluster: 'prod',
+    namespace: 'shop',
+    pod: `web-${id.slice(0, 4)}`,
+    container: 'app',
+    sub: 'am',
+    attempts: 0,
+    createdAt: 1000,
+    updatedAt: 1000,
+    ...over,
+  }
+}
+
+describe('hooks config', () => {
+  it('has defaults', () => {
+    const c = parseHooksConfig({}, secret)
+    assert.deepEqual(c.select, [{ checkpoint: ['true'] }])
+    assert.equal(c.labels.pod, 'pod')
+    assert.equal(c.maxBodyBytes, 1 << 20)
+    assert.equal(c.grafana, undefined)
+  })
+  for (const [name, raw] of [
+    ['empty select', { select: [] }],
+    ['select value not a string', { select: [{ a: 1 }] }],
+    ['negative cooldown', { cooldownSec: -1 }],
+    ['zero attempts', { retry: { maxAttempts: 0 } }],
+    ['unset grafana secret', { grafana: { secretName: 'NOPE' } }],
+    ['empty label name', { labels: { pod: '' } }],
+  ] as const) {
+    it(`rejects ${name}`, () => assert.throws(() => parseHooksConfig(raw, secret), Error))
+  }
+  it('resolves the grafana secret by name', () => {
+    const c = parseHooksConfig({ grafana: { secretName: 'S', timestampHeader: 'X-Ts' } }, secret)
+    assert.equal(c.grafana?.secret, 'k')
+    assert.equal(c.grafana?.header, 'X-Grafana-Alerting-Signature')
+  })
+})
+
+describe('payloads', () => {
+  it('parses both versions and ignores unknown keys', async () => {
+    const am = await parseNotification('alertmanager', JSON.stringify(alertmanagerPayload([{ labels: { a: 'b' } }], { notification_reason: 'x', truncatedAlerts: 2 })))
+    assert.equal(am.truncatedAlerts, 2)
+    assert.equal(am.alerts[0]!.status, 'firing')
+    const gf = await parseNotification('grafana', JSON.stringify(grafanaPayload([{ labels: { a: 'b' }, status: 'resolved' }])))
+    assert.equal(gf.alerts[0]!.status, 'resolved')
+  })
+  it('versions are not interchangeable', async () => {
+    await assert.rejects(parseNotification('grafana', JSON.stringify(alertmanagerPayload([]))), (e: CheckpointError) => e.code === 'invalid_body' && e.field === 'version')
+  })
+  it('derives a stable fingerprint when none is given', async () => {
+    const body = (labels: Record<string, string>) => JSON.stringify({ version: '4', alerts: [{ status: 'firing', labels, startsAt: '2026-01-01T00:00:00Z' }] })
+    const a = await parseNotification('alertmanager', body({ x: '1', y: '2' }))
+    const b = await parseNotification('alertmanager', body({ y: '2', x: '1' }))
+    const c = await parseNotification('alertmanager', body({ x: '1', y: '3' }))
+    assert.match(a.alerts[0]!.fingerprint, /^[0-9a-f]{16}$/)
+    assert.equal(a.alerts[0]!.fingerprint, b.alerts[0]!.fingerprint)
+    assert.notEqual(a.alerts[0]!.fingerprint, c.alerts[0]!.fingerprint)
+  })
+  for (const [name, body, field] of [
+    ['not an object', '[]', 'body'],
+    ['bad startsAt', JSON.stringify({ version: '4', alerts: [{ status: 'firing', startsAt: 'yesterday' }] }), 'alerts[0].startsAt'],
+    ['bad truncatedAlerts', JSON.stringify({ version: '4', alerts: [], truncatedAlerts: -1 }), 'truncatedAlerts'],
+    ['annotations not strings', JSON.stringify({ version: '4', alerts: [{ status: 'firing', startsAt: '2026-01-01T00:00:00Z', annotations: { a: {} } }] }), 'alerts[0].annotations'],
+  ] as const) {
+    it(`rejects ${name}`, async () => {
+      await assert.rejects(parseNotification('alertmanager', body), (e: CheckpointError) => e.code === 'invalid_body' && e.field === field)
+    })
+  }
+})
+
+describe('grafana signature', () => {
+  const cfg = { secret: 'k', header: 'X-Sig', maxAgeSec: 60, subject: 'g', groups: [] }
+  const body = new TextEncoder().encode('{"a":1}')
+  const sig = (data: string, key = 'k') => createHmac('sha256', key).update(data).digest('hex')
+  it('body only', async () => {
+    assert.deepEqual(await verifyGrafanaSignature(cfg, new Headers({ 'X-Sig': sig('{"a":1}') }), body, 0), { ok: true })
+    assert.deepEqual(await verifyGrafanaSignature(cfg, new Headers({ 'X-Sig': sig('{"a":1}', 'other') }), body, 0), { ok: false, reason: 'mismatch' })
+    assert.deepEqual(await verifyGrafanaSignature(cfg, new Headers({}), body, 0), { ok: false, reason: 'missing' })
+    assert.deepEqual(await verifyGrafanaSignature(cfg, new Headers({ 'X-Sig': 'abc' }), body, 0), { ok: false, reason: 'malformed' })
+  })
+  it('with a timestamp', async () => {
+    const c = { ...cfg, timestampHeader: 'X-Ts' }
+    const now = 1_800_000_000_000
+    const ts = String(now / 1000)
+    assert.deepEqual(await verifyGrafanaSignature(c, new Headers({ 'X-Sig': sig(`${ts}:{"a":1}`), 'X-Ts': ts }), body, now), { ok: true })
+    assert.deepEqual(await verifyGrafanaSignature(c, new Headers({ 'X-Sig': sig(`${ts}:{"a":1}`), 'X-Ts': ts }), body, now + 61_000), { ok: false, reason: 'stale' })
+    assert.deepEqual(await verifyGrafanaSignature(c, new Headers({ 'X-Sig': sig('{"a":1}'), 'X-Ts': ts }), body, now), { ok: false, reason: 'mismatch' })
+    assert.deepEqual(await verifyGrafanaSignature(c, new Headers({ 'X-Sig': sig('{"a":1}') }), body, now), { ok: false, reason: 'missing' })
+  })
+})
+
+describe('backoff', () => {
+  const r = { maxAttempts: 5, baseDelayMs: 1000, maxDelayMs: 5000 }
+  it('doubles, honours Retry-After, caps', () => {
+    assert.deepEqual([1, 2, 3, 4].map((a) => backoffMs(r, a)), [1000, 2000, 4000, 5000])
+    assert.equal(backoffMs(r, 1, 3), 3000)
+    assert.equal(backoffMs(r, 1, 600), 5000)
+  })
+})
+
+describe('operation store (node:sqlite)', () => {
+  const fresh = () => sqlOperationStore(sqliteDriver(':memory:'))
+  it('create-if-absent: created, duplicate by dedup key, cooldown by target', async () => {
+    const s = fresh()
+    const a = op()
+    assert.equal((await s.createIfAbsent(a, 0)).outcome, 'created')
+    const dup = await s.createIfAbsent({ ...a, id: crypto.randomUUID() }, 0)
+    assert.equal(dup.outcome, 'duplicate')
+    assert.equal(dup.outcome === 'duplicate' && dup.op.id, a.id)
+    const sameTarget = op({ pod: a.pod, createdAt: 2000 })
+    assert.equal((await s.createIfAbsent(sameTarget, 500)).outcome, 'cooldown')
+    assert.equal((await s.createIfAbsent(sameTarget, 1000)).outcome, 'created')
+  })
+  it('skipped records never block', async () => {
+    const s = fresh()
+    const skipped = op({ state: 'skipped', reason: 'storm' })
+    delete skipped.dedupKey
+    await s.insert(skipped)
+    assert.equal((await s.createIfAbsent(op({ pod: skipped.pod }), 0)).outcome, 'created')
+    assert.equal((await s.get(skipped.id))?.reason, 'storm')
+  })
+  it('claim is once; a stale lease is taken over', async () => {
+    const s = fresh()
+    const a = op()
+    await s.createIfAbsent(a, 0)
+    const c1 = await s.claim(a.id, 2000, 0)
+    assert.deepEqual([c1?.state, c1?.attempts], ['running', 1])
+    assert.equal(await s.claim(a.id, 2001, 1000), null)
+    const c2 = await s.claim(a.id, 9000, 5000)
+    assert.equal(c2?.attempts, 2)
+  })
+  it('update, due, requeueRunning, list', async () => {
+    const s = fresh()
+    const [a, b, c] = [op({ createdAt: 1 }), op({ createdAt: 2, namespace: 'pay' }), op({ createdAt: 3 })]
+    for (const x of [a, b, c]) await s.createIfAbsent(x, 0)
+    await s.claim(a.id, 10, 0)
+    await s.update(a.id, { state: 'queued', updatedAt: 11, notBefore: 100, error: { code: 'bad_gateway', message: 'm', status: 502 } })
+    await s.claim(b.id, 10, 0)
+    assert.deepEqual(await s.due(50, 10), [c.id])
+    assert.deepEqual(await s.due(100, 10), [a.id, c.id])
+    assert.equal(await s.requeueRunning(20), 1)
+    assert.deepEqual(await s.due(100, 10), [a.id, b.id, c.id])
+    assert.equal((await s.get(a.id))?.error?.code, 'bad_gateway')
+    assert.deepEqual((await s.list({ namespace: 'pay', limit: 10 })).map((o) => o.id), [b.id])
+    assert.deepEqual((await s.list({ cluster: 'prod', limit: 2 })).map((o) => o.id), [c.id, b.id])
+    assert.deepEqual(await s.list({ state: 'succeeded', limit: 10 }), [])
+  })
+})
+
+describe('runner', () => {
+  const retry = { maxAttempts: 2, baseDelayMs: 100, maxDelayMs: 1000 }
+  async function run(outcomes: JobOutcome[]) {
+    const store = sqlOperationStore(sqliteDriver(':memory:'))
+    const sent: Array<[string, number | undefined]> = []
+    let now = 1000
+    const runner = createRunner({
+      store,
+      queue: { send: async (id, d) => void sent.push([id, d]) },
+      checkpoint: async () => outcomes.shift()!,
+      clock: { now: () => now++ },
+      log: () => {},
+      retry,
+      timeoutSec: 30,
+      leaseMs: 60_000,
+    })
+    const a = op()
+    await store.createIfAbsent(a, 0)
+    return { store, sent, runner, id: a.id }
+  }
+  const fail = (status: number, retryable: boolean): JobOutcome => ({ ok: false, status, code: 'x', message: 'm', retryable })
+  it('retries a retryable failure with backoff, then fails', async () => {
+    const { store, sent, runner, id } = await run([fail(503, true), fail(503, true)])
+    await runner(id)
+    const q = await store.get(id)
+    assert.deepEqual([q?.state, q?.attempts], ['queued', 1])
+    assert.deepEqual(sent, [[id, 100]])
+    await runner(id)
+    const f = await store.get(id)
+    assert.deepEqual([f?.state, f?.attempts, f?.error?.status], ['failed', 2, 503])
+    await runner(id) // a late redelivery is a no-op
+    assert.equal((await store.get(id))?.attempts, 2)
+  })
+  it('a non-retryable failure is final at once', async () => {
+    const { store, runner, id } = await run([fail(404, false)])
+    await runner(id)
+    assert.deepEqual([(await store.get(id))?.state, (await store.get(id))?.attempts], ['failed', 1])
+  })
+  it('records success', async () => {
+    const archive = { name: 'checkpoint-w_shop-app-2026-01-01T00:00:00Z.tar', size: 1, sha256: 'a'.repeat(64), created: '2026-01-01T00:00:00Z' }
+    const { store, runner, id } = await run([{ ok: true, node: 'n1', archive, download: '/d' }])
+    await runner(id)
+    const s = await store.get(id)
+    assert.deepEqual([s?.state, s?.node, s?.result?.archive.sha256], ['succeeded', 'n1', archive.sha256])
+  })
+})
+
+describe('queues', () => {
+  it('node queue: bounded concurrency; what does not fit is found by the sweep', async () => {
+    const store = sqlOperationStore(sqliteDriver(':memory:'))
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) {
+      const o = op({ createdAt: i })
+      ids.push(o.id)
+      await store.createIfAbsent(o, -1)
+    }
+    let running = 0
+    let peak = 0
+    const done: string[] = []
+    const q = nodeJobQueue({
+      store,
+      now: () => 10,
+      log: () => {},
+      concurrency: 2,
+      capacity: 2,
+      sweepMs: 20,
+      run: async (id) => {
+        running++
+        peak = Math.max(peak, running)
+        await new Promise((r) => setTimeout(r, 10))
+        await store.claim(id, 10, 0)
+        await store.update(id, { state: 'succeeded', updatedAt: 11 })
+        done.push(id)
+        running--
+      },
+    })
+    await q.start()
+    for (const id of ids) await q.send(id)
+    const deadline = Date.now() + 5000
+    while (done.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    await q.close(1000)
+    assert.deepEqual(done.sort(), ids.sort())
+    assert.ok(peak <= 2)
+  })
+  it('cloudflare producer rounds delays up to seconds', async () => {
+    const sent: unknown[] = []
+    const q = cloudflareQueue({ send: async (b, o) => void sent.push([b, o]) })
+    await q.send('a')
+    await q.send('b', 1500)
+    assert.deepEqual(sent, [[{ id: 'a' }, {}], [{ id: 'b' }, { delaySeconds: 2 }]])
+  })
+  it('consumer acks done messages and retries failed ones', async () => {
+    const acts: string[] = []
+    const msg = (id: unknown) => ({ body: { id }, ack: () => void acts.push(`ack ${id}`), retry: () => void acts.push(`retry ${id}`) })
+    await consumeBatch([msg('ok'), msg('boom'), msg(7)], async (id) => {
+      if (id === 'boom') throw new Error('store down')
+    }, () => {})
+    assert.deepEqual(acts.sort(), ['ack 7', 'ack ok', 'retry boom'])
+  })
+})
+
+describe('operation store: due and leases', () => {
+  it('a retry is not claimed before it is due; an abandoned run is found by due()', async () => {
+    const s = sqlOperationStore(sqliteDriver(':memory:'))
+    const a = op()
+    const b = op()
+    await s.createIfAbsent(a, 0)
+    await s.createIfAbsent(b, 0)
+    await s.claim(a.id, 10, 0)
+    await s.update(a.id, { state: 'queued', updatedAt: 10, notBefore: 5000 })
+    assert.equal(await s.claim(a.id, 1000, 0), null)
+    assert.equal((await s.claim(a.id, 5000, 0))?.attempts, 2)
+    await s.claim(b.id, 20, 0)
+    assert.deepEqual(await s.due(30, 10), [])
+    assert.deepEqual(await s.due(30, 10, 25), [b.id])
+  })
+})
