@@ -420,7 +420,7 @@ export function createGateway(deps: Deps): Gateway {
     const res = await forward(cl, node, AGENT_PATHS.archive(name), { method: 'GET', headers })
     if (res.status >= 400 || (res.status !== 200 && res.status !== 206 && res.status !== 304)) return agentError(c, res, cl, node)
     const out = new Headers(NO_STORE)
-    for (const h of ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified', 'content-disposition', 'digest', 'repr-digest']) {
+    for (const h of ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified', 'content-disposition', 'digest', 'repr-digest', 'x-checkpoint-sha256']) {
       const v = res.headers.get(h)
       if (v !== null) out.set(h, v)
     }

@@ -164,6 +164,7 @@ describe('gateway in workerd → mTLS → agent → containerd', { timeout: 150_
     assert.equal(res.headers.get('content-type'), 'application/x-tar')
     assert.equal(res.headers.get('content-length'), String(streamed.archive.size))
     assert.equal(res.headers.get('etag'), `"${streamed.archive.sha256}"`)
+    assert.equal(res.headers.get('x-checkpoint-sha256'), streamed.archive.sha256)
     assert.equal(bytes.length, streamed.archive.size)
     assert.equal(sha256(bytes), streamed.archive.sha256)
 
