@@ -69,47 +69,133 @@ export function removeBundle(): void {
   bundled?.then(({ dir }) => rmSync(dir, { recursive: true, force: true })).catch(() => {})
 }
 
-export const workerTarget: MakeTarget = async (world, raw) => {
+/** The Workers compatibility date of wrangler.toml. */
+export const COMPATIBILITY_DATE = '2025-09-01'
+
+export interface WorkerGatewayOptions {
+  /** GATEWAY_CONFIG, as JSON-able raw configuration. */
+  config: Record<string, unknown>
+  /** GRANT_SIGNING_KEYS: a private JWK or a list. */
+  grantKeys: unknown
+  /** The gateway's client certificate and key (PEM) presented to agents: the `AGENT_MTLS` binding. */
+  client: { cert: string; key: string }
+  /** PEM of the CA that signs agent server certificates. */
+  ca: string
+  /** Other string bindings: secrets the configuration names (KUBE_TOKEN_<CLUSTER>, the Grafana HMAC key). */
+  secrets?: Record<string, string>
+  /** The loopback port of the real HTTP listener. Default 0 (any free port). */
+  port?: number
+  /** `OPERATIONS_DB` (D1) and `CHECKPOINT_JOBS` (a queue this Worker also consumes), as wrangler.toml declares them. */
+  bindings?: { d1?: boolean; queues?: boolean }
+  /** Called with each structured line the gateway logs (they are kept in `logs` too). */
+  onLog?: (line: Record<string, unknown>) => void
+  /**
+   * The caller handles SIGINT/SIGTERM. Miniflare otherwise installs handlers that kill workerd
+   * and `process.exit(130)` at once, cutting any teardown short (its `exit` hook stays).
+   */
+  ownSignals?: boolean
+}
+
+export interface WorkerGateway {
+  /** `http://127.0.0.1:<port>`: the real loopback listener. */
+  url: string
+  /** miniflare's dispatchFetch against the listener's URL. */
+  fetch(path: string, init?: RequestInit): Promise<Response>
+  /** The gateway's structured log lines. */
+  logs: Array<Record<string, unknown>>
+  mf: import('miniflare').Miniflare
+  close(): Promise<void>
+}
+
+/**
+ * The Worker bundle in miniflare (real workerd), bound as wrangler.toml binds it: the agents
+ * through a `network` service with a client certificate (the local stand-in for the
+ * `mtls_certificates` binding), `KUBE` for Kubernetes APIs on loopback, and optionally D1 and
+ * Queues for the webhooks.
+ *
+ * @example
+ * const gw = await startWorkerGateway({ config, grantKeys, client: { cert, key }, ca, bindings: { d1: true, queues: true } })
+ * try { await gw.fetch('/healthz') } finally { await gw.close() }
+ */
+export async function startWorkerGateway(o: WorkerGatewayOptions): Promise<WorkerGateway> {
   const { Miniflare } = await import('miniflare')
   const { dir, script } = await bundleWorker()
   const logs: Array<Record<string, unknown>> = []
-  // workerd also echoes console output on stdio; the structured copy is the one we keep.
-  const drain = (stream: NodeJS.ReadableStream) => void stream.resume()
+  const local = { allow: ['local', 'private'] }
+  const signalsBefore = { SIGINT: process.listeners('SIGINT'), SIGTERM: process.listeners('SIGTERM') }
   const mf = new Miniflare({
     modules: true,
     scriptPath: script,
     modulesRoot: dir,
-    compatibilityDate: '2025-09-01',
-    bindings: { GATEWAY_CONFIG: JSON.stringify(raw), GRANT_SIGNING_KEYS: JSON.stringify(world.grantKeys), KUBE_TOKEN_PROD: KUBE_TOKEN },
+    compatibilityDate: COMPATIBILITY_DATE,
+    host: '127.0.0.1',
+    port: o.port ?? 0,
+    bindings: { GATEWAY_CONFIG: JSON.stringify(o.config), GRANT_SIGNING_KEYS: JSON.stringify(o.grantKeys), ...o.secrets },
+    ...(o.bindings?.d1 ? { d1Databases: ['OPERATIONS_DB'] } : {}),
+    ...(o.bindings?.queues
+      ? {
+        queueProducers: { CHECKPOINT_JOBS: { queueName: 'checkpoint-jobs' } },
+        queueConsumers: { 'checkpoint-jobs': { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 3 } },
+      }
+      : {}),
     serviceBindings: {
       AGENT_MTLS: {
         network: {
-          allow: ['local', 'private'],
-          tlsOptions: {
-            keypair: { privateKey: world.pki.clientKey, certificateChain: world.pki.clientCert },
-            trustedCertificates: [world.pki.caCert],
-          },
+          ...local,
+          tlsOptions: { keypair: { privateKey: o.client.key, certificateChain: o.client.cert }, trustedCertificates: [o.ca] },
         },
       },
-      KUBE: { network: { allow: ['local', 'private'] } },
+      KUBE: { network: local },
     },
     handleStructuredLogs({ message }: { message: string }) {
+      let line: Record<string, unknown>
       try {
-        logs.push(JSON.parse(message))
+        line = JSON.parse(message) as Record<string, unknown>
       } catch {
-        // not one of ours
+        return // not one of ours
       }
+      logs.push(line)
+      o.onLog?.(line)
     },
+    // workerd echoes console output on stdio too; the structured copy above is the one kept.
     handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
-      drain(stdout)
-      drain(stderr)
+      stdout.resume()
+      stderr.resume()
     },
   })
-  const base = (await mf.ready).href.replace(/\/$/, '')
+  if (o.ownSignals) {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      for (const l of process.listeners(sig)) if (!signalsBefore[sig].includes(l)) process.removeListener(sig, l)
+    }
+  }
+  let url: string
+  try {
+    url = (await mf.ready).href.replace(/\/$/, '')
+  } catch (err) {
+    await mf.dispose().catch(() => {})
+    throw err
+  }
   return {
-    name: 'workerd',
+    url,
     logs,
-    fetch: async (path, init) => (await mf.dispatchFetch(base + path, init as never)) as unknown as Response,
+    mf,
+    fetch: async (path, init) => (await mf.dispatchFetch(url + path, init as never)) as unknown as Response,
     close: () => mf.dispose(),
   }
+}
+
+/** The suite's world as a Worker gateway's bindings (`secrets` adds to KUBE_TOKEN_PROD). */
+export function worldBindings(world: World, raw: Record<string, unknown>, secrets: Record<string, string> = {}): WorkerGatewayOptions {
+  return {
+    config: raw,
+    grantKeys: world.grantKeys,
+    client: { cert: world.pki.clientCert, key: world.pki.clientKey },
+    ca: world.pki.caCert,
+    secrets: { KUBE_TOKEN_PROD: KUBE_TOKEN, ...secrets },
+  }
+}
+
+export const workerTarget: MakeTarget = async (world, raw) => {
+  const gw = await startWorkerGateway(worldBindings(world, raw))
+  return { name: 'workerd', logs: gw.logs, fetch: gw.fetch, close: gw.close }
 }

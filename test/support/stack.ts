@@ -4,6 +4,10 @@
  * a dev token issuer, and the gateway's Worker bundle in miniflare (real workerd) reaching the
  * agent through a `network` service binding with a client certificate — the local stand-in for
  * the `mtls_certificates` binding. `test/e2e/gateway.e2e.test.ts` and `npm run dev` both use it.
+ * A tiny fake Kubernetes API on loopback knows the pods {@link Stack.runPod} started (their
+ * `spec.nodeName` is the stack's node), so node-less routes and alert webhooks resolve the node.
+ * With `hooks`, the gateway also gets the D1 and Queues bindings of the webhooks
+ * (`test/e2e/hooks.e2e.test.ts`).
  *
  * @example
  * const stack = await startStack({ log: console.log })
@@ -17,6 +21,8 @@
  * }
  */
 import { randomUUID } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,7 +31,7 @@ import { startAgent, type RunningAgent } from '../../agent/agent.ts'
 import { loadConfig } from '../../agent/config.ts'
 import { memoryLogger, type Logger } from '../../agent/log.ts'
 import type { Target } from '../../shared/names.ts'
-import { bundleWorker } from '../functions/targets.ts'
+import { bundleWorker, startWorkerGateway } from '../functions/targets.ts'
 import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime, type PodSpec } from '../runtime/containerd.ts'
 import { GATEWAY_ID, makeIdentities, type Identities } from './agent-harness.ts'
 
@@ -37,8 +43,8 @@ export const DEV_AUDIENCE = 'checkpoint-gateway'
 /** `iss` of the grants the gateway signs and the agent requires. */
 export const GRANT_ISSUER = 'checkpoint-gateway-local'
 export const ALL_SCOPES = ['checkpoint:create', 'checkpoint:read', 'checkpoint:delete'] as const
-/** The Workers compatibility date of wrangler.toml. */
-const COMPATIBILITY_DATE = '2025-09-01'
+/** The secret holding the fake Kubernetes API's bearer token (`clusters.local.kube.tokenSecret`). */
+const KUBE_TOKEN_SECRET = 'KUBE_TOKEN_LOCAL'
 
 export interface StackOptions {
   /** Parent dir of the stack's state dir (PKI, keys, checkpoints, runtime). Default `os.tmpdir()`. */
@@ -60,6 +66,15 @@ export interface StackOptions {
   /** Extra agent flags, e.g. `--max-concurrent=2`. */
   agentArgs?: string[]
   /**
+   * The gateway configuration's `hooks` section (see functions/hooks/config.ts). Turns on the
+   * webhooks: the gateway gets `OPERATIONS_DB` (D1) and `CHECKPOINT_JOBS` (Queues) as wrangler.toml binds them.
+   */
+  hooks?: Record<string, unknown>
+  /** Policy rules added after the one allowing `subject` everything (e.g. for webhook senders). */
+  policyRules?: Array<Record<string, unknown>>
+  /** More string bindings for the gateway: secrets its configuration names (e.g. the Grafana HMAC key). */
+  secrets?: Record<string, string>
+  /**
    * The caller handles SIGINT/SIGTERM and calls stop(). Miniflare otherwise installs its own
    * handlers that kill workerd and `process.exit(130)` at once, cutting any teardown short (its
    * `exit` hook, which only kills workerd, stays).
@@ -70,6 +85,8 @@ export interface StackOptions {
 export interface Stack {
   /** `http://127.0.0.1:<port>` of the gateway in workerd. */
   gatewayUrl: string
+  /** `http://127.0.0.1:<port>` of the fake Kubernetes API (`GET /api/v1/namespaces/{ns}/pods/{pod}` for runPod's pods). */
+  kubeUrl: string
   cluster: string
   node: string
   subject: string
@@ -98,7 +115,10 @@ export interface Stack {
   listPath(): string
   /** fetch() against the gateway's real loopback listener. */
   fetch(path: string, init?: RequestInit): Promise<Response>
-  /** Runs a one-container pod with kubelet labels (default image: the stack's busybox). Local runtime only. */
+  /**
+   * Runs a one-container pod with kubelet labels (default image: the stack's busybox); the fake
+   * Kubernetes API knows it until removePod. Local runtime only.
+   */
   runPod(spec: Omit<PodSpec, 'image'> & { image?: string }): Promise<{ podId: string; containerId: string }>
   removePod(podId: string): Promise<void>
   /** `ctr tasks exec` in a running container; returns stdout. Local runtime only. */
@@ -180,6 +200,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const agent = await step('agent', () => startAgent(agentCfg, { log: opts.agentLog ?? memory }))
     cleanups.push(['agent', () => agent.shutdown(5_000)])
 
+    const kube = await step('fake kubernetes api', () => startFakeKube(node))
+    cleanups.push(['kubernetes api', () => kube.close()])
+
     // The dev token issuer: an EdDSA key; the gateway gets its public half as a static JWKS.
     const issuerKid = 'dev-issuer-1'
     const issuer = await generateKeyPair('EdDSA', { extractable: true })
@@ -187,57 +210,27 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const grantSigningKey = { ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }
 
     const gatewayConfig = {
-      clusters: { [CLUSTER]: { agentUrl: agent.url } },
+      clusters: { [CLUSTER]: { agentUrl: agent.url, kube: { apiUrl: kube.url, tokenSecret: KUBE_TOKEN_SECRET, binding: 'KUBE' } } },
       auth: { issuers: [DEV_ISSUER], audience: DEV_AUDIENCE, jwks: { keys: [issuerJwk] }, algorithms: ['EdDSA'] },
-      policy: { rules: [{ id: 'dev', subjects: [subject], actions: ['create', 'read', 'delete'], clusters: [CLUSTER], namespaces: ['*'] }] },
+      policy: { rules: [{ id: 'dev', subjects: [subject], actions: ['create', 'read', 'delete'], clusters: [CLUSTER], namespaces: ['*'] }, ...(opts.policyRules ?? [])] },
       grants: { issuer: GRANT_ISSUER },
+      ...(opts.hooks ? { hooks: opts.hooks } : {}),
     }
-    const gatewayLogs: Record<string, unknown>[] = []
-    const { script, dir: bundleDir } = await step('worker bundle', () => bundleWorker())
-    const { Miniflare } = await import('miniflare')
-    const signalsBefore = { SIGINT: process.listeners('SIGINT'), SIGTERM: process.listeners('SIGTERM') }
-    const mf = new Miniflare({
-      modules: true,
-      scriptPath: script,
-      modulesRoot: bundleDir,
-      compatibilityDate: COMPATIBILITY_DATE,
-      host: '127.0.0.1',
-      port: opts.gatewayPort ?? 0,
-      bindings: { GATEWAY_CONFIG: JSON.stringify(gatewayConfig), GRANT_SIGNING_KEYS: JSON.stringify(grantSigningKey) },
-      serviceBindings: {
-        AGENT_MTLS: {
-          network: {
-            allow: ['local'],
-            tlsOptions: {
-              keypair: { privateKey: ids.gateway.keyPem, certificateChain: ids.gateway.certPem },
-              trustedCertificates: [ids.pki.ca.certPem],
-            },
-          },
-        },
-      },
-      handleStructuredLogs({ message }: { message: string }) {
-        let line: Record<string, unknown>
-        try {
-          line = JSON.parse(message) as Record<string, unknown>
-        } catch {
-          return // not one of ours
-        }
-        gatewayLogs.push(line)
-        opts.gatewayLog?.(line)
-      },
-      // workerd echoes console output on stdio too; the structured copy above is the one kept.
-      handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
-        stdout.resume()
-        stderr.resume()
-      },
-    })
-    cleanups.push(['gateway', () => mf.dispose()])
-    if (opts.ownSignals) {
-      for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-        for (const l of process.listeners(sig)) if (!signalsBefore[sig].includes(l)) process.removeListener(sig, l)
-      }
-    }
-    const gatewayUrl = (await step('gateway in workerd', () => mf.ready)).href.replace(/\/$/, '')
+    await step('worker bundle', () => bundleWorker())
+    const gw = await step('gateway in workerd', () =>
+      startWorkerGateway({
+        config: gatewayConfig,
+        grantKeys: grantSigningKey,
+        client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem },
+        ca: ids.pki.ca.certPem,
+        secrets: { [KUBE_TOKEN_SECRET]: kube.token, ...opts.secrets },
+        port: opts.gatewayPort ?? 0,
+        bindings: { d1: !!opts.hooks, queues: !!opts.hooks },
+        ...(opts.gatewayLog ? { onLog: opts.gatewayLog } : {}),
+        ...(opts.ownSignals ? { ownSignals: true } : {}),
+      }))
+    cleanups.push(['gateway', () => gw.close()])
+    const gatewayUrl = gw.url
     timings.total = Math.round(performance.now() - t0)
     log(`stack ready in ${timings.total} ms`)
 
@@ -246,8 +239,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       return runtime
     }
     return {
-      gatewayUrl, cluster: CLUSTER, node, subject, dir, agent, identities: ids, runtime, endpoint, image,
-      agentLogs: memory.lines, gatewayLogs, timings,
+      gatewayUrl, kubeUrl: kube.url, cluster: CLUSTER, node, subject, dir, agent, identities: ids, runtime, endpoint, image,
+      agentLogs: memory.lines, gatewayLogs: gw.logs, timings,
       async mintToken(scopes, o = {}) {
         const now = Math.floor(Date.now() / 1000)
         return new SignJWT({ scope: typeof scopes === 'string' ? scopes : scopes.join(' ') })
@@ -263,8 +256,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       checkpointPath: (t) => `/v1/clusters/${CLUSTER}/nodes/${node}/checkpoint/${t.namespace}/${t.pod}/${t.container}`,
       listPath: () => `/v1/clusters/${CLUSTER}/nodes/${node}/checkpoints`,
       fetch: (path, init) => fetch(gatewayUrl + path, init),
-      runPod: (spec) => runPod(local('runPod').endpoint, { ...spec, image: spec.image ?? image! }),
-      removePod: (podId) => removePod(local('removePod').endpoint, podId),
+      runPod: async (spec) => {
+        const r = await runPod(local('runPod').endpoint, { ...spec, image: spec.image ?? image! })
+        kube.pods.set(r.podId, spec)
+        return r
+      },
+      removePod: async (podId) => {
+        await removePod(local('removePod').endpoint, podId)
+        kube.pods.delete(podId)
+      },
       exec: (containerId, cmd) => {
         const rt = local('exec')
         return rt.ctr(['-n', 'k8s.io', 'tasks', 'exec', '--fifo-dir', join(rt.root, 'fifo'), '--exec-id', `x-${randomUUID().slice(0, 8)}`, containerId, ...cmd])
@@ -274,5 +274,43 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   } catch (err) {
     await stop()
     throw err
+  }
+}
+
+/**
+ * The cluster's Kubernetes API as far as the gateway uses it: `GET /api/v1/namespaces/{ns}/pods/{pod}`
+ * with the bearer token, answering the pods in `pods` (by pod sandbox id) as scheduled on `node`;
+ * 404 for any other pod, 401 without the token.
+ */
+async function startFakeKube(node: string) {
+  const token = `kube-${randomUUID()}`
+  const pods = new Map<string, Target>()
+  const json = (res: import('node:http').ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(body))
+  }
+  const server = createServer((req, res) => {
+    if (req.headers.authorization !== `Bearer ${token}`) return json(res, 401, { kind: 'Status', code: 401, reason: 'Unauthorized' })
+    const m = req.method === 'GET' ? /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/?]+)$/.exec(req.url ?? '') : null
+    const found = m ? [...pods.values()].filter((p) => p.namespace === m[1] && p.pod === m[2]) : []
+    if (!m || found.length === 0) return json(res, 404, { kind: 'Status', code: 404, reason: 'NotFound' })
+    json(res, 200, {
+      kind: 'Pod',
+      apiVersion: 'v1',
+      metadata: { namespace: m[1], name: m[2] },
+      spec: { nodeName: node, containers: found.map((p) => ({ name: p.container })) },
+      status: { phase: 'Running' },
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    token,
+    pods,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r())
+        server.closeAllConnections()
+      }),
   }
 }

@@ -9,7 +9,7 @@ import { parseConfig } from '../../../functions/config.ts'
 import { loadGrantKeys } from '../../../functions/grants.ts'
 import { startNodeGateway, type NodeGatewayOptions } from '../../../functions/node.ts'
 import { KUBE_TOKEN, type World } from '../fixtures.ts'
-import { bundleWorker, type Target } from '../targets.ts'
+import { startWorkerGateway, worldBindings, type Target } from '../targets.ts'
 import type { D1Like } from '../../../functions/operations/d1.ts'
 
 export const GRAFANA_SECRET = 'grafana-webhook-secret-for-tests'
@@ -71,52 +71,15 @@ export function tempDir(): { dir: string; remove(): void } {
 }
 
 export const workerHooksTarget: (world: World, raw: Record<string, unknown>) => Promise<WorkerHooksTarget> = async (world, raw) => {
-  const { Miniflare } = await import('miniflare')
-  const { dir, script } = await bundleWorker()
-  const logs: Array<Record<string, unknown>> = []
-  const drain = (stream: NodeJS.ReadableStream) => void stream.resume()
-  const mf = new Miniflare({
-    modules: true,
-    scriptPath: script,
-    modulesRoot: dir,
-    compatibilityDate: '2025-09-01',
-    bindings: { GATEWAY_CONFIG: JSON.stringify(raw), GRANT_SIGNING_KEYS: JSON.stringify(world.grantKeys), KUBE_TOKEN_PROD: KUBE_TOKEN, GRAFANA_SECRET },
-    d1Databases: ['OPERATIONS_DB'],
-    queueProducers: { CHECKPOINT_JOBS: { queueName: 'checkpoint-jobs' } },
-    queueConsumers: { 'checkpoint-jobs': { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 3 } },
-    serviceBindings: {
-      AGENT_MTLS: {
-        network: {
-          allow: ['local', 'private'],
-          tlsOptions: {
-            keypair: { privateKey: world.pki.clientKey, certificateChain: world.pki.clientCert },
-            trustedCertificates: [world.pki.caCert],
-          },
-        },
-      },
-      KUBE: { network: { allow: ['local', 'private'] } },
-    },
-    handleStructuredLogs({ message }: { message: string }) {
-      try {
-        logs.push(JSON.parse(message))
-      } catch {
-        // not one of ours
-      }
-    },
-    handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
-      drain(stdout)
-      drain(stderr)
-    },
-  })
-  const base = (await mf.ready).href.replace(/\/$/, '')
+  const gw = await startWorkerGateway({ ...worldBindings(world, raw, { GRAFANA_SECRET }), bindings: { d1: true, queues: true } })
   return {
     name: 'workerd',
-    logs,
-    fetch: async (path, init) => (await mf.dispatchFetch(base + path, init as never)) as unknown as Response,
-    close: () => mf.dispose(),
-    d1: async () => (await mf.getD1Database('OPERATIONS_DB')) as unknown as D1Like,
+    logs: gw.logs,
+    fetch: gw.fetch,
+    close: gw.close,
+    d1: async () => (await gw.mf.getD1Database('OPERATIONS_DB')) as unknown as D1Like,
     cron: async () => {
-      const worker = (await mf.getWorker()) as unknown as { scheduled(o: { cron: string }): Promise<unknown> }
+      const worker = (await gw.mf.getWorker()) as unknown as { scheduled(o: { cron: string }): Promise<unknown> }
       await worker.scheduled({ cron: '* * * * *' })
     },
   }
