@@ -12,7 +12,7 @@ import { createGrantVerifier } from './grants.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { createAgentServer, type AgentServer } from './server.ts'
-import { readTls, watchTls } from './tls.ts'
+import { readTls, watchFiles, watchTls } from './tls.ts'
 import type { RuntimeInfo } from '../shared/events.ts'
 
 export interface RunningAgent {
@@ -72,6 +72,8 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
   })
   const address = await http.listen(cfg.listen.port, cfg.listen.host)
   const stopWatch = watchTls(http.server, cfg.tls, cfg.tls.reloadIntervalMs, log)
+  // Grant keys rotate by kid through the same kind of mounted file.
+  const stopKeys = cfg.grants.jwksFile ? watchFiles([cfg.grants.jwksFile], cfg.tls.reloadIntervalMs, () => grants.reload(), log, 'grant keys') : () => {}
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   log.info('agent listening', { address: `${host}:${address.port}`, checkpointDir: cfg.checkpointDir, checkpointing: cfg.checkpointing })
 
@@ -82,6 +84,7 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
     shutdown(graceMs = cfg.shutdownGraceMs) {
       stopping ??= (async () => {
         stopWatch()
+        stopKeys()
         const closed = http.stopAccepting()
         const clean = await checkpointer.close(graceMs)
         // Whatever the runtime is still writing is not an archive: unlink it (the runtime's open

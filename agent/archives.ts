@@ -4,14 +4,13 @@
  * hidden `.inprogress-*` file that becomes the archive by a no-clobber link, so nothing partial is
  * ever listed, and leftovers are removed at start.
  */
-import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { randomUUID } from 'node:crypto'
 import { chmod, link, lstat, mkdir, readdir, readFile, stat, statfs, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import { CheckpointError } from '../shared/errors.ts'
 import type { ArchiveEntry, ArchiveInfo, RuntimeInfo } from '../shared/events.ts'
 import { archiveName, isArchiveName, parseArchiveName, type Target } from '../shared/names.ts'
+import { sha256File } from './files.ts'
 import type { Logger } from './log.ts'
 
 const TEMP_PREFIX = '.inprogress-'
@@ -176,10 +175,14 @@ export class ArchiveStore {
     await unlink(this.metaPath(name)).catch(() => {})
   }
 
-  /** Deletes archives beyond the limits, oldest first. Returns the names deleted. */
+  /**
+   * Deletes archives beyond the limits, oldest first. Returns the names deleted. Only archives this
+   * agent wrote (those with a record) count: the default directory is the kubelet's, and its own
+   * checkpoints are not ours to delete.
+   */
   async applyRetention(now = Date.now()): Promise<string[]> {
     const { maxPerContainer, maxTotalBytes, maxAgeSeconds } = this.retention
-    const all = await this.list()
+    const all = (await this.list()).filter((a) => a.sha256Known)
     const doomed = new Set<string>()
     if (maxAgeSeconds > 0) {
       for (const a of all) if (now - Date.parse(a.created) > maxAgeSeconds * 1000) doomed.add(a.name)
@@ -210,10 +213,4 @@ export class ArchiveStore {
     }
     return [...doomed]
   }
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256')
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), h)
-  return h.digest('hex')
 }

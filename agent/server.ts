@@ -3,17 +3,16 @@
  * line per handler — read params, validate, check the grant, look up, act, answer.
  */
 import { randomUUID } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { createServer, type Server } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { pipeline } from 'node:stream/promises'
 import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
 import { encodeEvent, NDJSON, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
 import { checkQuery, checkTarget, parseTimeout, type Target } from '../shared/names.ts'
 import { REQUEST_ID_HEADER } from '../shared/agent-api.ts'
 import type { ArchiveStore } from './archives.ts'
+import { sendFileRange } from './files.ts'
 import type { Checkpointer, Job, JobResult } from './checkpointer.ts'
 import type { Runtime } from './cri/client.ts'
 import type { GrantVerifier, VerifiedGrant } from './grants.ts'
@@ -321,8 +320,9 @@ async function download(ctx: Ctx, d: AgentDeps): Promise<void> {
   res.writeHead(range ? 206 : 200, headers)
   ctx.log.info('archive download', { client: ctx.client, sub: grant.sub, archive: name, start, end })
   if (req.method === 'HEAD' || a.size === 0) return void res.end()
-  await pipeline(createReadStream(a.path, { start, end, highWaterMark: 1 << 20 }), res).catch((err) => {
+  await sendFileRange(a.path, start, end, res).catch((err) => {
     ctx.log.warn('download cut', { archive: name, err })
+    res.destroy()
   })
 }
 

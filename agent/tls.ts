@@ -1,7 +1,7 @@
 /**
- * Server TLS material and client identities. Files are polled (stat follows the symlinks that
- * Kubernetes secret volumes swap) and a change installs a new secure context for new connections;
- * connections already open keep theirs, so in-flight streams are not dropped.
+ * Server TLS material, file watching and client identities. A certificate change installs a new
+ * secure context for new connections; connections already open keep theirs, so in-flight streams
+ * are not dropped.
  */
 import { readFile, stat } from 'node:fs/promises'
 import type { PeerCertificate, TLSSocket } from 'node:tls'
@@ -25,14 +25,18 @@ export async function readTls(files: TlsFiles): Promise<TlsMaterial> {
   return { cert, key, ca }
 }
 
-/** Polls the files; on change re-reads them and calls `server.setSecureContext`. Returns a stop function. */
-export function watchTls(server: Server, files: TlsFiles, intervalMs: number, log: Logger): () => void {
-  let last = ''
+/**
+ * Polls files (stat follows symlinks, so Kubernetes' atomic `..data` swaps are seen) and calls
+ * `onChange` when any of them changed. A failing `onChange` (a half-written rotation) is retried
+ * on the next tick, and the old material stays in use. Returns a stop function.
+ */
+export function watchFiles(files: string[], intervalMs: number, onChange: () => Promise<void>, log: Logger, what: string): () => void {
   const fingerprint = async () =>
-    (await Promise.all([files.cert, files.key, files.ca].map(async (f) => {
+    (await Promise.all(files.map(async (f) => {
       const s = await stat(f)
       return `${s.ino}:${s.size}:${s.mtimeMs}`
     }))).join('|')
+  let last = ''
   void fingerprint().then((f) => (last = f), () => {})
   let busy = false
   const timer = setInterval(async () => {
@@ -41,20 +45,23 @@ export function watchTls(server: Server, files: TlsFiles, intervalMs: number, lo
     try {
       const f = await fingerprint()
       if (f !== last) {
-        const m = await readTls(files)
-        server.setSecureContext({ ...m })
+        await onChange()
         last = f
-        log.info('tls material reloaded', { cert: files.cert, ca: files.ca })
+        log.info(`${what} reloaded`, { files })
       }
     } catch (err) {
-      // A half-written rotation: keep the old context and try again next tick.
-      log.warn('tls reload failed; keeping the current certificates', { err })
+      log.warn(`${what} reload failed; keeping the current one`, { err })
     } finally {
       busy = false
     }
   }, intervalMs)
   timer.unref()
   return () => clearInterval(timer)
+}
+
+/** Installs re-read certificates for new connections when the files change. */
+export function watchTls(server: Server, files: TlsFiles, intervalMs: number, log: Logger): () => void {
+  return watchFiles([files.cert, files.key, files.ca], intervalMs, async () => server.setSecureContext({ ...(await readTls(files)) }), log, 'tls material')
 }
 
 /** The identities a client certificate carries, as `uri:…`, `dns:…` and `cn:…`. */

@@ -527,6 +527,35 @@ describe('lifecycle', () => {
     await s.stop()
   })
 
+  it('re-reads a rotated grant key file: a grant from the new key is honoured', async () => {
+    const s = await stack(['--tls-reload-interval=1s'])
+    const original = await readFile(ids.jwksFile)
+    try {
+      const { generateKeyPair, exportJWK } = await import('jose')
+      const { mintGrant } = await import('../support/agent-harness.ts')
+      const next = await generateKeyPair('EdDSA', { extractable: true })
+      const rotated = { ...ids, grantKey: next.privateKey, kid: 'grant-key-2' }
+      const mint = () => mintGrant(rotated, { op: 'checkpoint:list', node: s.a.node })
+      const before = await s.a.fetch('/checkpoints', { headers: { authorization: `Bearer ${await mint()}` } })
+      assert.equal(before.statusCode, 401)
+      assert.equal((await body(before)).code, 'invalid_grant')
+      const jwks = JSON.parse(original.toString())
+      jwks.keys.push({ ...(await exportJWK(next.publicKey)), kid: 'grant-key-2', alg: 'EdDSA', use: 'sig' })
+      await writeFile(ids.jwksFile, JSON.stringify(jwks))
+      let status = 0
+      for (let i = 0; i < 30 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 200))
+        const r = await s.a.fetch('/checkpoints', { headers: { authorization: `Bearer ${await mint()}` } })
+        status = r.statusCode
+        await r.body.dump()
+      }
+      assert.equal(status, 200)
+    } finally {
+      await writeFile(ids.jwksFile, original)
+      await s.stop()
+    }
+  })
+
   it('re-reads rotated certificates for new connections while an open stream goes on', async () => {
     const s = await stack(['--tls-reload-interval=1s'], { checkpointDelayMs: 2500 })
     try {

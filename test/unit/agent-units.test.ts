@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -94,15 +94,20 @@ describe('retention', () => {
         'checkpoint-a_ns-c-2026-01-01T00:00:03Z.tar',
         'checkpoint-b_ns-c-2026-01-01T00:00:04Z.tar',
       ]
-      for (const n of names) await writeFile(join(dir, n), Buffer.alloc(100))
-      for (const [i, n] of names.entries()) await utimes(join(dir, n), 1_767_225_600 + i, 1_767_225_600 + i)
+      for (const [i, n] of names.entries()) {
+        await writeFile(join(dir, n), Buffer.alloc(100))
+        await writeFile(join(dir, `.${n}.json`), JSON.stringify({ sha256: 'x', created: new Date(Date.UTC(2026, 0, 1, 0, 0, i + 1)).toISOString() }))
+      }
+      // The kubelet's own archive (no record of ours) is never touched by retention.
+      const kubelets = 'checkpoint-a_ns-c-2025-01-01T00:00:00Z.tar'
+      await writeFile(join(dir, kubelets), Buffer.alloc(1000))
       const byCount = new ArchiveStore(dir, { maxPerContainer: 2, maxTotalBytes: 0, maxAgeSeconds: 0 }, memoryLogger())
       assert.deepEqual(await byCount.applyRetention(), [names[0]])
       const byBytes = new ArchiveStore(dir, { maxPerContainer: 0, maxTotalBytes: 150, maxAgeSeconds: 0 }, memoryLogger())
       assert.deepEqual(await byBytes.applyRetention(), [names[1], names[2]])
       const byAge = new ArchiveStore(dir, { maxPerContainer: 0, maxTotalBytes: 0, maxAgeSeconds: 60 }, memoryLogger())
       assert.deepEqual(await byAge.applyRetention(Date.UTC(2026, 0, 1, 0, 1, 10)), [names[3]])
-      assert.deepEqual(await readdir(dir), [])
+      assert.deepEqual(await readdir(dir), [kubelets])
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
