@@ -1,10 +1,11 @@
 /**
  * A real CRI runtime for e2e tests and `npm run dev`: containerd 2.x (with runc and CRIU, fetched
  * by `fetch.sh`) plus a local `docker-registry`, all under one temp dir, on a unix socket and
- * 127.0.0.1 only.
+ * 127.0.0.1 only. The `containerd-1.7` flavor runs Debian trixie's containerd 1.7 instead (same
+ * runc, CRIU and registry), a real runtime that answers CheckpointContainer with UNIMPLEMENTED.
  *
  * @example
- * const rt = await startLocalRuntime()
+ * const rt = await startLocalRuntime()   // or startLocalRuntime({ flavor: 'containerd-1.7' })
  * try {
  *   const image = await buildAndPushBusybox(rt.registry, 'demo/counter', 'v1')
  *   const { containerId } = await runPod(rt.endpoint, { namespace: 'default', pod: 'p', container: 'c', image, command: ['sleep', '60'] })
@@ -44,21 +45,37 @@ export interface LocalRuntime {
   stop(): Promise<void>
 }
 
+/**
+ * Which containerd: `containerd-2` (sid, 2.1; checkpoints) or `containerd-1.7` (trixie, 1.7.24;
+ * CRI CheckpointContainer is UNIMPLEMENTED), each from its own cache dir.
+ */
+export type RuntimeFlavor = 'containerd-2' | 'containerd-1.7'
+
 export interface StartOptions {
   /** Parent dir for the runtime's temp dir. Default `os.tmpdir()`. */
   dir?: string
+  /** Default `containerd-2`. */
+  flavor?: RuntimeFlavor
   log?: (line: string) => void
 }
 
 /** Per-endpoint bookkeeping for runtimes started here: pods to remove on stop, logs, cgroups. */
 const started = new Map<string, { root: string; cgroup: string; pods: Set<string> }>()
 
-let cacheDir: Promise<string> | undefined
+const cacheDirs = new Map<RuntimeFlavor, Promise<string>>()
 
-/** Runs fetch.sh once per process; resolves to the runtime cache dir. */
-export function runtimeCache(): Promise<string> {
-  cacheDir ??= execFileP(FETCH_SH, [], { maxBuffer: 16 << 20, timeout: 300_000 }).then(({ stdout }) => stdout.trim())
-  return cacheDir
+/**
+ * Runs fetch.sh once per process and flavor; resolves to the runtime cache dir. Without an argument
+ * (or `containerd-2`): the default cache, whose `bin/busybox` the images are built from.
+ */
+export function runtimeCache(flavor: RuntimeFlavor = 'containerd-2'): Promise<string> {
+  let dir = cacheDirs.get(flavor)
+  if (!dir) {
+    const args = flavor === 'containerd-1.7' ? ['--containerd=1.7'] : []
+    dir = execFileP(FETCH_SH, args, { maxBuffer: 16 << 20, timeout: 300_000 }).then(({ stdout }) => stdout.trim())
+    cacheDirs.set(flavor, dir)
+  }
+  return dir
 }
 
 const PAUSE_REPO = 'local/pause'
@@ -70,8 +87,9 @@ const PAUSE_TAG = 'busybox'
  */
 export async function startLocalRuntime(opts: StartOptions = {}): Promise<LocalRuntime> {
   const log = opts.log ?? (() => {})
+  const flavor = opts.flavor ?? 'containerd-2'
   const t0 = performance.now()
-  const cache = await runtimeCache()
+  const cache = await runtimeCache(flavor)
   const binDir = join(cache, 'bin')
   log(`runtime cache ${cache} (${ms(t0)})`)
 
@@ -135,8 +153,9 @@ export async function startLocalRuntime(opts: StartOptions = {}): Promise<LocalR
 
     const snapshotter = (await overlaySupported(root)) ? 'overlayfs' : 'native'
     const defaults = (await execFileP(join(binDir, 'containerd'), ['config', 'default'], { env })).stdout
-    await writeFile(join(root, 'config.toml'), containerdConfig(defaults, { root, socket, pause, snapshotter }))
-    log(`containerd config written (snapshotter ${snapshotter}) (${ms(t0)})`)
+    const configure = flavor === 'containerd-1.7' ? containerdConfigV2 : containerdConfig
+    await writeFile(join(root, 'config.toml'), configure(defaults, { root, socket, pause, snapshotter }))
+    log(`${flavor === 'containerd-2' ? 'containerd' : flavor} config written (snapshotter ${snapshotter}) (${ms(t0)})`)
 
     const tStart = performance.now()
     const containerdLog = join(root, 'containerd.log')
@@ -374,6 +393,44 @@ function containerdConfig(defaults: string, o: { root: string; socket: string; p
     ["plugins.'io.containerd.internal.v1.opt'", 'path', q(join(o.root, 'opt'))],
     ["plugins.'io.containerd.image-verifier.v1.bindir'", 'bin_dir', q(join(o.root, 'image-verifier'))],
   ]
+  return editConfig(defaults, edits)
+}
+
+/**
+ * Adjusts `containerd config default` of containerd 1.7 (config version 2: the CRI plugin is
+ * `io.containerd.grpc.v1.cri`, the sandbox image is `sandbox_image`). Same settings as for 2.x.
+ */
+function containerdConfigV2(defaults: string, o: { root: string; socket: string; pause: string; snapshotter: string }): string {
+  if (!/^version = 2$/m.test(defaults)) throw new Error('containerd config: expected a version 2 default config')
+  const q = (s: string) => `'${s}'`
+  const cri = 'plugins."io.containerd.grpc.v1.cri"'
+  const edits: Array<[section: string, key: string, value: string]> = [
+    ['', 'root', q(join(o.root, 'root'))],
+    ['', 'state', q(join(o.root, 'state'))],
+    ['', 'temp', q(join(o.root, 'tmp'))],
+    ['grpc', 'address', q(o.socket)],
+    ['ttrpc', 'address', q(`${o.socket}.ttrpc`)],
+    [cri, 'sandbox_image', q(o.pause)],
+    // No CAP_SYS_RESOURCE: oom_score_adj cannot be lowered below containerd's own.
+    [cri, 'restrict_oom_score_adj', 'true'],
+    [cri, 'enable_cdi', 'false'],
+    [`${cri}.containerd`, 'snapshotter', q(o.snapshotter)],
+    [`${cri}.containerd.runtimes.runc.options`, 'Root', q(join(o.root, 'runc'))],
+    [`${cri}.cni`, 'conf_dir', q(join(o.root, 'cni'))],
+    [`${cri}.cni`, 'bin_dir', q(join(o.root, 'cni'))],
+    ['plugins."io.containerd.nri.v1.nri"', 'disable', 'true'],
+    ['plugins."io.containerd.internal.v1.opt"', 'path', q(join(o.root, 'opt'))],
+    ['[plugins."io.containerd.transfer.v1.local".unpack_config]', 'snapshotter', q(o.snapshotter)],
+  ]
+  return editConfig(defaults, edits)
+}
+
+/**
+ * Sets `key = value` in `[section]` (`''`: the top level; `[x]` for the array table `[[x]]`). Each
+ * edit must find its key, so a containerd that renamed one fails here loudly instead of running
+ * misconfigured.
+ */
+function editConfig(defaults: string, edits: Array<[section: string, key: string, value: string]>): string {
   const lines = defaults.split('\n')
   for (const [section, key, value] of edits) {
     let i = section === '' ? 0 : lines.findIndex((l) => l.trim() === `[${section}]`) + 1

@@ -5,13 +5,56 @@
 #
 #   test/runtime/fetch.sh            # containerd 2.x (sid) + runc + criu + checkpointctl + registry
 #   RUNTIME_CACHE=/some/dir test/runtime/fetch.sh
+#   test/runtime/fetch.sh --containerd=1.7   # containerd 1.7 (trixie), which lacks CheckpointContainer
+#
+# --containerd=1.7 fills a separate cache, "<cache>-containerd-1.7", and leaves the default one as it
+# is (it runs the default fetch first: its bin dir links runc, criu, docker-registry, busybox and
+# checkpointctl from there). Trixie's containerd, shim and ctr run on bookworm's glibc unpatched.
 #
 # Facts (Debian 12 host, kernel 6.18): sid's runc and criu need glibc >= 2.38, so copies of them get
 # the unpacked sid loader and libraries via patchelf (a wrapper script breaks runc, which re-executes
-# itself). containerd, its shim and ctr are static enough to run as they are.
+# itself). containerd, its shim and ctr link only an old enough glibc and run as they are.
 set -euo pipefail
 
+flavor=
+for arg in "$@"; do
+  case $arg in
+    --containerd=1.7) flavor=containerd-1.7 ;;
+    --containerd=2) flavor= ;;
+    *) echo "fetch.sh: unknown argument $arg (known: --containerd=1.7, --containerd=2)" >&2; exit 2 ;;
+  esac
+done
+
 cache=${RUNTIME_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/checkpoint-gateway/runtime}
+
+if [[ $flavor == containerd-1.7 ]]; then
+  base=$("$0")
+  legacy="$cache-containerd-1.7"
+  if [[ -f $legacy/.complete-v1 ]]; then echo "$legacy"; exit 0; fi
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  rm -rf "$legacy.tmp" && mkdir -p "$legacy.tmp/bin" "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$work/sources.list"
+  opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$work/lists" -o Dir::State::status=/dev/null -o "Dir::Cache=$work/cache"
+    -o Debug::NoLocking=1 -o APT::Sandbox::User=root -qq)
+  apt-get "${opts[@]}" update >&2
+  (cd "$work/debs" && apt-get "${opts[@]}" download containerd >&2)
+  for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$legacy.tmp/trixie"; done
+  for b in containerd containerd-shim-runc-v2 ctr; do cp "$legacy.tmp/trixie/usr/bin/$b" "$legacy.tmp/bin/"; done
+  rm -rf "$legacy.tmp/trixie"
+  for b in runc criu docker-registry busybox checkpointctl; do ln -s "$base/bin/$b" "$legacy.tmp/bin/$b"; done
+  "$legacy.tmp/bin/containerd" --version >&2
+  case $("$legacy.tmp/bin/containerd" --version) in
+    *" 1.7."*) ;;
+    *) echo "fetch.sh: trixie's containerd is not 1.7" >&2; exit 1 ;;
+  esac
+  rm -rf "$legacy" && mv "$legacy.tmp" "$legacy"
+  touch "$legacy/.complete-v1"
+  echo "$legacy"
+  exit 0
+fi
+
 stamp="$cache/.complete-v1"
 if [[ -f $stamp ]]; then echo "$cache"; exit 0; fi
 
