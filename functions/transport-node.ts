@@ -2,14 +2,46 @@
  * Node adapters: the agent over mutual TLS with undici (client certificate + per-cluster CA +
  * expected agent identity), and the Kubernetes API with the cluster's CA.
  */
+import { Readable } from 'node:stream'
 import { checkServerIdentity, type PeerCertificate } from 'node:tls'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici'
 import type { AgentTransport, KubeTransport } from './app.ts'
 import { agentBase, agentIdentity, type ClusterConfig } from './config.ts'
 
 /** undici's Response → the platform's, so the app sees one class everywhere. */
 function toPlatform(r: Awaited<ReturnType<typeof undiciFetch>>): Response {
   return new Response(r.body as ReadableStream<Uint8Array> | null, { status: r.status, statusText: r.statusText, headers: r.headers as unknown as Headers })
+}
+
+/** Statuses whose response must not carry a body (the platform Response refuses one). */
+const NULL_BODY = new Set([101, 103, 204, 205, 304])
+
+/**
+ * One request with undici's dispatcher API rather than its fetch: the same exchange for about
+ * 0.1–0.2 ms less CPU per request on the bench machine (fetch's spec machinery and stream wrapping).
+ * No redirects are followed (as `redirect: 'manual'`), nothing is decompressed (no
+ * Accept-Encoding is sent, so agents answer identity), and `init.signal` aborts it.
+ */
+async function dispatch(url: string, init: RequestInit, dispatcher: Dispatcher): Promise<Response> {
+  const headers: Record<string, string> = {}
+  new Headers(init.headers).forEach((v, k) => (headers[k] = v))
+  const r = await dispatcher.request({
+    origin: new URL(url).origin,
+    path: url.slice(url.indexOf('/', url.indexOf('//') + 2)) || '/',
+    method: (init.method ?? 'GET') as Dispatcher.HttpMethod,
+    headers,
+    ...(init.signal ? { signal: init.signal } : {}),
+  })
+  const out = new Headers()
+  for (const [k, v] of Object.entries(r.headers)) {
+    if (Array.isArray(v)) for (const x of v) out.append(k, x)
+    else if (v !== undefined) out.set(k, v)
+  }
+  if (NULL_BODY.has(r.statusCode) || init.method === 'HEAD') {
+    await r.body.dump().catch(() => {})
+    return new Response(null, { status: r.statusCode, headers: out })
+  }
+  return new Response(Readable.toWeb(r.body) as ReadableStream<Uint8Array>, { status: r.statusCode, headers: out })
 }
 
 export interface ClientIdentity {
@@ -58,8 +90,9 @@ export function nodeAgentTransport(id: ClientIdentity): AgentTransport & { close
 
   return {
     async fetch(cl, node, path, init) {
-      const r = await undiciFetch(agentBase(cl, node) + path, { ...(init as object), dispatcher: pool(cl, node) })
-      return toPlatform(r)
+      // Requests with a body keep fetch's body handling; the gateway sends none today.
+      if (init.body != null) return toPlatform(await undiciFetch(agentBase(cl, node) + path, { ...(init as object), dispatcher: pool(cl, node) }))
+      return dispatch(agentBase(cl, node) + path, init, pool(cl, node))
     },
     async close() {
       await Promise.all([...pools.values()].map((a) => a.close()))

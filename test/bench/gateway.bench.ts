@@ -1,89 +1,499 @@
 /**
- * Gateway benchmarks (not assertions). Prints JSON lines {"name","value","unit","baseline","ratio"}:
- * - added latency of a download (4 KiB archive) through the gateway over a direct mTLS call to
- *   the fake agent, on Node and on workerd (miniflare)
- * - authenticated requests/s through the Node gateway (list, 16 concurrent)
- * - rejected bad-signature tokens/s through the Node gateway
- * Run: npm run bench:gateway
+ * Gateway benchmarks. Each figure is one JSON line on stdout — `{"name","value","unit","baseline","ratio"}`
+ * (baseline and ratio = value / baseline measured in the same run, or null). Figures are not
+ * assertions: the process exits 0 whatever they are, non-zero only when a part could not run.
+ * Progress and context go to stderr as `# …` lines.
+ *
+ *   npm run bench:gateway            (node test/bench/gateway.bench.ts)
+ *
+ * Set-up: a REAL agent (agent/agent.ts via test/support/agent-harness.ts, real mTLS and grant
+ * checks) on a no-op runtime (test/support/fake-cri.ts: CheckpointContainer answers at once and
+ * writes 4 KiB), in this process. The Node gateway runs as its own process
+ * (test/bench/gateway-server.ts: startNodeGateway, production logger to /dev/null, caller keys
+ * from a JWKS URL on loopback). On a machine with ≥ 2 CPUs the gateway (and nginx, and workerd)
+ * are pinned to CPU 0 with `taskset`, this process (agent + load generator + curl) to CPU 1.
+ * Clients reach gateways over plain HTTP; gateways reach the agent over mutual TLS.
+ *
+ * Figures:
+ * - `gateway.node.{download_4k,checkpoint}.p50` (ms) vs the same request straight to the agent
+ *   (a grant minted outside the timing), interleaved; `…added_latency.p50` = the difference of
+ *   the medians; `…gateway_cpu_per_request`: CPU time of the gateway process (all threads) per
+ *   request in those sequential runs (after 1,000 warm-up requests), the part that does not depend
+ *   on what else the machine runs. The same for `gateway.workerd.*` (the Worker bundle in
+ *   miniflare/workerd, pinned like the Node gateway; clients use its real loopback listener).
+ * - `gateway.node.authenticated_list.rps`: GET …/checkpoints with a valid ES256 token, BENCH_CONCURRENCY
+ *   in flight, for BENCH_RPS_SECONDS. Baseline: the crypto ceiling of the gateway's core — one
+ *   jose ES256 verify + one EdDSA grant sign per request, measured in a process on the same CPU.
+ *   `…per_gateway_cpu_s`: requests per CPU-second the gateway process used (what one fully busy
+ *   core would do, whatever the load generator managed).
+ * - `gateway.node.rejected_bad_signature.rps` (token signed by a key the IdP never published,
+ *   same kid): baseline the ES256 verify rate.
+ * - `gateway.node.download_throughput` (MB/s, 10^6 bytes): curl through the gateway downloading a
+ *   BENCH_ARCHIVE_MB (sparse) archive from the agent, vs nginx as a TLS reverse proxy with the
+ *   gateway's client certificate to the same agent (gateway-nginx.ts), interleaved rounds, medians.
+ *   `…download_cpu_efficiency`: MB per CPU-second of the proxy process(es).
+ *   `gateway.node.rss_streaming_max` (MiB): largest VmRSS of the gateway process sampled every
+ *   100 ms during the downloads, vs its VmRSS just before them; `…rss_streaming_last_quarter`
+ *   vs `…first_quarter` shows whether it stays flat.
+ * - `worker.bundle.gzip` (KiB): the Worker bundle as test/functions/targets.ts builds it (esbuild,
+ *   not minified, as wrangler deploys by default), gzip level 9; `worker.bundle.min.gzip` minified.
+ *   Baseline: the 150 KiB goal.
+ *
+ * Environment: BENCH_ONLY (comma list of rps, latency, workerd, download, bundle; default all),
+ * BENCH_N (200 latency samples), BENCH_RPS_SECONDS (5), BENCH_CONCURRENCY (64),
+ * BENCH_ARCHIVE_MB (2048), BENCH_DOWNLOAD_ROUNDS (2), BENCH_PIN (1; 0 = no taskset),
+ * BENCH_GATEWAY_CPU_PROF (a directory: the gateway process writes a --cpu-prof profile there),
+ * BENCH_GATEWAY_NODE_ARGS (extra Node/V8 flags for the gateway process, space-separated),
+ * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
+ * BENCH_TIMEOUT_S (240: past it everything is stopped and the bench exits 1).
  */
-import { Agent, request } from 'undici'
-import { makeWorld } from '../functions/fixtures.ts'
-import { nodeTarget, removeBundle, workerTarget, type Target } from '../functions/targets.ts'
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { gzipSync } from 'node:zlib'
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
+import { Agent, request, type Dispatcher } from 'undici'
+import { archiveName } from '../../shared/names.ts'
+import { bundleWorker, removeBundle, startWorkerGateway } from '../functions/targets.ts'
+import { makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
+import { startFakeCri } from '../support/fake-cri.ts'
+import { startNginxProxy } from './gateway-nginx.ts'
 
-const N = Number(process.env.BENCH_N ?? 400)
-const out = (name: string, value: number, unit: string, baseline: number | null) =>
-  console.log(JSON.stringify({ name, value: +value.toFixed(3), unit, baseline: baseline === null ? null : +baseline.toFixed(3), ratio: baseline ? +(value / baseline).toFixed(3) : null }))
-
-const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-
-const world = await makeWorld()
-const sre = await world.token({ sub: 'sam', groups: ['sre'], scope: 'checkpoint:create checkpoint:read checkpoint:delete' }, { exp: Math.floor(Date.now() / 1000) + 3600 })
-const bad = await world.token({ sub: 'sam', groups: ['sre'], scope: 'checkpoint:read' }, { key: world.stranger.privateKey })
-const targets: Target[] = []
-try {
-  const node = await nodeTarget(world, world.rawConfig())
-  targets.push(node)
-  const created = (await (await node.fetch('/v1/clusters/edge/nodes/node-a/checkpoint/team-a/web/app', { method: 'POST', headers: { authorization: `Bearer ${sre}` } })).json()) as { archive: { name: string }; download: string }
-
-  // Direct: mTLS GET of the archive from the fake agent. It needs a grant, which only the gateway
-  // makes, so the baseline signs one per request the way the gateway does.
-  const { loadGrantKeys } = await import('../../functions/grants.ts')
-  const keys = await loadGrantKeys(world.grantKeys)
-  const direct = new Agent({ connect: { ca: world.pki.caCert, cert: world.pki.clientCert, key: world.pki.clientKey } })
-  const directMs: number[] = []
-  for (let i = 0; i < N; i++) {
-    const g = await keys.sign({ op: 'checkpoint:read', cluster: 'edge', node: 'node-a', archive: created.archive.name, sub: 'sam' }, Date.now(), 60, 'checkpoint-gateway-test')
-    const t0 = performance.now()
-    const r = await request(`${world.agent.url}/n/node-a/checkpoints/${encodeURIComponent(created.archive.name)}`, { dispatcher: direct, headers: { authorization: `Bearer ${g}` } })
-    await r.body.arrayBuffer()
-    directMs.push(performance.now() - t0)
-  }
-  const base = median(directMs)
-  out('agent.direct.download.p50', base, 'ms', null)
-
-  async function via(t: Target): Promise<number> {
-    const ms: number[] = []
-    for (let i = 0; i < N; i++) {
-      const t0 = performance.now()
-      const r = await t.fetch(created.download, { headers: { authorization: `Bearer ${sre}` } })
-      await r.arrayBuffer()
-      ms.push(performance.now() - t0)
-    }
-    return median(ms)
-  }
-  const viaNode = await via(node)
-  out('gateway.node.download.p50', viaNode, 'ms', base)
-  out('gateway.node.added_latency.p50', viaNode - base, 'ms', null)
-
-  async function rate(name: string, token: string, expect: number) {
-    const total = N * 4
-    let done = 0
-    const t0 = performance.now()
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (done < total) {
-          done++
-          const r = await node.fetch('/v1/clusters/edge/nodes/node-a/checkpoints', { headers: { authorization: `Bearer ${token}` } })
-          await r.arrayBuffer()
-          if (r.status !== expect) throw new Error(`${name}: status ${r.status}`)
-        }
-      }),
-    )
-    out(name, total / ((performance.now() - t0) / 1000), 'req/s', null)
-  }
-  await rate('gateway.node.authenticated_list', sre, 200)
-  await rate('gateway.node.rejected_bad_signature', bad, 401)
-
-  if (process.env.BENCH_WORKERD !== '0') {
-    const w = await workerTarget(world, world.rawConfig())
-    targets.push(w)
-    const viaW = await via(w)
-    out('gateway.workerd.download.p50', viaW, 'ms', base)
-    out('gateway.workerd.added_latency.p50', viaW - base, 'ms', null)
-  }
-  await direct.close()
-} finally {
-  for (const t of targets) await t.close()
-  await world.close()
-  removeBundle()
+const MiB = 1 << 20
+const env = (name: string, dflt: number) => {
+  const raw = process.env[name]
+  const n = raw === undefined || raw === '' ? dflt : Number(raw)
+  if (!Number.isFinite(n) || n < 0) throw new TypeError(`${name}=${raw}: must be a non-negative number`)
+  return n
 }
+const N = Math.max(1, Math.round(env('BENCH_N', 200)))
+const RPS_SECONDS = env('BENCH_RPS_SECONDS', 5)
+const CONCURRENCY = Math.max(1, Math.round(env('BENCH_CONCURRENCY', 64)))
+const ARCHIVE_MB = env('BENCH_ARCHIVE_MB', 2048)
+const ROUNDS = Math.max(1, Math.round(env('BENCH_DOWNLOAD_ROUNDS', 2)))
+const TIMEOUT_S = env('BENCH_TIMEOUT_S', 240)
+const CPU_PROF = process.env.BENCH_GATEWAY_CPU_PROF
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,bundle').split(',').map((s) => s.trim()).filter(Boolean))
+const SERVER = fileURLToPath(new URL('./gateway-server.ts', import.meta.url))
+
+// ---- output ------------------------------------------------------------------------------------
+
+const round = (n: number, d: number) => Math.round(n * 10 ** d) / 10 ** d
+function emit(name: string, value: number, unit: string, baseline: number | null = null): void {
+  const ratio = baseline ? round(value / baseline, 3) : null
+  process.stdout.write(JSON.stringify({ name, value: round(value, 3), unit, baseline: baseline === null ? null : round(baseline, 3), ratio }) + '\n')
+}
+const note = (msg: string) => process.stderr.write(`# gateway.bench: ${msg}\n`)
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+// ---- cleanup -----------------------------------------------------------------------------------
+
+type Cleanup = () => Promise<unknown> | unknown
+const live: Cleanup[] = []
+const defer = (fn: Cleanup) => void live.push(fn)
+async function cleanupAll(): Promise<void> {
+  while (live.length) await Promise.resolve().then(live.pop()!).catch((err) => note(`cleanup failed: ${err}`))
+}
+let aborting: Promise<never> | undefined
+function abort(why: string, code: number): Promise<never> {
+  aborting ??= (async () => {
+    note(`${why}: stopping everything`)
+    await cleanupAll()
+    process.exit(code)
+  })()
+  return aborting
+}
+process.on('SIGINT', () => void abort('SIGINT', 130))
+process.on('SIGTERM', () => void abort('SIGTERM', 143))
+setTimeout(() => void abort(`still running after ${TIMEOUT_S}s`, 1), TIMEOUT_S * 1000).unref()
+
+// ---- processes and CPUs ----------------------------------------------------------------------------
+
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+const PIN = env('BENCH_PIN', 1) !== 0 && cpus().length >= 2 && hasTaskset()
+/** Moves every thread of `pid` to `cpu`. */
+const pin = (pid: number, cpu: string) => execFileSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' })
+
+const CLK_TCK = 100
+async function cpuSplit(pid: number): Promise<{ user: number; sys: number }> {
+  const s = await readFile(`/proc/${pid}/stat`, 'utf8')
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+  return { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK }
+}
+/** CPU seconds per thread name (main thread, V8 workers, libuv pool…) of `pid`. */
+async function threadCpu(pid: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>()
+  for (const t of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const s = await readFile(`/proc/${pid}/task/${t}/stat`, 'utf8').catch(() => '')
+    if (!s) continue
+    const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'))
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK)
+  }
+  return out
+}
+const threadDelta = (a: Map<string, number>, b: Map<string, number>) =>
+  [...b].map(([k, v]) => [k, v - (a.get(k) ?? 0)] as const).filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')
+async function cpuSeconds(pid: number): Promise<number> {
+  const c = await cpuSplit(pid)
+  return c.user + c.sys
+}
+/** `pid` and its direct children (nginx: master and worker). */
+async function treeCpuSeconds(pid: number): Promise<number> {
+  let ticks = 0
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    const s = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '')
+    if (!s) continue
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+    if (Number(e) === pid || Number(f[1]) === pid) ticks += Number(f[11]) + Number(f[12])
+  }
+  return ticks / CLK_TCK
+}
+async function rssMiB(pid: number): Promise<number> {
+  const s = await readFile(`/proc/${pid}/status`, 'utf8')
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(s)?.[1] ?? NaN) / 1024
+}
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  child.kill('SIGTERM')
+  const t = setTimeout(() => child.kill('SIGKILL'), 5_000)
+  await exited
+  clearTimeout(t)
+}
+
+interface GatewayProc {
+  url: string
+  pid: number
+  stop(): Promise<void>
+}
+
+/** Runs test/bench/gateway-server.ts (pinned to CPU 0); `crypto` mode answers once and exits. */
+function spawnServer(cfg: unknown, args: string[], profile: boolean): ChildProcess {
+  const extra = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean)
+  const node = [...extra, ...(profile && CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []), SERVER, ...args]
+  const cmd = PIN ? 'taskset' : process.execPath
+  const argv = PIN ? ['-c', '0', process.execPath, ...node] : node
+  return spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, BENCH_GATEWAY: JSON.stringify(cfg) } })
+}
+function firstMessage<T>(child: ChildProcess, what: string): Promise<T> {
+  let stderr = ''
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()))
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what}: no answer within 20 s\n${stderr}`)), 20_000)
+    child.once('message', (m) => (clearTimeout(t), resolve(m as T)))
+    child.once('exit', (code) => (clearTimeout(t), reject(new Error(`${what} exited ${code}\n${stderr}`))))
+  })
+}
+async function startGatewayProcess(cfg: unknown): Promise<GatewayProc> {
+  const child = spawnServer(cfg, [], true)
+  defer(() => stopChild(child))
+  const { url } = await firstMessage<{ url: string }>(child, 'gateway process')
+  return { url, pid: child.pid!, stop: () => stopChild(child) }
+}
+
+// ---- the world -------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  if (PIN) pin(process.pid, '1')
+  note(PIN ? 'gateway/nginx/workerd on CPU 0; this process (agent, load generator, curl) on CPU 1' : 'no CPU pinning (one CPU, no taskset, or BENCH_PIN=0)')
+
+  const work = await mkdtemp(join(tmpdir(), 'gateway-bench-'))
+  defer(() => rm(work, { recursive: true, force: true }))
+  const ids = await makeIdentities(work)
+  const cri = await startFakeCri(join(work, 'cri.sock'), { archiveBytes: 4096, checkpointDelayMs: 0 }, [
+    { id: 'c0ffee', namespace: 'bench', pod: 'app', container: 'app' },
+    { id: 'd0wn', namespace: 'bench', pod: 'dl', container: 'app' },
+  ])
+  defer(() => cri.stop())
+  const agent: TestAgent = await startTestAgent({ ids, endpoint: cri.endpoint, dir: join(work, 'agent') })
+  defer(() => agent.stop())
+  // The harness keeps every agent log line in memory; drop them as we go.
+  const trimLogs = setInterval(() => void (agent.logs.length = 0), 1000)
+  defer(() => clearInterval(trimLogs))
+
+  // Identity provider: ES256 key, JWKS over HTTP on loopback (the gateway fetches and caches it).
+  const ISSUER = 'https://idp.bench'
+  const AUDIENCE = 'checkpoint-gateway'
+  const idp = await generateKeyPair('ES256', { extractable: true })
+  const stranger = await generateKeyPair('ES256', { extractable: true })
+  const idpJwks = { keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'idp-1', alg: 'ES256', use: 'sig' }] }
+  const jwksServer = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(idpJwks))
+  })
+  await new Promise<void>((r) => jwksServer.listen(0, '127.0.0.1', r))
+  defer(() => new Promise<void>((r) => (jwksServer.closeAllConnections(), jwksServer.close(() => r()))))
+  const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks`
+  async function token(key: CryptoKey): Promise<string> {
+    const now = Math.floor(Date.now() / 1000)
+    return new SignJWT({ groups: ['sre'], scope: 'checkpoint:create checkpoint:read checkpoint:delete' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'idp-1', typ: 'JWT' })
+      .setIssuer(ISSUER).setAudience(AUDIENCE).setSubject('sam').setIssuedAt(now).setExpirationTime(now + 3600)
+      .sign(key)
+  }
+  const good = await token(idp.privateKey)
+  const bad = await token(stranger.privateKey)
+  const auth = { authorization: `Bearer ${good}` }
+
+  const grantJwk = { ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }
+  const rawConfig = (authCfg: Record<string, unknown>) => ({
+    clusters: { bench: { agentUrl: agent.agent.url, agentCa: ids.pki.ca.certPem } },
+    auth: { issuers: [ISSUER], audience: AUDIENCE, clockToleranceSec: 5, ...authCfg },
+    policy: { rules: [{ id: 'sre', groups: ['sre'], actions: ['create', 'read', 'delete'], clusters: ['*'], namespaces: ['*'] }] },
+    grants: { issuer: 'checkpoint-gateway' },
+    limits: { agentHeadersTimeoutMs: 10_000 },
+  })
+  const gatewayCfg = { config: rawConfig({ jwksUrl }), grantKeys: [grantJwk], client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem } }
+
+  const NODE = agent.node
+  const TARGET = { namespace: 'bench', pod: 'app', container: 'app' }
+  const LIST = `/v1/clusters/bench/nodes/${NODE}/checkpoints`
+  const CHECKPOINT = `/v1/clusters/bench/nodes/${NODE}/checkpoint/bench/app/app`
+  const plain = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 30_000 })
+  defer(() => plain.close())
+  const direct = new Agent({ connect: { ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost' }, keepAliveTimeout: 30_000 })
+  defer(() => direct.close())
+
+  async function get(dispatcher: Dispatcher, url: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: Buffer }> {
+    const r = await request(url, { dispatcher, method: (init.method ?? 'GET') as Dispatcher.HttpMethod, headers: init.headers ?? {} })
+    return { status: r.statusCode, body: Buffer.from(await r.body.arrayBuffer()) }
+  }
+
+  // ---- parts ----------------------------------------------------------------------------------
+
+  const gw = ONLY.has('rps') || ONLY.has('latency') || ONLY.has('download') ? await startGatewayProcess(gatewayCfg) : undefined
+  // The 4 KiB archive the latency parts download, made straight through the agent (fake CRI), of
+  // another container than the one checkpointed later (retention keeps 10 per container).
+  const archive = await (async () => {
+    const g = await agent.mint({ op: 'checkpoint:create', cluster: 'bench', namespace: 'bench', pod: 'dl', container: 'app', sub: 'sam' })
+    const r = await get(direct, `${agent.agent.url}/checkpoint/bench/dl/app?timeout=60`, { method: 'POST', headers: { authorization: `Bearer ${g}`, accept: 'application/x-ndjson' } })
+    const last = JSON.parse(r.body.toString().trim().split('\n').at(-1)!) as { type: string; archive?: { name: string } }
+    if (r.status !== 200 || last.type !== 'completed') throw new Error(`checkpoint on the agent: ${r.status} ${r.body}`)
+    return last.archive!.name
+  })()
+
+  async function cryptoCeiling(): Promise<{ verify: number; sign: number }> {
+    const cfg = { ...gatewayCfg, config: rawConfig({ jwks: idpJwks }) }
+    const child = spawnServer(cfg, ['--crypto', good], false)
+    defer(() => stopChild(child))
+    return firstMessage<{ verify: number; sign: number }>(child, 'crypto ceiling')
+  }
+
+  /** CONCURRENCY requests in flight for `seconds`; counts answers, checks their status. */
+  async function load(url: string, headers: Record<string, string>, expect: number, seconds: number): Promise<{ n: number; wall: number; gwCpu: number; ownCpu: number }> {
+    const end = performance.now() + seconds * 1000
+    const cpu0 = await cpuSeconds(gw!.pid)
+    const own0 = process.cpuUsage()
+    const t0 = performance.now()
+    let n = 0
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < end) {
+        const r = await request(url, { dispatcher: plain, headers })
+        await r.body.arrayBuffer()
+        if (r.statusCode !== expect) throw new Error(`${url}: status ${r.statusCode}, expected ${expect}`)
+        n++
+      }
+    }))
+    const wall = (performance.now() - t0) / 1000
+    const own = process.cpuUsage(own0)
+    return { n, wall, gwCpu: (await cpuSeconds(gw!.pid)) - cpu0, ownCpu: (own.user + own.system) / 1e6 }
+  }
+
+  if (gw && ONLY.has('rps')) {
+    const c = await cryptoCeiling()
+    const ceiling = 1 / (1 / c.verify + 1 / c.sign)
+    note(`crypto on the gateway's CPU: ES256 verify ${c.verify.toFixed(0)}/s, EdDSA sign ${c.sign.toFixed(0)}/s → ceiling ${ceiling.toFixed(0)} authenticated req/s`)
+    await load(gw.url + LIST, auth, 200, Math.min(1, RPS_SECONDS)) // warm-up: connections, JIT
+    const a = await load(gw.url + LIST, auth, 200, RPS_SECONDS)
+    note(`authenticated list: ${a.n} requests in ${a.wall.toFixed(2)} s; gateway CPU ${(a.gwCpu / a.wall * 100).toFixed(0)}% of a core, this process (agent + client) ${(a.ownCpu / a.wall * 100).toFixed(0)}%`)
+    emit('gateway.node.authenticated_list.rps', a.n / a.wall, 'req/s', ceiling)
+    emit('gateway.node.authenticated_list.per_gateway_cpu_s', a.n / a.gwCpu, 'req/cpu-s', ceiling)
+    const b = await load(gw.url + LIST, { authorization: `Bearer ${bad}` }, 401, process.env.BENCH_RPS_BAD === '0' ? 0.2 : RPS_SECONDS)
+    note(`bad signature: ${b.n} rejections in ${b.wall.toFixed(2)} s; gateway CPU ${(b.gwCpu / b.wall * 100).toFixed(0)}%, this process ${(b.ownCpu / b.wall * 100).toFixed(0)}%`)
+    emit('gateway.node.rejected_bad_signature.rps', b.n / b.wall, 'req/s', c.verify)
+    emit('gateway.node.rejected_bad_signature.per_gateway_cpu_s', b.n / b.gwCpu, 'req/cpu-s', c.verify)
+  }
+
+  /** Interleaves a direct agent call and the same call through `base`, N times each; medians in ms. */
+  async function latency(base: string, label: string, pid: number | undefined): Promise<void> {
+    const dl = { direct: [] as number[], via: [] as number[] }
+    const cp = { direct: [] as number[], via: [] as number[] }
+    const cpN = Math.max(1, Math.min(N, 100))
+    const archivePath = `/checkpoints/${encodeURIComponent(archive)}`
+    const time = async (xs: number[], fn: () => Promise<{ status: number; body: Buffer }>, expect: number) => {
+      const t0 = performance.now()
+      const r = await fn()
+      xs.push(performance.now() - t0)
+      if (r.status !== expect) throw new Error(`${label}: status ${r.status}: ${r.body.toString().slice(0, 300)}`)
+    }
+    // Warm-up (JIT tiers, connection pools): a fresh process spends milliseconds of compiler
+    // threads' CPU per request for its first few hundred requests.
+    let w = 0
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (w++ < 1000) await get(plain, `${base}${LIST}/${encodeURIComponent(archive)}`, { headers: auth })
+    }))
+    for (let i = 0; i < 20; i++) await get(plain, base + CHECKPOINT, { method: 'POST', headers: auth })
+    const cpu = { dl: 0, cp: 0 }
+    const split0 = pid ? await cpuSplit(pid) : undefined
+    const threads0 = pid ? await threadCpu(pid) : undefined
+    let c0 = pid ? await cpuSeconds(pid) : 0
+    for (let i = 0; i < N; i++) {
+      const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive, sub: 'sam' })
+      await time(dl.direct, () => get(direct, agent.agent.url + archivePath, { headers: { authorization: `Bearer ${g}` } }), 200)
+      await time(dl.via, () => get(plain, `${base}${LIST}/${encodeURIComponent(archive)}`, { headers: auth }), 200)
+    }
+    if (pid) cpu.dl = (await cpuSeconds(pid)) - c0
+    if (pid && split0) {
+      const s1 = await cpuSplit(pid)
+      note(`${label} gateway CPU during the ${N} sequential downloads: user ${(s1.user - split0.user).toFixed(2)} s, system ${(s1.sys - split0.sys).toFixed(2)} s; by thread: ${threadDelta(threads0!, await threadCpu(pid))}`)
+    }
+    c0 = pid ? await cpuSeconds(pid) : 0
+    for (let i = 0; i < cpN; i++) {
+      const g = await agent.mint({ op: 'checkpoint:create', cluster: 'bench', ...TARGET, sub: 'sam' })
+      await time(cp.direct, () => get(direct, `${agent.agent.url}/checkpoint/bench/app/app?timeout=60`, { method: 'POST', headers: { authorization: `Bearer ${g}`, accept: 'application/x-ndjson' } }), 200)
+      await time(cp.via, () => get(plain, base + CHECKPOINT, { method: 'POST', headers: auth }), 200)
+    }
+    if (pid) cpu.cp = (await cpuSeconds(pid)) - c0
+    for (const [what, m] of [['download_4k', dl], ['checkpoint', cp]] as const) {
+      const d = median(m.direct)
+      const v = median(m.via)
+      note(`${label} ${what}: direct p50 ${d.toFixed(2)} p90 ${pct(m.direct, 0.9).toFixed(2)} ms; via gateway p50 ${v.toFixed(2)} p90 ${pct(m.via, 0.9).toFixed(2)} ms (${m.via.length} samples)`)
+      emit(`gateway.${label}.${what}.p50`, v, 'ms', d)
+      emit(`gateway.${label}.${what}.added_latency.p50`, v - d, 'ms')
+      // The gateway's own CPU time per request: what it adds when nothing else competes for the CPU.
+      if (pid) emit(`gateway.${label}.${what}.gateway_cpu_per_request`, ((what === 'download_4k' ? cpu.dl : cpu.cp) / m.via.length) * 1000, 'ms')
+    }
+    // The agent's retention (10 per container) bounds the archives the checkpoints leave.
+  }
+
+  if (gw && ONLY.has('latency')) await latency(gw.url, 'node', gw.pid)
+
+  if (ONLY.has('workerd')) {
+    const w = await startWorkerGateway({ config: rawConfig({ jwksUrl }), grantKeys: [grantJwk], client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem }, ca: ids.pki.ca.certPem, ownSignals: true })
+    let closed: Promise<void> | undefined
+    const closeW = () => (closed ??= w.close())
+    defer(closeW)
+    // workerd is a child of this process (inheriting CPU 1): move it where the Node gateway ran.
+    let workerdPid: number | undefined
+    for (const e of await readdir('/proc')) {
+      const st = /^\d+$/.test(e) ? await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '') : ''
+      if (st.includes('(workerd)') && Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) workerdPid = Number(e)
+    }
+    if (PIN && workerdPid) pin(workerdPid, '0')
+    await latency(w.url, 'workerd', workerdPid)
+    await closeW()
+  }
+
+  async function curl(url: string, headers: Record<string, string>): Promise<{ bytes: number; seconds: number }> {
+    const args = ['-sS', '--fail', '-o', '/dev/null', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-w', '%{size_download} %{time_total}', url]
+    return new Promise((resolve, reject) => {
+      const child = execFile('curl', args, { timeout: 180_000 }, (err, stdout, stderr) => {
+        if (err) return reject(new Error(`curl ${url}: ${stderr || err.message}`))
+        const [bytes, seconds] = stdout.trim().split(' ').map(Number)
+        resolve({ bytes: bytes!, seconds: seconds! })
+      })
+      defer(() => child.kill('SIGKILL'))
+    })
+  }
+
+  if (gw && ONLY.has('download')) {
+    // A fresh gateway process, so its RSS before the download is not the heap the earlier parts grew.
+    await gw.stop()
+    const dgw = await startGatewayProcess(gatewayCfg)
+    const name = archiveName({ namespace: 'bench', pod: 'big', container: 'app' }, new Date())
+    const bytes = Math.round(ARCHIVE_MB * MiB)
+    const fh = await open(join(agent.dir, 'checkpoints', name), 'wx', 0o600)
+    await fh.truncate(bytes) // sparse: no disk I/O, the proxies are the bottleneck
+    await fh.close()
+    const px = await startNginxProxy({ upstream: agent.agent.url, cert: ids.gateway.cert, key: ids.gateway.key, ca: ids.pki.ca.cert, serverName: 'localhost', ...(PIN ? { taskset: '0' } : {}) })
+    defer(() => px.stop())
+    await sleep(300)
+    const rssIdle = await rssMiB(dgw.pid)
+    // Sampled only while a download runs through the gateway (not during nginx's rounds).
+    const samples: number[] = []
+    let sampling = false
+    const sampler = setInterval(() => void (sampling && rssMiB(dgw.pid).then((m) => samples.push(m), () => {})), 100)
+    defer(() => clearInterval(sampler))
+    const runs = { nginx: [] as number[], gateway: [] as number[] }
+    const cpu = { nginx: 0, gateway: 0 }
+    const mb = { nginx: 0, gateway: 0 }
+    for (let i = 0; i < ROUNDS; i++) {
+      const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive: name, sub: 'sam' })
+      let c0 = await treeCpuSeconds(px.pid)
+      let r = await curl(`${px.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${g}` })
+      cpu.nginx += (await treeCpuSeconds(px.pid)) - c0
+      if (r.bytes !== bytes) throw new Error(`nginx: ${r.bytes} bytes of ${bytes}`)
+      runs.nginx.push(r.bytes / r.seconds / 1e6)
+      mb.nginx += r.bytes / 1e6
+      c0 = await cpuSeconds(dgw.pid)
+      sampling = true
+      r = await curl(`${dgw.url}${LIST}/${encodeURIComponent(name)}`, auth)
+      sampling = false
+      cpu.gateway += (await cpuSeconds(dgw.pid)) - c0
+      if (r.bytes !== bytes) throw new Error(`gateway: ${r.bytes} bytes of ${bytes}`)
+      runs.gateway.push(r.bytes / r.seconds / 1e6)
+      mb.gateway += r.bytes / 1e6
+      note(`round ${i + 1}: nginx ${runs.nginx.at(-1)!.toFixed(0)} MB/s, gateway ${runs.gateway.at(-1)!.toFixed(0)} MB/s`)
+    }
+    clearInterval(sampler)
+    emit('gateway.node.download_throughput', median(runs.gateway), 'MB/s', median(runs.nginx))
+    emit('gateway.node.download_cpu_efficiency', mb.gateway / cpu.gateway, 'MB/cpu-s', mb.nginx / cpu.nginx)
+    const q = Math.max(1, Math.floor(samples.length / 4))
+    note(`gateway RSS: idle ${rssIdle.toFixed(0)} MiB; ${samples.length} samples, min ${Math.min(...samples).toFixed(0)} max ${Math.max(...samples).toFixed(0)} MiB`)
+    emit('gateway.node.rss_streaming_max', Math.max(...samples), 'MiB', rssIdle)
+    emit('gateway.node.rss_streaming_last_quarter', Math.max(...samples.slice(-q)), 'MiB', Math.max(...samples.slice(0, q)))
+    note(`gateway RSS by quarter of the samples (max MiB): ${[0, 1, 2, 3].map((i) => Math.max(...samples.slice(i * q, (i + 1) * q)).toFixed(0)).join(' ')}`)
+    await px.stop()
+    await dgw.stop()
+  }
+
+  if (gw) await gw.stop()
+
+  if (ONLY.has('bundle')) {
+    const { script } = await bundleWorker()
+    const src = readFileSync(script)
+    emit('worker.bundle.gzip', gzipSync(src, { level: 9 }).byteLength / 1024, 'KiB', 150)
+    const { build } = await import('esbuild')
+    const min = join(work, 'worker.min.js')
+    await build({
+      entryPoints: [fileURLToPath(new URL('../../functions/worker.ts', import.meta.url))],
+      bundle: true, format: 'esm', platform: 'neutral', target: 'es2022', mainFields: ['module', 'main'],
+      conditions: ['workerd', 'worker', 'browser', 'import'], outfile: min, logLevel: 'error', minify: true,
+    })
+    note(`worker bundle: ${(src.byteLength / 1024).toFixed(0)} KiB raw, ${(readFileSync(min).byteLength / 1024).toFixed(0)} KiB minified`)
+    emit('worker.bundle.min.gzip', gzipSync(readFileSync(min), { level: 9 }).byteLength / 1024, 'KiB', 150)
+    removeBundle()
+  }
+}
+
+main().then(
+  async () => {
+    await cleanupAll()
+    process.exit(0)
+  },
+  async (err) => {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`)
+    await cleanupAll()
+    process.exit(1)
+  },
+)

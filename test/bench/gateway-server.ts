@@ -1,0 +1,62 @@
+/**
+ * The Node gateway as its own process for the gateway bench (spawned with an IPC channel, usually
+ * under `taskset -c 0`). Configuration comes in `BENCH_GATEWAY` (JSON: `config` raw
+ * GATEWAY_CONFIG, `grantKeys`, `client` {cert, key}); it answers `{ url }` over IPC once
+ * listening. Logs go to stdout as in production (the bench points stdout at /dev/null).
+ *
+ * `--crypto <token>` instead measures this process's crypto ceiling for one request: jose ES256
+ * verification of the caller's token against the configured JWKS, and EdDSA grant signing with
+ * the gateway's own `GrantKeys`, each for `BENCH_CRYPTO_MS` (default 1000) ms; answers
+ * `{ verify, sign }` per second over IPC and exits.
+ *
+ * SIGTERM closes the gateway and exits 0 (so `--cpu-prof` writes its profile).
+ */
+import { createLocalJWKSet, jwtVerify } from 'jose'
+import { parseConfig } from '../../functions/config.ts'
+import { loadGrantKeys } from '../../functions/grants.ts'
+import { startNodeGateway } from '../../functions/node.ts'
+
+interface BenchGateway {
+  config: Record<string, unknown>
+  grantKeys: unknown
+  client: { cert: string; key: string }
+}
+
+const send = (m: unknown) => process.send?.(m)
+const o = JSON.parse(process.env.BENCH_GATEWAY ?? 'null') as BenchGateway | null
+if (!o) throw new Error('BENCH_GATEWAY is not set')
+const config = parseConfig(o.config, () => undefined)
+const keys = await loadGrantKeys(o.grantKeys)
+
+if (process.argv[2] === '--crypto') {
+  const token = process.argv[3]!
+  const ms = Number(process.env.BENCH_CRYPTO_MS ?? 1000)
+  const set = createLocalJWKSet(config.auth.jwks!)
+  const opts = { issuer: config.auth.issuers, audience: config.auth.audience, algorithms: config.auth.algorithms }
+  const rate = async (fn: () => Promise<unknown>) => {
+    for (let i = 0; i < 200; i++) await fn() // warm-up
+    let n = 0
+    const t0 = performance.now()
+    while (performance.now() - t0 < ms) {
+      await fn()
+      n++
+    }
+    return n / ((performance.now() - t0) / 1000)
+  }
+  const verify = await rate(() => jwtVerify(token, set, opts))
+  const claims = { op: 'checkpoint:list' as const, cluster: 'bench', node: 'node-a', sub: 'sam' }
+  const sign = await rate(() => keys.sign(claims, Date.now(), 60, config.grants.issuer))
+  send({ verify, sign })
+  process.disconnect?.()
+} else {
+  const gw = await startNodeGateway({ config, keys, client: o.client, port: 0 })
+  send({ url: gw.url })
+  let stopping = false
+  const stop = () => {
+    if (stopping) return
+    stopping = true
+    gw.close(1000).then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGTERM', stop)
+  process.on('disconnect', stop)
+}
