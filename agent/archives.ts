@@ -98,8 +98,7 @@ export class ArchiveStore {
       if (!s?.isFile() || s.size === 0) {
         throw new CheckpointError('checkpoint_failed', 'the runtime reported success but wrote no archive')
       }
-      await chmod(tempPath, 0o600)
-      const sha256 = await sha256File(tempPath)
+      const [sha256] = await Promise.all([sha256File(tempPath), chmod(tempPath, 0o600)])
       for (let attempt = 0; ; attempt++) {
         // Same second as an earlier archive: fall back to millisecond precision, still RFC 3339.
         const at = new Date(startedAt.getTime() + (attempt > 1 ? attempt - 1 : 0))

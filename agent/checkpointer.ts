@@ -101,23 +101,24 @@ export class Checkpointer {
     }
     // The newest attempt wins (a restarted container keeps its name with a higher attempt).
     const container = found.reduce((a, b) => (b.attempt > a.attempt || (b.attempt === a.attempt && b.createdAtNs > a.createdAtNs) ? b : a))
-    let workingSetBytes: number | null = null
-    try {
-      workingSetBytes = (await runtime.containerStats(container.id)).workingSetBytes
-    } catch (err) {
-      this.o.log.warn('container stats unavailable; disk preflight uses the margin only', { containerId: container.id, err })
-    }
-    return { target, container, workingSetBytes }
+    return { target, container, workingSetBytes: null }
   }
 
   /**
    * Refuses before anything is frozen: the directory must exist (containerd finds out only after
-   * dumping) and hold the container's working set plus the margin.
+   * dumping) and hold the container's working set (CRI ContainerStats) plus the margin. The three
+   * look-ups run at once; they sit on every checkpoint's path.
    */
   async preflight(r: Resolved): Promise<void> {
-    const { store, diskMarginBytes } = this.o
-    await store.checkDir()
-    const free = await store.freeBytes()
+    const { store, diskMarginBytes, runtime, log } = this.o
+    const [stats, free] = await Promise.all([
+      runtime.containerStats(r.container.id).catch((err) => {
+        log.warn('container stats unavailable; disk preflight uses the margin only', { containerId: r.container.id, err })
+        return null
+      }),
+      store.checkDir().then(() => store.freeBytes()),
+    ])
+    r.workingSetBytes = stats?.workingSetBytes ?? null
     const need = (r.workingSetBytes ?? 0) + diskMarginBytes
     if (free < need) {
       throw new CheckpointError('insufficient_storage', `checkpoint directory has ${free} bytes free; this container needs about ${need} (working set ${r.workingSetBytes ?? 'unknown'} + margin ${diskMarginBytes})`, { extra: { freeBytes: free, neededBytes: need } })
