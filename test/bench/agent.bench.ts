@@ -35,7 +35,7 @@
  * Everything runs on loopback under one temp dir, which is removed at the end; every process and
  * server started here is stopped, also on SIGINT/SIGTERM.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createReadStream } from 'node:fs'
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises'
 import { createServer } from 'node:https'
@@ -51,6 +51,8 @@ import { archiveName } from '../../shared/names.ts'
 import { makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime } from '../runtime/containerd.ts'
+import { stopChild as stopChildAfter } from '../support/process.ts'
+import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
@@ -135,17 +137,9 @@ setTimeout(() => void abort(`still running after ${TIMEOUT_S}s`, 1), TIMEOUT_S *
 // ---- helpers -------------------------------------------------------------------------------
 
 /** One curl download to /dev/null with the gateway's client certificate: bytes and seconds. */
-function curlGet(ids: Identities, url: string, headers: Record<string, string> = {}): Promise<{ bytes: number; seconds: number }> {
-  const args = ['-sS', '--fail', '-o', '/dev/null', '--cacert', ids.pki.ca.cert, '--cert', ids.gateway.cert, '--key', ids.gateway.key,
-    ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-w', '%{size_download} %{time_total}', url]
-  return new Promise((resolve, reject) => {
-    const child = execFile('curl', args, { timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`curl ${url}: ${stderr || err.message}`))
-      const [bytes, seconds] = stdout.trim().split(' ').map(Number)
-      resolve({ bytes: bytes!, seconds: seconds! })
-    })
-    defer(() => child.kill('SIGKILL'))
-  })
+function curlGet(ids: Identities, url: string, headers: Record<string, string> = {}): Promise<CurlResult> {
+  const args = ['--cacert', ids.pki.ca.cert, '--cert', ids.gateway.cert, '--key', ids.gateway.key]
+  return curlToNull(url, { headers, args, timeoutMs: 120_000, onKill: defer })
 }
 
 const mbps = (r: { bytes: number; seconds: number }) => r.bytes / r.seconds / 1e6
@@ -177,14 +171,8 @@ async function vmRssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
 }
 
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  child.kill(signal)
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
-  await exited
-  clearTimeout(timer)
-}
+/** SIGTERM, SIGKILL after 10 s. */
+const stopChild = (child: ChildProcess) => stopChildAfter(child, 'SIGTERM', 10_000)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

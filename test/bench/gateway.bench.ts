@@ -47,7 +47,7 @@
  * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
  * BENCH_TIMEOUT_S (240: past it everything is stopped and the bench exits 1).
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
@@ -62,6 +62,8 @@ import { archiveName } from '../../shared/names.ts'
 import { bundleWorker, removeBundle, startWorkerGateway } from '../functions/targets.ts'
 import { makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
+import { stopChild } from '../support/process.ts'
+import { curlToNull } from './curl.ts'
 import { startNginxProxy } from './gateway-nginx.ts'
 
 const MiB = 1 << 20
@@ -171,14 +173,6 @@ async function treeCpuSeconds(pid: number): Promise<number> {
 async function rssMiB(pid: number): Promise<number> {
   const s = await readFile(`/proc/${pid}/status`, 'utf8')
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(s)?.[1] ?? NaN) / 1024
-}
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  child.kill('SIGTERM')
-  const t = setTimeout(() => child.kill('SIGKILL'), 5_000)
-  await exited
-  clearTimeout(t)
 }
 
 interface GatewayProc {
@@ -404,17 +398,7 @@ async function main(): Promise<void> {
     await closeW()
   }
 
-  async function curl(url: string, headers: Record<string, string>): Promise<{ bytes: number; seconds: number }> {
-    const args = ['-sS', '--fail', '-o', '/dev/null', ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-w', '%{size_download} %{time_total}', url]
-    return new Promise((resolve, reject) => {
-      const child = execFile('curl', args, { timeout: 180_000 }, (err, stdout, stderr) => {
-        if (err) return reject(new Error(`curl ${url}: ${stderr || err.message}`))
-        const [bytes, seconds] = stdout.trim().split(' ').map(Number)
-        resolve({ bytes: bytes!, seconds: seconds! })
-      })
-      defer(() => child.kill('SIGKILL'))
-    })
-  }
+  const curl = (url: string, headers: Record<string, string>) => curlToNull(url, { headers, timeoutMs: 180_000, onKill: defer })
 
   if (gw && ONLY.has('download')) {
     // A fresh gateway process, so its RSS before the download is not the heap the earlier parts grew.

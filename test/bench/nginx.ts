@@ -20,10 +20,11 @@
 import { execFile, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { connect, createServer } from 'node:net'
 import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { accepts, freePort } from '../support/net.ts'
+import { stopChild } from '../support/process.ts'
 
 const execFileP = promisify(execFile)
 const STAMP = '.complete-v1'
@@ -98,87 +99,95 @@ async function fetchNginx(): Promise<string> {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
+export interface NginxRunOptions {
+  /** Prefix of the temp dir (mkdtemp) that holds the config, logs, pid file and temp paths. */
+  tmpPrefix: string
+  /** Port on 127.0.0.1 the config listens on; startup waits until it accepts. */
+  port: number
+  /** `events { worker_connections … }` */
+  workerConnections: number
+  /** The lines inside `http { … }` after the common ones (access log off, temp paths under the prefix). */
+  http: string[]
+  /** CPU list for `taskset -c` (nginx's single worker inherits it). */
+  taskset?: string
+  /** For the error when it does not start, e.g. `nginx proxy`. */
+  what: string
 }
 
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1')
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once('error', () => resolve(false))
-  })
-}
-
-/** Starts nginx serving `root` over TLS on 127.0.0.1, in the foreground (`daemon off`). */
-export async function startNginxTls(o: NginxTlsOptions): Promise<NginxTls> {
+/**
+ * Runs bookworm's nginx in the foreground (`daemon off`) with one worker and the config `o.http`
+ * completes, under a fresh temp prefix; resolves once 127.0.0.1:`o.port` accepts. `stop()`:
+ * SIGTERM, SIGKILL after 5 s, then the prefix is removed; idempotent.
+ */
+export async function runNginx(o: NginxRunOptions): Promise<{ pid: number; stop(): Promise<void> }> {
   const bin = await nginxBinary()
-  const port = o.port || (await freePort())
-  const prefix = await mkdtemp(join(tmpdir(), 'nginx-'))
+  const prefix = await mkdtemp(join(tmpdir(), o.tmpPrefix))
   const conf = join(prefix, 'nginx.conf')
   const errorLog = join(prefix, 'error.log')
   // Compiled-in paths (/var/lib/nginx/*, /run/nginx.pid) do not exist here: every path nginx
   // writes is set under the prefix. As root, workers would run as `nobody` and could not read a
   // 0600 archive in a 0700 directory, so they stay root.
-  const asRoot = process.getuid?.() === 0
   await writeFile(conf, [
-    ...(asRoot ? ['user root;'] : []),
+    ...(process.getuid?.() === 0 ? ['user root;'] : []),
     'worker_processes 1;',
     `pid ${join(prefix, 'nginx.pid')};`,
     `error_log ${errorLog} warn;`,
-    'events { worker_connections 64; }',
+    `events { worker_connections ${o.workerConnections}; }`,
     'http {',
     '  access_log off;',
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${join(prefix, t)};`),
-    '  default_type application/octet-stream;',
-    '  sendfile on;',
-    '  server {',
-    `    listen 127.0.0.1:${port} ssl;`,
-    `    ssl_certificate ${o.cert};`,
-    `    ssl_certificate_key ${o.key};`,
-    ...(o.ca ? [`    ssl_client_certificate ${o.ca};`, '    ssl_verify_client on;'] : []),
-    '    ssl_protocols TLSv1.2 TLSv1.3;',
-    `    root ${o.root};`,
-    '    location / { }',
-    '  }',
+    ...o.http,
     '}',
     '',
   ].join('\n'))
-  const child = spawn(bin, ['-p', prefix, '-c', conf, '-e', errorLog, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const args = ['-p', prefix, '-c', conf, '-e', errorLog, '-g', 'daemon off;']
+  // `taskset` execs nginx, so the child's pid is nginx's master.
+  const child = o.taskset
+    ? spawn('taskset', ['-c', o.taskset, bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   let stopped: Promise<void> | undefined
   const stop = () => {
     stopped ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM')
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-        await exited
-        clearTimeout(timer)
-      }
+      await stopChild(child)
       await rm(prefix, { recursive: true, force: true })
     })()
     return stopped
   }
   const deadline = Date.now() + 10_000
-  while (!(await accepts(port))) {
+  while (!(await accepts(o.port))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       const log = await readFile(errorLog, 'utf8').catch(() => '')
       await stop()
-      throw new Error(`nginx did not start on 127.0.0.1:${port} (exit ${child.exitCode})\n${stderr}${log}`)
+      throw new Error(`${o.what} did not start on 127.0.0.1:${o.port} (exit ${child.exitCode})\n${stderr}${log}`)
     }
     await new Promise((r) => setTimeout(r, 50))
   }
-  return { url: `https://127.0.0.1:${port}`, pid: child.pid!, stop }
+  return { pid: child.pid!, stop }
+}
+
+/** Starts nginx serving `root` over TLS on 127.0.0.1, in the foreground (`daemon off`). */
+export async function startNginxTls(o: NginxTlsOptions): Promise<NginxTls> {
+  const port = o.port || (await freePort())
+  const { pid, stop } = await runNginx({
+    tmpPrefix: 'nginx-',
+    port,
+    workerConnections: 64,
+    what: 'nginx',
+    http: [
+      '  default_type application/octet-stream;',
+      '  sendfile on;',
+      '  server {',
+      `    listen 127.0.0.1:${port} ssl;`,
+      `    ssl_certificate ${o.cert};`,
+      `    ssl_certificate_key ${o.key};`,
+      ...(o.ca ? [`    ssl_client_certificate ${o.ca};`, '    ssl_verify_client on;'] : []),
+      '    ssl_protocols TLSv1.2 TLSv1.3;',
+      `    root ${o.root};`,
+      '    location / { }',
+      '  }',
+    ],
+  })
+  return { url: `https://127.0.0.1:${port}`, pid, stop }
 }

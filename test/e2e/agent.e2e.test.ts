@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { Dispatcher } from 'undici'
@@ -18,6 +18,8 @@ import type { ArchiveEntry } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
 import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
+import { stopE2e } from '../support/teardown.ts'
+import { poll, sleep, within } from '../support/wait.ts'
 
 /*
  * The workloads do not fork while they run. With cgroup v1, CRIU freezes the container's freezer
@@ -45,29 +47,7 @@ const archiveRe = (t: Target) =>
 
 type Response = Dispatcher.ResponseData
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
-
-/** Bounds a wait: rejects with `what` after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([p, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`${what}: no answer within ${ms} ms`)), ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Polls `probe` every `everyMs` until it returns a value other than undefined, at most `ms`. */
-async function poll<T>(probe: () => Promise<T | undefined>, ms: number, what: string, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(everyMs)
-  }
-}
 
 /** Reads an error answer: status and problem `code`. */
 async function problem(res: Response): Promise<{ status: number; code: unknown; body: Record<string, unknown> }> {
@@ -177,23 +157,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     await poll(async () => ((await readCount(counter.containerId).catch(() => 0)) >= 5 ? true : undefined), 30_000, 'counter reaching 5')
   }, { timeout: 90_000 })
 
-  after(async () => {
-    const steps: Array<[string, () => Promise<unknown> | unknown]> = [
-      ['disabled agent', () => disabled?.stop()],
-      ['agent', () => ta?.stop()],
-      ['runtime client', () => runtime?.close()],
-      ['runtime', () => rt?.stop()],
-      ['work dir', () => work && rm(work, { recursive: true, force: true })],
-    ]
-    for (const [what, step] of steps) {
-      try {
-        await step()
-      } catch (err) {
-        console.log(`# after: stopping ${what} failed: ${err}`)
-      }
-    }
-    for (const [k, v] of Object.entries(timings)) console.log(`# timing ${k}: ${v}`)
-  }, { timeout: 60_000 })
+  after(() => stopE2e({ agents: [['disabled agent', disabled], ['agent', ta]], runtime, rt, work, timings }), { timeout: 60_000 })
 
   it('JSON mode answers the kubelet body byte for byte; archive 0600 in a 0700 dir; container keeps running', async () => {
     const t0 = performance.now()

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, readlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import type { Dispatcher } from 'undici'
@@ -18,33 +18,15 @@ import { NDJSON, parseEvent, type AcceptedEvent, type CheckpointEvent, type Fail
 import type { Target } from '../../shared/names.ts'
 import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
+import { stopE2e } from '../support/teardown.ts'
+import { poll as pollEvery, within } from '../support/wait.ts'
 
 const POD: Target = { namespace: 'e2e', pod: 'legacy', container: 'app' }
 /** Does not fork while it runs; writes a counter the test reads through /proc/<pid>/root. */
 const COUNTER = 'while :; do sleep 100000; done | { i=0; while :; do i=$((i+1)); echo $i > /tmp/count; read -t 0.2 x; done; }'
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** Bounds a wait: rejects with `what` after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([p, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`${what}: no answer within ${ms} ms`)), ms)))])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Polls `probe` every `everyMs` until it returns a value other than undefined, at most `ms`. */
-async function poll<T>(probe: () => Promise<T | undefined>, ms: number, what: string, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(everyMs)
-  }
-}
+/** Polls every 100 ms (the shared default is 200). */
+const poll = <T>(probe: () => Promise<T | undefined>, ms: number, what: string, everyMs = 100) => pollEvery(probe, ms, what, everyMs)
 
 /** What the runtime-unimplemented message must say, given what CRI Version said. */
 function assertUnimplementedMessage(message: string, v: RuntimeVersion) {
@@ -133,22 +115,7 @@ describe('agent against containerd 1.7 (no CheckpointContainer)', { timeout: 120
     await poll(async () => ((await readCount(pod.containerId).catch(() => 0)) >= 3 ? true : undefined), 30_000, 'counter reaching 3')
   }, { timeout: 90_000 })
 
-  after(async () => {
-    const steps: Array<[string, () => Promise<unknown> | unknown]> = [
-      ['agent', () => ta?.stop()],
-      ['runtime client', () => runtime?.close()],
-      ['runtime', () => rt?.stop()],
-      ['work dir', () => work && rm(work, { recursive: true, force: true })],
-    ]
-    for (const [what, step] of steps) {
-      try {
-        await step()
-      } catch (err) {
-        console.log(`# after: stopping ${what} failed: ${err}`)
-      }
-    }
-    for (const [k, v] of Object.entries(timings)) console.log(`# timing ${k}: ${v}`)
-  }, { timeout: 60_000 })
+  after(() => stopE2e({ agents: [['agent', ta]], runtime, rt, work, timings }), { timeout: 60_000 })
 
   it('CRI Version reports containerd 1.7, and the agent took its identity from it', async () => {
     assert.equal(version.runtimeName, 'containerd')

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
-import { startNodeGateway } from '../../functions/node.ts'
+import { startNodeGateway, type NodeGatewayOptions } from '../../functions/node.ts'
 import { KUBE_TOKEN, type World } from './fixtures.ts'
 
 export interface Target {
@@ -24,14 +24,24 @@ export type MakeTarget = (world: World, raw: Record<string, unknown>) => Promise
 
 const secrets = (n: string) => (n === 'KUBE_TOKEN_PROD' ? KUBE_TOKEN : undefined)
 
-export const nodeTarget: MakeTarget = async (world, raw) => {
+/**
+ * The Node entry on a loopback port with the world's grant keys and client certificate, `raw`
+ * parsed with `secretOf`; `extra` adds or overrides options (an operations db, the queue…).
+ */
+export async function startNodeTarget(
+  world: World,
+  raw: Record<string, unknown>,
+  secretOf: (name: string) => string | undefined,
+  extra: Pick<NodeGatewayOptions, 'operationsDb' | 'queue'> = {},
+): Promise<Target> {
   const logs: Array<Record<string, unknown>> = []
   const gw = await startNodeGateway({
-    config: parseConfig(structuredClone(raw), secrets),
+    config: parseConfig(structuredClone(raw), secretOf),
     keys: await loadGrantKeys(world.grantKeys),
     client: { cert: world.pki.clientCert, key: world.pki.clientKey },
     port: 0,
     log: (l) => logs.push(l),
+    ...extra,
   })
   return {
     name: 'node',
@@ -40,6 +50,8 @@ export const nodeTarget: MakeTarget = async (world, raw) => {
     close: () => gw.close(2000),
   }
 }
+
+export const nodeTarget: MakeTarget = (world, raw) => startNodeTarget(world, raw, secrets)
 
 let bundled: Promise<{ dir: string; script: string }> | undefined
 

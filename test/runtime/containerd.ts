@@ -17,13 +17,14 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
 import { createWriteStream, existsSync, openSync, readSync, closeSync, statSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, rmdir, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { call, criServices } from '../../agent/cri/client.ts'
+import { freePort } from '../support/net.ts'
+import { stopChild } from '../support/process.ts'
 
 const execFileP = promisify(execFile)
 const FETCH_SH = fileURLToPath(new URL('./fetch.sh', import.meta.url))
@@ -369,18 +370,30 @@ function tarArchive(entries: TarEntry[]): Buffer {
 
 // ---- containerd config ---------------------------------------------------------------------
 
-/**
- * Adjusts `containerd config default` (config version 3) for this machine. Each edit must find
- * its key, so a containerd that renamed one fails here loudly instead of running misconfigured.
- */
-function containerdConfig(defaults: string, o: { root: string; socket: string; pause: string; snapshotter: string }): string {
-  const q = (s: string) => `'${s}'`
-  const edits: Array<[section: string, key: string, value: string]> = [
+type ConfigEdit = [section: string, key: string, value: string]
+type ConfigPaths = { root: string; socket: string; pause: string; snapshotter: string }
+
+/** A TOML string (single-quoted: no escapes). */
+const q = (s: string) => `'${s}'`
+
+/** Root, state and temp dirs under `o.root`, and the sockets: the same keys in config versions 2 and 3. */
+function baseEdits(o: ConfigPaths): ConfigEdit[] {
+  return [
     ['', 'root', q(join(o.root, 'root'))],
     ['', 'state', q(join(o.root, 'state'))],
     ['', 'temp', q(join(o.root, 'tmp'))],
     ['grpc', 'address', q(o.socket)],
     ['ttrpc', 'address', q(`${o.socket}.ttrpc`)],
+  ]
+}
+
+/**
+ * Adjusts `containerd config default` (config version 3) for this machine. Each edit must find
+ * its key, so a containerd that renamed one fails here loudly instead of running misconfigured.
+ */
+function containerdConfig(defaults: string, o: ConfigPaths): string {
+  const edits: ConfigEdit[] = [
+    ...baseEdits(o),
     ["plugins.'io.containerd.cri.v1.images'", 'snapshotter', q(o.snapshotter)],
     ["plugins.'io.containerd.cri.v1.images'.pinned_images", 'sandbox', q(o.pause)],
     // No CAP_SYS_RESOURCE: oom_score_adj cannot be lowered below containerd's own.
@@ -400,16 +413,11 @@ function containerdConfig(defaults: string, o: { root: string; socket: string; p
  * Adjusts `containerd config default` of containerd 1.7 (config version 2: the CRI plugin is
  * `io.containerd.grpc.v1.cri`, the sandbox image is `sandbox_image`). Same settings as for 2.x.
  */
-function containerdConfigV2(defaults: string, o: { root: string; socket: string; pause: string; snapshotter: string }): string {
+function containerdConfigV2(defaults: string, o: ConfigPaths): string {
   if (!/^version = 2$/m.test(defaults)) throw new Error('containerd config: expected a version 2 default config')
-  const q = (s: string) => `'${s}'`
   const cri = 'plugins."io.containerd.grpc.v1.cri"'
-  const edits: Array<[section: string, key: string, value: string]> = [
-    ['', 'root', q(join(o.root, 'root'))],
-    ['', 'state', q(join(o.root, 'state'))],
-    ['', 'temp', q(join(o.root, 'tmp'))],
-    ['grpc', 'address', q(o.socket)],
-    ['ttrpc', 'address', q(`${o.socket}.ttrpc`)],
+  const edits: ConfigEdit[] = [
+    ...baseEdits(o),
     [cri, 'sandbox_image', q(o.pause)],
     // No CAP_SYS_RESOURCE: oom_score_adj cannot be lowered below containerd's own.
     [cri, 'restrict_oom_score_adj', 'true'],
@@ -430,7 +438,7 @@ function containerdConfigV2(defaults: string, o: { root: string; socket: string;
  * edit must find its key, so a containerd that renamed one fails here loudly instead of running
  * misconfigured.
  */
-function editConfig(defaults: string, edits: Array<[section: string, key: string, value: string]>): string {
+function editConfig(defaults: string, edits: ConfigEdit[]): string {
   const lines = defaults.split('\n')
   for (const [section, key, value] of edits) {
     let i = section === '' ? 0 : lines.findIndex((l) => l.trim() === `[${section}]`) + 1
@@ -500,8 +508,8 @@ async function teardown(s: {
     }
   }
   started.delete(s.endpoint)
-  if (containerd) await terminate(containerd)
-  if (registry) await terminate(registry)
+  if (containerd) await stopChild(containerd)
+  if (registry) await stopChild(registry)
   // Shims outlive containerd by design; they and their containers are ours if they point into root.
   await killStragglers(s.root, s.log, cgroupName(s.root))
   await unmountUnder(s.root, s.log)
@@ -511,15 +519,6 @@ async function teardown(s: {
   for (const dir of ['/run/containerd/s', '/run/containerd/fifo', '/run/containerd']) await rmdir(dir).catch(() => {})
   await rm(s.root, { recursive: true, force: true, maxRetries: 3 }).catch((e) => errors.push(e))
   if (errors.length) s.log(`teardown: ${errors.length} error(s): ${errors.map(String).join('; ')}`)
-}
-
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  child.kill('SIGTERM')
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-  await exited
-  clearTimeout(timer)
 }
 
 /** Pids in the cgroup trees named `name` (all hierarchies), after thawing any frozen ones. */
@@ -602,17 +601,6 @@ async function removeCgroups(name: string): Promise<void> {
 }
 
 // ---- helpers -------------------------------------------------------------------------------
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 async function waitFor(probe: () => Promise<boolean>, timeoutMs: number, explain: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + timeoutMs

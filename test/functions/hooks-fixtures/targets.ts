@@ -5,11 +5,9 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseConfig } from '../../../functions/config.ts'
-import { loadGrantKeys } from '../../../functions/grants.ts'
-import { startNodeGateway, type NodeGatewayOptions } from '../../../functions/node.ts'
+import type { NodeGatewayOptions } from '../../../functions/node.ts'
 import { KUBE_TOKEN, type World } from '../fixtures.ts'
-import { startWorkerGateway, worldBindings, type Target } from '../targets.ts'
+import { startNodeTarget, startWorkerGateway, worldBindings, type Target } from '../targets.ts'
 import type { D1Like } from '../../../functions/operations/d1.ts'
 
 export const GRAFANA_SECRET = 'grafana-webhook-secret-for-tests'
@@ -49,19 +47,11 @@ export function hooksConfig(world: World, hooks: Record<string, unknown> = {}): 
 }
 
 export function nodeHooksTarget(opts: { dbFile?: string; queue?: NodeGatewayOptions['queue'] } = {}): MakeHooksTarget {
-  return async (world, raw) => {
-    const logs: Array<Record<string, unknown>> = []
-    const gw = await startNodeGateway({
-      config: parseConfig(structuredClone(raw), secrets),
-      keys: await loadGrantKeys(world.grantKeys),
-      client: { cert: world.pki.clientCert, key: world.pki.clientKey },
-      port: 0,
-      log: (l) => logs.push(l),
+  return (world, raw) =>
+    startNodeTarget(world, raw, secrets, {
       ...(opts.dbFile ? { operationsDb: opts.dbFile } : {}),
       queue: { sweepMs: 200, ...opts.queue },
     })
-    return { name: 'node', logs, fetch: (path, init) => fetch(gw.url + path, init), close: () => gw.close(2000) }
-  }
 }
 
 /** A throwaway directory for sqlite files. */
