@@ -9,7 +9,7 @@ import { chmod, link, lstat, mkdir, readdir, readFile, stat, statfs, unlink, wri
 import { join } from 'node:path'
 import { CheckpointError } from '../shared/errors.ts'
 import type { ArchiveEntry, ArchiveInfo, RuntimeInfo } from '../shared/events.ts'
-import { archiveName, isArchiveName, parseArchiveName, type Target } from '../shared/names.ts'
+import { archiveName, archiveReadings, isArchiveName, type Target } from '../shared/names.ts'
 import { sha256File } from './files.ts'
 import type { Logger } from './log.ts'
 
@@ -139,16 +139,18 @@ export class ArchiveStore {
     const s = await lstat(path).catch(() => null)
     if (!s?.isFile()) throw new CheckpointError('archive_not_found', `no archive ${name} on this node`)
     const meta = await this.readMeta(name)
-    const parsed = parseArchiveName(name)!
+    // Without our record (a kubelet archive) the name is all there is; its first reading is shown.
+    const parsed = archiveReadings(name)
+    const reading = parsed?.readings[0]
     return {
       name,
       size: s.size,
       created: meta?.created ?? s.mtime.toISOString(),
       sha256: meta?.sha256 ?? '',
       sha256Known: meta !== null,
-      namespace: meta?.namespace ?? parsed.namespace,
-      pod: meta?.pod ?? parsed.pod,
-      container: meta?.container ?? parsed.container,
+      namespace: meta?.namespace ?? reading?.namespace ?? '',
+      pod: meta?.pod ?? parsed?.pod ?? '',
+      container: meta?.container ?? reading?.container ?? '',
       path,
       mtimeMs: s.mtimeMs,
     }

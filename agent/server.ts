@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls'
 import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
 import { encodeEvent, NDJSON, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
 import { checkQuery, checkTarget, parseTimeout, type Target } from '../shared/names.ts'
-import { REQUEST_ID_HEADER } from '../shared/agent-api.ts'
+import { REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
 import type { ArchiveStore } from './archives.ts'
 import { sendFileRange } from './files.ts'
 import type { Checkpointer, Job, JobResult } from './checkpointer.ts'
@@ -105,11 +105,9 @@ export function createAgentServer(d: AgentDeps): AgentServer {
   }
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-
 async function handle(req: IncomingMessage, res: ServerResponse, d: AgentDeps): Promise<void> {
   const header = req.headers[REQUEST_ID_HEADER]
-  const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
+  const requestId = typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : randomUUID()
   res.setHeader(REQUEST_ID_HEADER, requestId)
   const log = d.log.child({ requestId })
   // The identity filter: before any route is looked at.

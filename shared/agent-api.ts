@@ -17,10 +17,8 @@ export const AGENT_PATHS = {
   archive: (name: string) => `/checkpoints/${encodeURIComponent(name)}`,
 } as const
 
-/** The kubelet's success body; with Accept: application/json the agent answers exactly this. */
-export interface KubeletCheckpointResponse {
-  items: string[]
-}
-
 /** Header carrying the caller's request id end to end. */
 export const REQUEST_ID_HEADER = 'x-request-id'
+
+/** A request id a caller may choose; anything else is replaced by a fresh UUID. */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/

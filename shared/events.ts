@@ -91,10 +91,6 @@ export interface ArchiveEntry extends ArchiveInfo {
   sha256Known?: boolean
 }
 
-export function isFinal(e: CheckpointEvent): e is FinalEvent {
-  return e.type === 'completed' || e.type === 'failed'
-}
-
 export function encodeEvent(e: CheckpointEvent): string {
   return JSON.stringify(e) + '\n'
 }

@@ -96,31 +96,43 @@ export function archiveName(t: Target, at: Date): string {
 
 const ARCHIVE_NAME = /^checkpoint-([a-z0-9][a-z0-9.-]{0,252})_([a-z0-9][a-z0-9-]{0,62})-(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)\.tar$/
 
-export interface ParsedArchiveName extends Target {
+/** What an archive name says: the pod, the time, and every way to split `<namespace>-<container>`. */
+export interface ArchiveReadings {
+  pod: string
   created: string
+  /** Each split of `<namespace>-<container>` into two DNS labels; more than one is ambiguous. */
+  readings: { namespace: string; container: string }[]
 }
 
 /**
- * Parses an archive name strictly; `null` when it is not one of ours. The container is the part of
- * `<namespace>-<container>` after a namespace we cannot tell apart from it, so the split is by the
- * namespace of record where known; without it the first '-' wins, as in checkpoint-restore-operator.
+ * Reads an archive name strictly; `null` when it is not one of ours. Namespace and container are
+ * both DNS labels joined by '-', so a name like `…_team-a-app-…` has two readings (`team`/`a-app`,
+ * `team-a`/`app`): a permission must cover every reading, and only a known namespace picks one
+ * ({@link archiveInNamespace}).
  */
-export function parseArchiveName(name: string): ParsedArchiveName | null {
-  if (name.length > 400 || name.includes('/') || name.includes('\\') || name.includes('\0')) return null
+export function archiveReadings(name: string): ArchiveReadings | null {
+  if (name.length > 400) return null
   const m = ARCHIVE_NAME.exec(name)
   if (!m) return null
   const [, pod, nsAndContainer, created] = m as unknown as [string, string, string, string]
-  // namespace and container are both DNS labels joined by '-': ambiguous, so callers that know
-  // the namespace should use archiveMatches; here the shortest namespace is taken.
-  const i = nsAndContainer.indexOf('-')
-  if (i <= 0 || i === nsAndContainer.length - 1) return null
-  const namespace = nsAndContainer.slice(0, i)
-  const container = nsAndContainer.slice(i + 1)
-  if (!isDns1123Subdomain(pod) || !isDns1123Label(namespace) || !isDns1123Label(container)) return null
-  return { pod, namespace, container, created }
+  if (!isDns1123Subdomain(pod)) return null
+  const readings: ArchiveReadings['readings'] = []
+  for (let i = nsAndContainer.indexOf('-'); i > 0; i = nsAndContainer.indexOf('-', i + 1)) {
+    const namespace = nsAndContainer.slice(0, i)
+    const container = nsAndContainer.slice(i + 1)
+    if (isDns1123Label(namespace) && isDns1123Label(container)) readings.push({ namespace, container })
+  }
+  return readings.length ? { pod, created, readings } : null
 }
 
-/** True when `name` is an archive of exactly this target (unambiguous, unlike parseArchiveName). */
+/** The target of an archive known to be in `namespace`, or null when it is not. */
+export function archiveInNamespace(name: string, namespace: string): Target | null {
+  const r = archiveReadings(name)
+  const hit = r?.readings.find((x) => x.namespace === namespace)
+  return r && hit ? { namespace, pod: r.pod, container: hit.container } : null
+}
+
+/** True when `name` is an archive of exactly this target. */
 export function archiveMatches(name: string, t: Target): boolean {
   const prefix = `checkpoint-${t.pod}_${t.namespace}-${t.container}-`
   return name.startsWith(prefix) && ARCHIVE_NAME.test(name) && /^\d{4}-/.test(name.slice(prefix.length))

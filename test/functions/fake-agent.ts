@@ -17,7 +17,7 @@ import { createLocalJWKSet, jwtVerify, type JWK } from 'jose'
 import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../../shared/errors.ts'
 import { encodeEvent, NDJSON, type ArchiveEntry, type CheckpointEvent } from '../../shared/events.ts'
 import { checkGrantCovers, GRANT_TYP, grantAudience, type GrantClaims, type GrantRequirement } from '../../shared/grant.ts'
-import { archiveName, checkName, checkTarget, isArchiveName, parseArchiveName, parseTimeout } from '../../shared/names.ts'
+import { archiveName, checkName, checkTarget, isArchiveName, archiveReadings, parseTimeout } from '../../shared/names.ts'
 import type { TestPki } from './certs.ts'
 
 export interface FakeAgent {
@@ -151,8 +151,8 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
           entry.claims = await verify(req.headers.authorization, { op: 'checkpoint:list', node })
           const items: ArchiveEntry[] = []
           for (const [name, bytes] of store) {
-            const p = parseArchiveName(name)!
-            const t = targets.get(name) ?? p
+            const p = archiveReadings(name)!
+            const t = targets.get(name) ?? { pod: p.pod, ...p.readings[0]! }
             items.push({ name, size: bytes.byteLength, sha256: sha256(bytes), created: p.created, namespace: t.namespace, pod: t.pod, container: t.container })
           }
           res.writeHead(200, { 'content-type': 'application/json' })

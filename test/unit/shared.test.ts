@@ -3,7 +3,7 @@ import { describe, it } from 'node:test'
 import { CheckpointError, ERROR_STATUS, isErrorCode, toProblem } from '../../shared/errors.ts'
 import { decodeEvents, encodeEvent, parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { checkGrantCovers } from '../../shared/grant.ts'
-import { archiveMatches, archiveName, checkName, checkQuery, checkTarget, isArchiveName, isDns1123Label, isDns1123Subdomain, parseArchiveName, parseTimeout } from '../../shared/names.ts'
+import { archiveMatches, archiveName, checkName, checkQuery, checkTarget, isArchiveName, isDns1123Label, isDns1123Subdomain, archiveReadings, archiveInNamespace, parseTimeout } from '../../shared/names.ts'
 
 const code = (fn: () => unknown) => {
   try {
@@ -49,12 +49,18 @@ describe('names', () => {
     const n = archiveName(t, new Date('2026-11-25T10:11:12.345Z'))
     assert.equal(n, 'checkpoint-web-0_prod-app-2026-11-25T10:11:12Z.tar')
     assert.ok(isArchiveName(n))
-    assert.deepEqual(parseArchiveName(n), { ...t, created: '2026-11-25T10:11:12Z' })
+    assert.deepEqual(archiveReadings(n), { pod: 'web-0', created: '2026-11-25T10:11:12Z', readings: [{ namespace: 'prod', container: 'app' }] })
+    assert.deepEqual(archiveInNamespace(n, 'prod'), t)
+    assert.equal(archiveInNamespace(n, 'pro'), null)
+    // namespace and container are joined by '-': every split is a reading.
+    const amb = archiveName({ namespace: 'team-a', pod: 'p', container: 'app' }, new Date(0))
+    assert.deepEqual(archiveReadings(amb)!.readings, [{ namespace: 'team', container: 'a-app' }, { namespace: 'team-a', container: 'app' }])
+    assert.deepEqual(archiveInNamespace(amb, 'team-a'), { namespace: 'team-a', pod: 'p', container: 'app' })
     assert.ok(archiveMatches(n, t))
     assert.ok(!archiveMatches(n, { ...t, container: 'ap' }))
     for (const bad of ['../checkpoint-a_b-c-2026-11-25T10:11:12Z.tar', 'checkpoint-a_b-c-2026-11-25T10:11:12Z.tar/x', 'checkpoint-a_b-c.tar', '.inprogress-x.tar', 'checkpoint-A_b-c-2026-11-25T10:11:12Z.tar']) {
       assert.ok(!isArchiveName(bad), bad)
-      assert.equal(parseArchiveName(bad), null)
+      assert.equal(archiveReadings(bad), null)
     }
   })
 })
