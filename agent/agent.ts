@@ -90,6 +90,11 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
         // Whatever the runtime is still writing is not an archive: unlink it (the runtime's open
         // file keeps writing into an inode that is freed when it closes).
         for (const p of store.pending) await store.discard(p)
+        // Let answers already being written reach their callers, then cut what is left
+        // (downloads, idle keep-alive connections).
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, 5_000)))])
+        clearTimeout(timer)
         http.server.closeAllConnections()
         await closed
         rt.close()

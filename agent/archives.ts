@@ -103,14 +103,25 @@ export class ArchiveStore {
         // Same second as an earlier archive: fall back to millisecond precision, still RFC 3339.
         const at = new Date(startedAt.getTime() + (attempt > 1 ? attempt - 1 : 0))
         const name = attempt === 0 ? archiveName(t, at) : archiveName(t, at).replace(/Z\.tar$/, `.${String(at.getUTCMilliseconds()).padStart(3, '0')}Z.tar`)
+        const final = join(this.dir, name)
+        if (attempt >= 1000) throw new CheckpointError('checkpoint_failed', 'no free archive name')
+        if (await lstat(final).catch(() => null)) continue
+        // The record first (exclusive create), then the archive: an archive is never listed without
+        // its record, and a record without an archive (a crash in between) is removed at start.
+        const meta: ArchiveMeta = { name, size: s.size, sha256, created: startedAt.toISOString(), ...t, ...info }
         try {
-          await link(tempPath, join(this.dir, name))
+          await writeFile(this.metaPath(name), JSON.stringify(meta), { mode: 0o600, flag: 'wx' })
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 1000) continue
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue
           throw err
         }
-        const meta: ArchiveMeta = { name, size: s.size, sha256, created: startedAt.toISOString(), ...t, ...info }
-        await writeFile(this.metaPath(name), JSON.stringify(meta), { mode: 0o600 })
+        try {
+          await link(tempPath, final)
+        } catch (err) {
+          await unlink(this.metaPath(name)).catch(() => {})
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue
+          throw err
+        }
         return meta
       }
     } finally {
@@ -177,12 +188,13 @@ export class ArchiveStore {
   }
 
   /**
-   * Deletes archives beyond the limits, oldest first. Returns the names deleted. Only archives this
+   * Deletes archives beyond the limits, oldest first, except `keep`. Returns the names deleted. Only archives this
    * agent wrote (those with a record) count: the default directory is the kubelet's, and its own
    * checkpoints are not ours to delete.
    */
-  async applyRetention(now = Date.now()): Promise<string[]> {
+  async applyRetention(now = Date.now(), keep?: string): Promise<string[]> {
     const { maxPerContainer, maxTotalBytes, maxAgeSeconds } = this.retention
+    // `keep`: the archive just reported to a caller is not deleted under it.
     const all = (await this.list()).filter((a) => a.sha256Known)
     const doomed = new Set<string>()
     if (maxAgeSeconds > 0) {
@@ -208,6 +220,7 @@ export class ArchiveStore {
         }
       }
     }
+    if (keep !== undefined) doomed.delete(keep)
     for (const name of doomed) {
       await this.remove(name).catch((err) => this.log.warn('retention could not delete', { archive: name, err }))
       this.log.info('retention deleted archive', { archive: name })

@@ -71,6 +71,8 @@ export class Checkpointer {
   private readonly waiting: Job[] = []
   private readonly pending = new Map<string, Job>()
   private closed = false
+  /** CheckpointContainer calls the runtime is working on: never cut one short. */
+  runtimeCalls = 0
 
   constructor(o: CheckpointerOptions) {
     this.o = o
@@ -175,10 +177,13 @@ export class Checkpointer {
       temp = await store.newTempPath()
       job.phase = 'checkpointing'
       const t0 = performance.now()
+      this.runtimeCalls++
       try {
         await runtime.checkpointContainer(job.containerId, temp)
       } catch (err) {
         throw fromGrpc(err, { method: 'CheckpointContainer', containerId: job.containerId, runtime: runtimeInfo })
+      } finally {
+        this.runtimeCalls--
       }
       const runtimeMs = performance.now() - t0
       metrics.duration(runtimeMs / 1000)
@@ -194,7 +199,7 @@ export class Checkpointer {
         runtime: runtimeInfo,
         durationMs: Date.now() - job.acceptedAt,
       })
-      await store.applyRetention().catch((err) => log.warn('retention failed', { err }))
+      await store.applyRetention(Date.now(), meta.name).catch((err) => log.warn('retention failed', { err }))
     } catch (err) {
       job.phase = 'done'
       if (temp) await store.discard(temp)
@@ -204,17 +209,30 @@ export class Checkpointer {
     }
   }
 
-  /** Refuses new work, then waits up to `graceMs` for running and queued checkpoints. */
+  /**
+   * Refuses new work, then waits up to `graceMs` for running and queued checkpoints. After that,
+   * queued ones are failed with `shutting_down`, but checkpoints already in the runtime are still
+   * awaited however long they take: a runtime call cut short can leave its container frozen.
+   * Resolves true when everything finished within the grace period.
+   */
   async close(graceMs: number): Promise<boolean> {
     this.closed = true
-    const all = [...this.pending.values()].map((j) => j.result.then(() => {}, () => {}))
+    const settle = (jobs: Job[]) => Promise.all(jobs.map((j) => j.result.then(() => {}, () => {})))
     let timer: NodeJS.Timeout | undefined
-    const done = await Promise.race([
-      Promise.all(all).then(() => true),
+    const inTime = await Promise.race([
+      settle([...this.pending.values()]).then(() => true),
       new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
     ])
     clearTimeout(timer)
-    return done
+    if (inTime) return true
+    for (const job of this.waiting.splice(0)) {
+      this.pending.delete(job.containerId)
+      job.rejectResult(new CheckpointError('shutting_down', 'the agent stopped before this checkpoint started', { headers: { 'retry-after': '30' } }))
+    }
+    this.syncGauges()
+    this.o.log.warn('shutdown grace period over; waiting for checkpoints already in the runtime', { running: this.running })
+    await settle([...this.pending.values()])
+    return false
   }
 
   get busy(): number {

@@ -21,6 +21,7 @@ interface Option {
 export const OPTIONS = {
   'listen': { kind: 'string', default: '0.0.0.0:10443', help: 'host:port for the HTTPS listener' },
   'node-name': { kind: 'string', help: 'this node\'s name, as in grants (default: NODE_NAME, else the hostname)' },
+  'cluster': { kind: 'string', help: 'this cluster\'s id in the gateway; when set, grants must name it' },
   'runtime-endpoint': { kind: 'string', help: 'CRI endpoint, e.g. unix:///run/containerd/containerd.sock (default: the first that answers of containerd\'s and CRI-O\'s sockets)' },
   'tls-cert': { kind: 'string', help: 'PEM server certificate chain (re-read when it changes)' },
   'tls-key': { kind: 'string', help: 'PEM private key of the server certificate' },
@@ -54,7 +55,7 @@ export interface AgentConfig {
   runtimeEndpoint: string | undefined
   tls: { cert: string; key: string; ca: string; reloadIntervalMs: number }
   allowedClients: string[]
-  grants: { jwksFile?: string; jwksUrl?: string; issuer?: string; maxLifetimeSeconds: number }
+  grants: { jwksFile?: string; jwksUrl?: string; issuer?: string; cluster?: string; maxLifetimeSeconds: number }
   checkpointDir: string
   checkpointing: boolean
   defaultTimeoutSeconds: number
@@ -154,6 +155,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
       ...(jwksFile ? { jwksFile } : {}),
       ...(jwksUrl ? { jwksUrl } : {}),
       ...(v['grant-issuer'] ? { issuer: v['grant-issuer'] as string } : {}),
+      ...(v['cluster'] ? { cluster: v['cluster'] as string } : {}),
       maxLifetimeSeconds: seconds('grant-max-lifetime'),
     },
     checkpointDir: String(v['checkpoint-dir']),

@@ -12,6 +12,8 @@ const CLOCK_TOLERANCE_S = 5
 
 export interface GrantVerifierOptions {
   node: string
+  /** When set, grants must name this cluster (the same node name may exist in several clusters). */
+  cluster?: string
   issuer?: string
   maxLifetimeSeconds: number
   jwksFile?: string
@@ -33,6 +35,9 @@ export interface GrantVerifier {
 
 export async function createGrantVerifier(o: GrantVerifierOptions): Promise<GrantVerifier> {
   const now = o.now ?? Date.now
+  // Used jtis live in memory only: grants issued before this process started are refused, so a
+  // restart cannot make an old grant usable again.
+  const startedAt = Math.floor(now() / 1000)
   const maxRemembered = o.maxRemembered ?? 100_000
   let keys: ReturnType<typeof createLocalJWKSet> | ReturnType<typeof createRemoteJWKSet>
   const load = async () => {
@@ -65,16 +70,23 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
           ...(o.issuer ? { issuer: o.issuer } : {}),
         }))
       } catch (err) {
-        const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN'
-        if (err instanceof joseErrors.JWKSTimeout || code === 'ERR_JWKS_TIMEOUT') {
-          throw new CheckpointError('runtime_unavailable', 'grant keys could not be fetched', { cause: err })
-        }
+        const code = (err as { code?: string }).code ?? ''
+        // jose's own verdicts on the token are the caller's fault; a key set that cannot be
+        // fetched or read (timeout, network, bad JWKS document) is ours: 503, never 401.
+        const keysDown = err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || !code.startsWith('ERR_J')
+        if (keysDown) throw new CheckpointError('auth_unavailable', 'grant keys could not be fetched or read', { cause: err, headers: { 'retry-after': '5' } })
         throw new CheckpointError('invalid_grant', `grant refused (${code})`, { field: 'authorization', cause: err, extra: { reason: code } })
+      }
+      if (payload.iat! < startedAt - CLOCK_TOLERANCE_S) {
+        throw new CheckpointError('invalid_grant', 'grant issued before this agent started', { field: 'authorization', extra: { reason: 'issued_before_start' } })
       }
       if (payload.exp! - payload.iat! > o.maxLifetimeSeconds) {
         throw new CheckpointError('invalid_grant', `grant lifetime exceeds ${o.maxLifetimeSeconds}s`, { field: 'authorization' })
       }
       checkGrantCovers(payload as Partial<GrantClaims>, { ...need, node: o.node })
+      if (o.cluster !== undefined && (payload as Partial<GrantClaims>).cluster !== o.cluster) {
+        throw new CheckpointError('grant_mismatch', 'grant does not cover this request: cluster differs', { field: 'cluster' })
+      }
       sweep()
       if (seen.has(payload.jti!)) throw new CheckpointError('invalid_grant', 'grant already used (jti replay)', { field: 'authorization', extra: { reason: 'replay' } })
       if (seen.size >= maxRemembered) throw new CheckpointError('too_many_requests', 'too many live grants', { headers: { 'retry-after': '5' } })

@@ -26,11 +26,22 @@ const agent = await startAgent(cfg).catch((err: Error) => {
   process.exit(1)
 })
 
+const say = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
+  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n')
+
+// First signal: graceful. Second: exit at once unless the runtime is checkpointing (cutting that
+// call short can leave the container frozen), in which case a third one is needed.
 let signals = 0
 const onSignal = (sig: string) => {
-  if (++signals > 1) process.exit(1)
-  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'shutting down', signal: sig }) + '\n')
-  void agent.shutdown().then(({ clean }) => process.exit(clean ? 0 : 1))
+  signals++
+  if (signals === 1) {
+    say('info', 'shutting down', { signal: sig })
+    void agent.shutdown().then(({ clean }) => process.exit(clean ? 0 : 1))
+  } else if (signals === 2 && agent.checkpointer.runtimeCalls > 0) {
+    say('warn', 'checkpoints are in the runtime; exiting now could leave their containers frozen; signal again to exit anyway', { runtimeCalls: agent.checkpointer.runtimeCalls })
+  } else {
+    process.exit(1)
+  }
 }
 process.on('SIGTERM', () => onSignal('SIGTERM'))
 process.on('SIGINT', () => onSignal('SIGINT'))

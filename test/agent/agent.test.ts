@@ -41,7 +41,8 @@ async function stack(args: string[] = [], fakeInit = {}): Promise<{ cri: FakeCri
     { id: 'c-c', namespace: 'prod', pod: 'web-2', container: 'app' },
   ])
   const a = await startTestAgent({ ids, endpoint: cri.endpoint, args: ['--heartbeat-interval=1s', ...args], dir: sub })
-  return { cri, a, stop: async () => { await a.stop(); await cri.stop() } }
+  // The fake runtime goes first: a hung CheckpointContainer would hold the agent's shutdown open.
+  return { cri, a, stop: async () => { await cri.stop(); await a.stop() } }
 }
 
 async function body(r: { body: { text(): Promise<string> } }): Promise<any> {
@@ -155,6 +156,14 @@ describe('grants', () => {
     assert.equal((await body(again)).code, 'invalid_grant')
   })
 
+  it('refuses grants issued before the agent started (used jtis do not survive a restart)', async () => {
+    const r = await post(`Bearer ${await s.a.mint({ op: 'checkpoint:create', ...T }, { iatOffset: -30, expiresIn: 120 })}`)
+    assert.equal(r.statusCode, 401)
+    const p = await body(r)
+    assert.equal(p.code, 'invalid_grant')
+    assert.equal(p.reason, 'issued_before_start')
+  })
+
   it('never logs the grant', async () => {
     const g = await s.a.mint({ op: 'checkpoint:create', ...T })
     await (await post(`Bearer ${g}`)).body.dump()
@@ -257,8 +266,10 @@ describe('checkpoint', () => {
 
   it('keeps at most --retention-max-per-container archives, oldest deleted first', async () => {
     for (let i = 0; i < 3; i++) await (await checkpoint(s.a)).body.dump()
-    const mine = (await s.a.agent.store.list()).filter((x) => x.pod === T.pod && x.container === T.container)
-    assert.equal(mine.length, 3)
+    // Retention runs right after the answer, so give the last pass a moment.
+    const mine = async () => (await s.a.agent.store.list()).filter((x) => x.pod === T.pod && x.container === T.container)
+    for (let i = 0; i < 50 && (await mine()).length > 3; i++) await new Promise((r) => setTimeout(r, 20))
+    assert.equal((await mine()).length, 3)
   })
 
   it('404 container_not_found for a container that is not running here', async () => {
@@ -525,6 +536,69 @@ describe('lifecycle', () => {
     assert.ok((await stat(path)).size > 0)
     await assert.rejects(checkpoint(s.a))
     await s.stop()
+  })
+
+  it('with --cluster, refuses a grant for the same node name in another cluster', async () => {
+    const s = await stack(['--cluster=prod-eu'])
+    try {
+      const ask = async (cluster?: string) => s.a.fetch('/checkpoints', { headers: { authorization: `Bearer ${await s.a.mint({ op: 'checkpoint:list', ...(cluster ? { cluster } : {}) })}` } })
+      const other = await ask('prod-us')
+      assert.equal(other.statusCode, 403)
+      assert.equal((await body(other)).code, 'grant_mismatch')
+      const none = await ask()
+      assert.equal(none.statusCode, 403)
+      await none.body.dump()
+      const mine = await ask('prod-eu')
+      assert.equal(mine.statusCode, 200)
+      await mine.body.dump()
+    } finally { await s.stop() }
+  })
+
+  it('answers 503 auth_unavailable, not 401, when the grant key set cannot be fetched', async () => {
+    const sub = await mkdtemp(join(dir, 'jwks-'))
+    const cri = await startFakeCri(join(sub, 'cri.sock'), {}, [{ id: 'c-app', ...T }])
+    // A port nothing listens on: the key set fetch fails.
+    const { createServer } = await import('node:net')
+    const port = await new Promise<number>((r) => { const srv = createServer().listen(0, '127.0.0.1', () => { const p = (srv.address() as { port: number }).port; srv.close(() => r(p)) }) })
+    const { loadConfig } = await import('../../agent/config.ts')
+    const { startAgent } = await import('../../agent/agent.ts')
+    const { memoryLogger } = await import('../../agent/log.ts')
+    const cfg = loadConfig(['--listen=127.0.0.1:0', '--node-name=node-a', `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
+      '--allowed-clients=uri:spiffe://test.local/gateway', `--grant-jwks-url=https://127.0.0.1:${port}/jwks.json`, `--checkpoint-dir=${join(sub, 'cp')}`, `--runtime-endpoint=${cri.endpoint}`], {})
+    const agent = await startAgent(cfg, { log: memoryLogger() })
+    const { Agent } = await import('undici')
+    const client = new Agent({ connect: { ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost' } })
+    try {
+      const { mintGrant } = await import('../support/agent-harness.ts')
+      const r = await client.request({ origin: agent.url, path: '/checkpoints', method: 'GET', headers: { authorization: `Bearer ${await mintGrant(ids, { op: 'checkpoint:list', node: 'node-a' })}` } })
+      assert.equal(r.statusCode, 503)
+      assert.equal((await body(r)).code, 'auth_unavailable')
+    } finally {
+      await client.close()
+      await agent.shutdown(1000)
+      await cri.stop()
+    }
+  })
+
+  it('after the grace period fails queued checkpoints but still waits for the one in the runtime', async () => {
+    const s = await stack(['--max-concurrent=1'], { checkpointDelayMs: 1500 })
+    try {
+      const running = checkpoint(s.a, T)
+      await new Promise((r) => setTimeout(r, 200))
+      const queued = checkpoint(s.a, { ...T, pod: 'web-1' })
+      await new Promise((r) => setTimeout(r, 200))
+      const t0 = Date.now()
+      const result = await s.a.agent.shutdown(100)
+      assert.deepEqual(result, { clean: false })
+      assert.ok(Date.now() - t0 >= 900, 'waited for the runtime call')
+      const [a, b] = await Promise.all([running, queued])
+      assert.equal(a.statusCode, 200)
+      await a.body.dump()
+      assert.equal(b.statusCode, 503)
+      assert.equal((await body(b)).code, 'shutting_down')
+      assert.equal(s.cri.checkpointCalls.length, 1)
+      assert.equal(s.a.agent.checkpointer.runtimeCalls, 0)
+    } finally { await s.stop() }
   })
 
   it('re-reads a rotated grant key file: a grant from the new key is honoured', async () => {

@@ -193,6 +193,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       `--allowed-clients=${GATEWAY_ID}`,
       `--grant-jwks-file=${ids.jwksFile}`,
       `--grant-issuer=${GRANT_ISSUER}`,
+      `--cluster=${CLUSTER}`,
       `--checkpoint-dir=${join(dir, 'checkpoints')}`,
       '--disk-margin=0',
       ...(opts.agentArgs ?? []),
