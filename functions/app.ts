@@ -10,14 +10,14 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { CheckpointError, ERROR_STATUS, isErrorCode } from '../shared/errors.ts'
 import { NDJSON, type ArchiveEntry, type CompletedEvent, type FinalEvent } from '../shared/events.ts'
 import type { GrantClaims } from '../shared/grant.ts'
-import { AGENT_PATHS, REQUEST_ID_HEADER } from '../shared/agent-api.ts'
-import { archiveMatches, checkName, checkQuery, checkTarget, isArchiveName, parseTimeout, type Target } from '../shared/names.ts'
+import { AGENT_PATHS, REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
+import { archiveInNamespace, archiveMatches, checkName, checkQuery, checkTarget, isArchiveName, parseTimeout, type Target } from '../shared/names.ts'
 import { createAuthenticator } from './authn.ts'
 import { decide, decideArchive, requireAllowed, type Action, type Caller, type Decision } from './authz.ts'
 import type { ClusterConfig, GatewayConfig } from './config.ts'
 import type { GrantKeys } from './grants.ts'
-import { agentFailure, asCheckpointError, problemResponse } from './problem.ts'
-import { relayEvents } from './relay.ts'
+import { agentFailure, asCheckpointError, problemResponse, type AgentFailure } from './problem.ts'
+import { relayEvents, type Relay } from './relay.ts'
 import { createOperations, type Operations } from './hooks/index.ts'
 import { RETRYABLE_STATUS, type CheckpointJob, type JobOutcome } from './operations/runner.ts'
 
@@ -82,8 +82,9 @@ export interface Audit {
 export type Env = { Variables: { caller: Caller; audit: Audit; started: number } }
 type Ctx = Context<Env>
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/
 const NO_STORE = { 'cache-control': 'no-store' }
+/** How much earlier than the dispatch an agent's `created` stamp may be and still be that job's archive. */
+const DISPATCH_CLOCK_SLACK_MS = 2000
 
 /**
  * Builds the gateway.
@@ -102,11 +103,11 @@ export function createGateway(deps: Deps): Gateway {
   const authenticate = createAuthenticator(config.auth, () => clock.now())
   const nodeCache = new Map<string, { node: string; expires: number }>()
   const app = new Hono<Env>()
-  const ops = deps.operations ? createOperations({ ...deps.operations, config, clock, log, checkpoint: checkpointJob }) : undefined
+  const ops = deps.operations ? createOperations({ ...deps.operations, config, clock, log, checkpoint: checkpointJob, reconcile: reconcileJob }) : undefined
 
   app.use('*', async function requestContext(c, next) {
     const given = c.req.header(REQUEST_ID_HEADER)
-    const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID()
+    const requestId = given && REQUEST_ID_PATTERN.test(given) ? given : crypto.randomUUID()
     c.set('audit', { requestId, method: c.req.method })
     c.set('started', clock.now())
     await next()
@@ -189,18 +190,67 @@ export function createGateway(deps: Deps): Gateway {
     }
   }
 
-  async function grantFor(c: Ctx, claims: Omit<GrantClaims, 'sub'>, ttlSec: number): Promise<Record<string, string>> {
-    const caller = c.get('caller')
-    const grant = await keys.sign({ ...claims, sub: caller.sub }, clock.now(), ttlSec, config.grants.issuer)
-    return { authorization: `Bearer ${grant}`, [REQUEST_ID_HEADER]: c.get('audit').requestId }
+  /** The headers of one agent request: a grant for `sub` bound to `claims`, and the request id. */
+  async function grantHeaders(sub: string, requestId: string, claims: Omit<GrantClaims, 'sub'>, ttlSec: number): Promise<Record<string, string>> {
+    const grant = await keys.sign({ ...claims, sub }, clock.now(), ttlSec, config.grants.issuer)
+    return { authorization: `Bearer ${grant}`, [REQUEST_ID_HEADER]: requestId }
+  }
+
+  function grantFor(c: Ctx, claims: Omit<GrantClaims, 'sub'>, ttlSec: number): Promise<Record<string, string>> {
+    return grantHeaders(c.get('caller').sub, c.get('audit').requestId, claims, ttlSec)
+  }
+
+  /**
+   * Asks the agent for a checkpoint (always the event stream) and relays it with the gateway's
+   * additions on the final event. An error answer is the agent's failure; `final` marks one that
+   * came after the agent accepted the request (never worth a retry).
+   */
+  async function startCheckpoint(cl: ClusterConfig, node: string, target: Target, timeoutSec: number, headers: Record<string, string>): Promise<{ relay: Relay } | { failure: AgentFailure; final: boolean }> {
+    const res = await forward(cl, node, `${AGENT_PATHS.checkpoint(target)}?timeout=${timeoutSec}`, { method: 'POST', headers: { ...headers, accept: NDJSON } })
+    if (res.status >= 300) return { failure: await agentFailure(res), final: false }
+    if (!res.body || !(res.headers.get('content-type') ?? '').startsWith(NDJSON)) {
+      await res.body?.cancel()
+      return { failure: { err: new CheckpointError('bad_gateway', `agent on node ${node} did not answer with an event stream`), status: 502 }, final: true }
+    }
+    const cluster = cl.id
+    const decorate = (e: FinalEvent): FinalEvent =>
+      e.type === 'completed' ? { ...e, cluster, node, download: downloadPath(cluster, node, e.archive.name, target.namespace) } : { ...e, cluster, node }
+    return { relay: relayEvents(res.body, decorate, () => clock.now()) }
+  }
+
+  /** The agent's archive list (GET /checkpoints), or the agent's failure. */
+  async function agentList(cl: ClusterConfig, node: string, headers: Record<string, string>): Promise<ArchiveEntry[] | AgentFailure> {
+    const res = await forward(cl, node, AGENT_PATHS.list(), { method: 'GET', headers: { ...headers, accept: 'application/json' } })
+    if (res.status !== 200) return agentFailure(res)
+    const unreadable = (cause?: unknown) => new CheckpointError('bad_gateway', `agent on node ${node} sent an unreadable list`, { cause, extra: { cluster: cl.id, node } })
+    let body: { items?: unknown }
+    try {
+      body = (await res.json()) as { items?: unknown }
+    } catch (err) {
+      throw unreadable(err)
+    }
+    if (!Array.isArray(body.items)) throw unreadable()
+    return (body.items as ArchiveEntry[]).filter((e) => e && typeof e.name === 'string' && isArchiveName(e.name))
   }
 
   async function agentError(c: Ctx, res: Response, cl: ClusterConfig, node: string): Promise<Response> {
     const f = await agentFailure(res)
-    const r = errorResponse(c, f.err, { status: f.status, extra: { cluster: cl.id, node } })
+    const r = failureResponse(c, f, cl, node)
     const range = res.headers.get('content-range')
     if (f.status === 416 && range) r.headers.set('content-range', range)
     return r
+  }
+
+  function failureResponse(c: Ctx, f: AgentFailure, cl: ClusterConfig, node: string): Response {
+    return errorResponse(c, f.err, { status: f.status, extra: { cluster: cl.id, node } })
+  }
+
+  /** Bodies where none belong are refused (400) before anything else happens. */
+  function refuseBody(c: Ctx): void {
+    const length = c.req.header('content-length')
+    if ((length !== undefined && length.trim() !== '0') || c.req.header('transfer-encoding') !== undefined) {
+      throw new CheckpointError('invalid_body', `${c.req.method} on this route takes no body`, { field: 'body' })
+    }
   }
 
   async function resolveNode(cl: ClusterConfig, t: Target): Promise<string> {
@@ -253,6 +303,7 @@ export function createGateway(deps: Deps): Gateway {
   }
 
   async function createCheckpoint(c: Ctx, nodeInPath: boolean): Promise<Response> {
+    refuseBody(c)
     const url = new URL(c.req.url)
     checkQuery(url.searchParams, ['timeout'])
     const cluster = checkName('cluster', c.req.param('cluster'))
@@ -267,28 +318,18 @@ export function createGateway(deps: Deps): Gateway {
     const audit = c.get('audit')
     audit.node = node
     const headers = await grantFor(c, { op: 'checkpoint:create', cluster, node, ...target }, timeout + config.grants.marginSec)
-    const res = await forward(cl, node, `${AGENT_PATHS.checkpoint(target)}?timeout=${timeout}`, {
-      method: 'POST',
-      headers: { ...headers, accept: NDJSON },
-    })
-    if (res.status >= 300) return agentError(c, res, cl, node)
-    if (!res.body || !(res.headers.get('content-type') ?? '').startsWith(NDJSON)) {
-      await res.body?.cancel()
-      throw new CheckpointError('bad_gateway', `agent on node ${node} did not answer with an event stream`, { extra: { cluster, node } })
-    }
-    const n = node
-    const decorate = (e: FinalEvent): FinalEvent =>
-      e.type === 'completed' ? { ...e, cluster, node: n, download: downloadPath(cluster, n, e.archive.name, target.namespace) } : { ...e, cluster, node: n }
-    const relay = relayEvents(res.body, decorate, () => clock.now())
+    const started = await startCheckpoint(cl, node, target, timeout, headers)
+    if ('failure' in started) return failureResponse(c, started.failure, cl, node)
+    const { relay } = started
     audit.deferred = true
-    const started = c.get('started')
+    const t0 = c.get('started')
     c.executionCtx.waitUntil(
       relay.done.then(async () => {
         const f = await relay.final
         audit.status = f.type === 'completed' ? 200 : f.status
         if (f.type === 'completed') audit.sha256 = f.archive.sha256
         else audit.code = f.code
-        writeOutcome(audit, started)
+        writeOutcome(audit, t0)
       }),
     )
     if (streaming) {
@@ -312,22 +353,15 @@ export function createGateway(deps: Deps): Gateway {
     try {
       const cl = clusterOf(cluster)
       node ??= await resolveNode(cl, target)
-      const grant = await keys.sign({ op: 'checkpoint:create', cluster, node, ...target, sub: j.sub }, clock.now(), j.timeoutSec + config.grants.marginSec, config.grants.issuer)
-      const res = await forward(cl, node, `${AGENT_PATHS.checkpoint(target)}?timeout=${j.timeoutSec}`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${grant}`, [REQUEST_ID_HEADER]: j.requestId, accept: NDJSON },
-      })
-      if (res.status >= 300) {
-        const f = await agentFailure(res)
-        const ra = Number(res.headers.get('retry-after'))
-        return { ok: false, node, status: f.status, code: f.err.code, message: f.err.message, retryable: RETRYABLE_STATUS.has(f.status), ...(ra > 0 ? { retryAfterSec: ra } : {}) }
+      const headers = await grantHeaders(j.sub, j.requestId, { op: 'checkpoint:create', cluster, node, ...target }, j.timeoutSec + config.grants.marginSec)
+      await j.dispatching?.(node)
+      const started = await startCheckpoint(cl, node, target, j.timeoutSec, headers)
+      if ('failure' in started) {
+        const { err, status } = started.failure
+        const ra = Number(err.headers?.['Retry-After'])
+        return { ok: false, node, status, code: err.code, message: err.message, retryable: !started.final && RETRYABLE_STATUS.has(status), ...(ra > 0 ? { retryAfterSec: ra } : {}) }
       }
-      if (!res.body || !(res.headers.get('content-type') ?? '').startsWith(NDJSON)) {
-        await res.body?.cancel()
-        return { ok: false, node, status: 502, code: 'bad_gateway', message: `agent on node ${node} did not answer with an event stream`, retryable: false }
-      }
-      const n = node
-      const relay = relayEvents(res.body, (e) => (e.type === 'completed' ? { ...e, cluster, node: n, download: downloadPath(cluster, n, e.archive.name, target.namespace) } : { ...e, cluster, node: n }), () => clock.now())
+      const { relay } = started
       relay.readable.cancel().catch(() => {})
       const f = await relay.final
       if (f.type === 'completed') return { ok: true, node, archive: f.archive, download: f.download! }
@@ -336,6 +370,29 @@ export function createGateway(deps: Deps): Gateway {
       const e = asCheckpointError(err)
       if (e.code === 'internal') log({ type: 'error', requestId: j.requestId, error: String((e.cause as Error | undefined)?.stack ?? e.cause ?? e.message) })
       return { ok: false, ...(node ? { node } : {}), status: e.status, code: e.code, message: e.message, retryable: RETRYABLE_STATUS.has(e.status) }
+    }
+  }
+
+  /** Finds the archive a dispatched job made: the earliest of its target created since `since`. */
+  async function reconcileJob(j: CheckpointJob & { node: string }, since: number): Promise<JobOutcome | null> {
+    const { cluster, node, target } = j
+    try {
+      const cl = clusterOf(cluster)
+      const headers = await grantHeaders(j.sub, j.requestId, { op: 'checkpoint:list', cluster, node }, config.grants.readTtlSec)
+      const items = await agentList(cl, node, headers)
+      if (!Array.isArray(items)) return { ok: false, node, status: items.status, code: items.err.code, message: items.err.message, retryable: false }
+      // The agent stamps `created` with its own clock (and the name with whole seconds): some slack.
+      const from = since - DISPATCH_CLOCK_SLACK_MS
+      const hits = items
+        .filter((e) => e.sha256Known !== false && e.namespace === target.namespace && e.pod === target.pod && e.container === target.container && archiveMatches(e.name, target) && Date.parse(e.created) >= from)
+        .sort((a, b) => Date.parse(a.created) - Date.parse(b.created))
+      const e = hits[0]
+      if (!e) return null
+      return { ok: true, node, archive: { name: e.name, size: e.size, sha256: e.sha256, created: e.created }, download: downloadPath(cluster, node, e.name, target.namespace) }
+    } catch (err) {
+      const e = asCheckpointError(err)
+      if (e.code === 'internal') log({ type: 'error', requestId: j.requestId, error: String((e.cause as Error | undefined)?.stack ?? e.cause ?? e.message) })
+      return { ok: false, node, status: e.status, code: e.code, message: e.message, retryable: false }
     }
   }
 
@@ -353,6 +410,7 @@ export function createGateway(deps: Deps): Gateway {
   }
 
   async function listArchives(c: Ctx): Promise<Response> {
+    refuseBody(c)
     checkQuery(new URL(c.req.url).searchParams, [])
     const cluster = checkName('cluster', c.req.param('cluster'))
     const node = checkName('node', c.req.param('node'))
@@ -361,19 +419,13 @@ export function createGateway(deps: Deps): Gateway {
     authorize(c, 'read', decide(config.policy, caller, 'read', { cluster }))
     const cl = clusterOf(cluster)
     const headers = await grantFor(c, { op: 'checkpoint:list', cluster, node }, config.grants.readTtlSec)
-    const res = await forward(cl, node, AGENT_PATHS.list(), { method: 'GET', headers: { ...headers, accept: 'application/json' } })
-    if (res.status !== 200) return agentError(c, res, cl, node)
-    let body: { items?: unknown }
-    try {
-      body = (await res.json()) as { items?: unknown }
-    } catch (err) {
-      throw new CheckpointError('bad_gateway', `agent on node ${node} sent an unreadable list`, { cause: err, extra: { cluster, node } })
-    }
-    if (!Array.isArray(body.items)) throw new CheckpointError('bad_gateway', `agent on node ${node} sent an unreadable list`, { extra: { cluster, node } })
+    const list = await agentList(cl, node, headers)
+    if (!Array.isArray(list)) return failureResponse(c, list, cl, node)
     const items = []
-    for (const e of body.items as ArchiveEntry[]) {
-      if (!e || typeof e.name !== 'string' || !isArchiveName(e.name)) continue
-      const exact = archiveMatches(e.name, { namespace: e.namespace, pod: e.pod, container: e.container })
+    for (const e of list) {
+      // The agent's own record names the target; an archive it did not write (sha256Known false)
+      // has only its name, whose namespace/container split is ambiguous: every reading must pass.
+      const exact = e.sha256Known !== false && archiveMatches(e.name, { namespace: e.namespace, pod: e.pod, container: e.container })
       const d = exact ? decide(config.policy, caller, 'read', { cluster, namespace: e.namespace, pod: e.pod, container: e.container }) : decideArchive(config.policy, caller, 'read', cluster, e.name)
       if (d.allow) items.push({ ...e, download: downloadPath(cluster, node, e.name, exact ? e.namespace : undefined) })
     }
@@ -381,6 +433,7 @@ export function createGateway(deps: Deps): Gateway {
   }
 
   async function archiveOp(c: Ctx, action: 'read' | 'delete'): Promise<Response> {
+    refuseBody(c)
     const url = new URL(c.req.url)
     checkQuery(url.searchParams, ['namespace'])
     const cluster = checkName('cluster', c.req.param('cluster'))
@@ -395,10 +448,8 @@ export function createGateway(deps: Deps): Gateway {
     Object.assign(c.get('audit'), { cluster, node, archive: name })
     if (ns !== null) {
       checkName('namespace', ns)
-      const m = new RegExp(`^checkpoint-([^_]+)_${ns.replaceAll('-', '\\-')}-(.+)-\\d{4}-`).exec(name)
-      if (!m) throw new CheckpointError('invalid_archive_name', `archive ${name} is not in namespace ${ns}`, { field: 'namespace' })
-      const t = { namespace: ns, pod: m[1]!, container: m[2]! }
-      if (!archiveMatches(name, t)) throw new CheckpointError('invalid_archive_name', `archive ${name} is not in namespace ${ns}`, { field: 'namespace' })
+      const t = archiveInNamespace(name, ns)
+      if (!t) throw new CheckpointError('invalid_archive_name', `archive ${name} is not in namespace ${ns}`, { field: 'namespace' })
       decision = decide(config.policy, caller, action, { cluster, ...t })
     } else {
       decision = decideArchive(config.policy, caller, action, cluster, name)

@@ -4,6 +4,7 @@
  * is allowed when the token carries the action's scope AND some rule covers caller and resource.
  */
 import { CheckpointError } from '../shared/errors.ts'
+import { archiveReadings } from '../shared/names.ts'
 
 export type Action = 'create' | 'read' | 'delete'
 
@@ -151,32 +152,16 @@ export function requireAllowed(d: Decision): string {
 }
 
 /**
- * An archive name joins namespace and container with '-', which is ambiguous. For reading or
- * deleting one archive every possible split must be allowed, so a rule for namespace "team"
- * never opens archives of namespace "team-a".
+ * Decides an action on an archive by name. The name joins namespace and container with '-',
+ * which is ambiguous, so every reading of it must be allowed: a rule for namespace "team" never
+ * opens archives of namespace "team-a".
  */
-export function archiveSplits(nsAndContainer: string): Array<{ namespace: string; container: string }> {
-  const out: Array<{ namespace: string; container: string }> = []
-  for (let i = nsAndContainer.indexOf('-'); i > 0; i = nsAndContainer.indexOf('-', i + 1)) {
-    const namespace = nsAndContainer.slice(0, i)
-    const container = nsAndContainer.slice(i + 1)
-    if (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace) && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(container) && namespace.length <= 63 && container.length <= 63) {
-      out.push({ namespace, container })
-    }
-  }
-  return out
-}
-
-/** Decides an action on an archive by name: allowed only if every reading of the name is. */
 export function decideArchive(policy: Policy, caller: Caller, action: Action, cluster: string, archive: string): Decision {
-  const m = /^checkpoint-([^_]+)_(.+)-\d{4}-\d\d-\d\dT[^-]*Z\.tar$/.exec(archive)
-  if (!m) return { allow: false, missing: `permission ${SCOPES[action]} on cluster ${cluster} archive ${archive}` }
-  const pod = m[1]!
-  const splits = archiveSplits(m[2]!)
-  if (splits.length === 0) return { allow: false, missing: `permission ${SCOPES[action]} on cluster ${cluster} archive ${archive}` }
+  const r = archiveReadings(archive)
+  if (!r) return { allow: false, missing: `permission ${SCOPES[action]} on cluster ${cluster} archive ${archive}` }
   let rule: string | undefined
-  for (const s of splits) {
-    const d = decide(policy, caller, action, { cluster, pod, ...s })
+  for (const s of r.readings) {
+    const d = decide(policy, caller, action, { cluster, pod: r.pod, ...s })
     if (!d.allow) return d
     rule ??= d.rule
   }

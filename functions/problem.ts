@@ -1,6 +1,9 @@
 /**
  * The gateway's one error table: our errors → problem+json responses, and the agent's answers →
- * our errors. Status is never "improved": an agent 4xx stays a 4xx, a 5xx stays a 5xx.
+ * our errors. Status is never "improved": an agent 4xx stays a 4xx, a 5xx stays a 5xx — except
+ * the agent's 401/403, which judge the gateway's grant or client certificate, not the caller
+ * (who passed the gateway's own checks): those are 502 `bad_gateway` with `agentCode` and
+ * `agentStatus`.
  */
 import { CheckpointError, ERROR_STATUS, PROBLEM_CONTENT_TYPE, isErrorCode, toProblem, type ErrorCode } from '../shared/errors.ts'
 
@@ -32,8 +35,6 @@ export function asCheckpointError(err: unknown): CheckpointError {
 /** The code we use for an agent status when its body names no code of ours. */
 const STATUS_FALLBACK: Record<number, ErrorCode> = {
   400: 'invalid_body',
-  401: 'invalid_grant',
-  403: 'grant_mismatch',
   404: 'not_found',
   405: 'method_not_allowed',
   409: 'conflict',
@@ -47,7 +48,7 @@ const STATUS_FALLBACK: Record<number, ErrorCode> = {
 
 export interface AgentFailure {
   err: CheckpointError
-  /** The agent's status, kept as is. */
+  /** The agent's status, kept as is (401/403 → 502, see above). */
   status: number
 }
 
@@ -65,10 +66,16 @@ export async function agentFailure(res: Response): Promise<AgentFailure> {
   }
   const b = (body ?? {}) as { code?: unknown; detail?: unknown; field?: unknown }
   const status = res.status >= 400 && res.status <= 599 ? res.status : 502
+  const detail = typeof b.detail === 'string' ? b.detail.slice(0, 500) : `agent answered ${res.status}`
+  if (status === 401 || status === 403) {
+    // invalid_grant, grant_mismatch, forbidden (our client certificate): the gateway's problem.
+    const agentCode = typeof b.code === 'string' && /^[a-z_]{1,64}$/.test(b.code) ? b.code : status === 401 ? 'invalid_grant' : 'forbidden'
+    const err = new CheckpointError('bad_gateway', `the agent refused the gateway's credentials (${status} ${agentCode}): ${detail}`, { extra: { agentCode, agentStatus: status } })
+    return { err, status: 502 }
+  }
   let code: ErrorCode
   if (isErrorCode(b.code) && Math.floor(ERROR_STATUS[b.code] / 100) === Math.floor(status / 100)) code = b.code
   else code = STATUS_FALLBACK[status] ?? (status >= 500 ? 'bad_gateway' : 'invalid_body')
-  const detail = typeof b.detail === 'string' ? b.detail.slice(0, 500) : `agent answered ${res.status}`
   const headers: Record<string, string> = {}
   const ra = res.headers.get('retry-after')
   if (ra) headers['Retry-After'] = ra

@@ -48,7 +48,14 @@ async function build(env: WorkerEnv) {
       return cl.kube!.binding ? binding(env, cl.kube!.binding).fetch(url, init) : fetch(url, init)
     },
   }
-  const operations = config.hooks && env.OPERATIONS_DB && env.CHECKPOINT_JOBS ? { store: sqlOperationStore(d1Driver(env.OPERATIONS_DB)), queue: cloudflareQueue(env.CHECKPOINT_JOBS) } : undefined
+  let operations
+  if (config.hooks) {
+    // Webhooks configured without their storage would answer 404, which Alertmanager does not
+    // retry: the alerts would be lost. A configuration error (500, retried) instead.
+    const missing = [['OPERATIONS_DB', env.OPERATIONS_DB], ['CHECKPOINT_JOBS', env.CHECKPOINT_JOBS]].filter(([, v]) => !v).map(([n]) => n)
+    if (missing.length) throw new Error(`hooks are configured but binding ${missing.join(' and ')} is missing (see wrangler.toml)`)
+    operations = { store: sqlOperationStore(d1Driver(env.OPERATIONS_DB!)), queue: cloudflareQueue(env.CHECKPOINT_JOBS!) }
+  }
   return createGateway({
     config,
     agents,

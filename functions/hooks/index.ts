@@ -13,7 +13,7 @@ import { checkName, checkQuery, isClusterId, isDns1123Label, isDns1123Subdomain 
 import type { Env, Log } from '../app.ts'
 import { decide, type Caller } from '../authz.ts'
 import type { GatewayConfig } from '../config.ts'
-import { createRunner, type CheckpointFn } from '../operations/runner.ts'
+import { createRunner, type CheckpointFn, type ReconcileFn } from '../operations/runner.ts'
 import type { JobQueue } from '../operations/queue.ts'
 import { OPERATION_STATES, type HookSource, type Operation, type OperationState, type OperationStore } from '../operations/store.ts'
 import { parseNotification, type Alert } from './alerts.ts'
@@ -33,6 +33,8 @@ export interface OperationsCore extends Operations {
   log: Log
   /** The gateway's checkpoint forwarding, JSON mode. */
   checkpoint: CheckpointFn
+  /** The gateway's look at a node's archive list for a job that was already dispatched. */
+  reconcile: ReconcileFn
 }
 
 export interface AlertSummary {
@@ -56,15 +58,19 @@ const NO_STORE = { 'cache-control': 'no-store' }
 export function createOperations(core: OperationsCore) {
   const { config, clock, log, store, queue } = core
   const hooks = config.hooks
+  const timeoutSec = hooks?.timeoutSec ?? config.limits.defaultTimeoutSec
   const runOperation = createRunner({
     store,
     queue,
     checkpoint: core.checkpoint,
+    reconcile: core.reconcile,
     clock,
     log,
     retry: hooks?.retry ?? { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 },
-    timeoutSec: hooks?.timeoutSec ?? config.limits.defaultTimeoutSec,
+    timeoutSec,
     leaseMs: (hooks?.leaseSec ?? 900) * 1000,
+    // The agent's checkpoint is not cut at the timeout; the grant's margin bounds how late it starts.
+    dispatchWindowMs: (timeoutSec + config.grants.marginSec) * 1000,
   })
 
   function beforeAuth(app: Hono<Env>): void {
@@ -122,7 +128,7 @@ export function createOperations(core: OperationsCore) {
       throw new CheckpointError('invalid_body', 'body: not UTF-8', { field: 'body' })
     }
     const n = await parseNotification(source, text)
-    const state = { accepted: 0 }
+    const state = { accepted: 0, counted: 0 }
     const alerts: AlertSummary[] = []
     for (const [i, a] of n.alerts.entries()) alerts.push(await onAlert(hooks, source, caller, requestId, i, a, state))
     const count = (o: AlertSummary['outcome']) => alerts.filter((a) => a.outcome === o).length
@@ -140,7 +146,12 @@ export function createOperations(core: OperationsCore) {
     )
   }
 
-  async function onAlert(h: HooksConfig, source: HookSource, caller: Caller, requestId: string, index: number, a: Alert, state: { accepted: number }): Promise<AlertSummary> {
+  /**
+   * `state.accepted`: operations this notification created (202 vs 200). `state.counted`: those
+   * plus duplicates of live operations, against `maxPerNotification` — a notification retried
+   * after a 5xx must not start alerts 6…10 on top of the 1…5 its first delivery started.
+   */
+  async function onAlert(h: HooksConfig, source: HookSource, caller: Caller, requestId: string, index: number, a: Alert, state: { accepted: number; counted: number }): Promise<AlertSummary> {
     const base = { index, fingerprint: a.fingerprint, alertname: a.labels.alertname ?? '' }
     const skip = (reason: NonNullable<AlertSummary['reason']>, extra: Partial<AlertSummary> = {}): AlertSummary => ({ ...base, outcome: 'skipped', reason, ...extra })
     if (a.status !== 'firing') return skip('resolved')
@@ -189,7 +200,7 @@ export function createOperations(core: OperationsCore) {
       await store.insert({ ...rest, state: 'skipped', reason })
       return skip(reason, { operation: op.id, state: 'skipped' })
     }
-    if (state.accepted >= h.maxPerNotification) {
+    if (state.counted >= h.maxPerNotification) {
       const dup = await store.findByDedupKey(op.dedupKey!)
       if (dup) return duplicate(dup, now)
       return skippedRecord('storm')
@@ -198,6 +209,7 @@ export function createOperations(core: OperationsCore) {
     if (r.outcome === 'duplicate') return duplicate(r.op, now)
     if (r.outcome === 'cooldown') return skippedRecord('cooldown')
     state.accepted++
+    state.counted++
     // Recorded before this send: if the send fails we answer 5xx, the sender retries, and the
     // retry finds the record (a duplicate) and sends it again.
     await queue.send(op.id)
@@ -208,6 +220,7 @@ export function createOperations(core: OperationsCore) {
       // A queued record nobody is working on (its message was lost) gets another message;
       // the runner's claim makes a surplus one harmless.
       if (existing.state === 'queued' && (existing.notBefore ?? 0) <= at) await queue.send(existing.id)
+      if (existing.state !== 'skipped') state.counted++
       return { ...base, outcome: 'duplicate', operation: existing.id, state: existing.state }
     }
   }

@@ -5,12 +5,19 @@
  * started) go back to the queue with exponential backoff; after the last attempt the operation
  * is failed. A failure once the agent's stream began is final: retrying could take a second
  * checkpoint of the same alert.
+ *
+ * The attempt is recorded as dispatched (`dispatchedAt`, with the node) just before the request
+ * goes out. A job found again with that mark — the process died mid-run, a Worker's lease ran
+ * out, or the outcome write failed — is never sent again: it is reconciled against the agent's
+ * list (an archive of the same target created since the dispatch → succeeded with it). While
+ * the checkpoint may still be in progress (the dispatch window) it waits and looks again; after
+ * that, finding none, it fails with `checkpoint_failed` ("interrupted").
  */
 import type { ArchiveInfo } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
 import type { RetryConfig } from '../hooks/config.ts'
 import type { JobQueue } from './queue.ts'
-import type { OperationStore } from './store.ts'
+import type { Operation, OperationStore } from './store.ts'
 
 export interface CheckpointJob {
   /** The identity the grant is signed for (the webhook's). */
@@ -20,6 +27,8 @@ export interface CheckpointJob {
   node?: string
   target: Target
   timeoutSec: number
+  /** Called with the node right before the request goes to the agent; the runner records it. */
+  dispatching?: (node: string) => Promise<void>
 }
 
 export type JobOutcome =
@@ -28,15 +37,25 @@ export type JobOutcome =
 
 export type CheckpointFn = (job: CheckpointJob) => Promise<JobOutcome>
 
+/**
+ * Looks on the job's node for the archive a dispatched attempt made (created at or after `since`):
+ * a success outcome when there is one, null when there is none, a failure when the list could not
+ * be read. Never takes a checkpoint.
+ */
+export type ReconcileFn = (job: CheckpointJob & { node: string }, since: number) => Promise<JobOutcome | null>
+
 export interface RunnerDeps {
   store: OperationStore
   queue: JobQueue
   checkpoint: CheckpointFn
+  reconcile: ReconcileFn
   clock: { now(): number }
   log: (line: Record<string, unknown>) => void
   retry: RetryConfig
   timeoutSec: number
   leaseMs: number
+  /** How long after a dispatch its archive may still appear (the job's timeout plus the grant margin). */
+  dispatchWindowMs: number
 }
 
 /** Statuses worth another attempt when nothing reached the runtime. */
@@ -50,7 +69,7 @@ export function backoffMs(retry: RetryConfig, attempt: number, retryAfterSec?: n
 
 /**
  * @example
- * const runOperation = createRunner({ store, queue, checkpoint, clock, log, retry, timeoutSec: 120, leaseMs: 900_000 })
+ * const runOperation = createRunner({ store, queue, checkpoint, reconcile, clock, log, retry, timeoutSec: 120, leaseMs: 900_000, dispatchWindowMs: 150_000 })
  * await runOperation(opId) // from the queue consumer
  */
 export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
@@ -58,14 +77,29 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     const now = d.clock.now()
     const op = await d.store.claim(opId, now, now - d.leaseMs)
     if (!op) return
+    if (op.dispatchedAt !== undefined) return reconcile(op, op.dispatchedAt)
     const target = { namespace: op.namespace, pod: op.pod, container: op.container }
     const started = d.clock.now()
+    let unrecorded: unknown
+    const dispatching = async (node: string) => {
+      try {
+        await d.store.markDispatched(op.id, d.clock.now(), node)
+      } catch (err) {
+        unrecorded = err
+        throw err
+      }
+    }
     let out: JobOutcome
     try {
-      out = await d.checkpoint({ sub: op.sub, requestId: op.id, cluster: op.cluster, ...(op.node ? { node: op.node } : {}), target, timeoutSec: d.timeoutSec })
+      out = await d.checkpoint({ sub: op.sub, requestId: op.id, cluster: op.cluster, ...(op.node ? { node: op.node } : {}), target, timeoutSec: d.timeoutSec, dispatching })
     } catch (err) {
       out = { ok: false, status: 500, code: 'internal', message: 'internal error', retryable: false }
       d.log({ type: 'error', operation: op.id, error: String((err as Error)?.stack ?? err) })
+    }
+    if (unrecorded !== undefined) {
+      // Nothing reached the agent: an ordinary retry (if the store is still down, the update below throws).
+      d.log({ type: 'error', operation: op.id, error: `recording the dispatch: ${String(unrecorded)}` })
+      out = { ok: false, status: 503, code: 'internal', message: 'the operation store did not record the dispatch; nothing was sent', retryable: true }
     }
     const at = d.clock.now()
     const line = { type: 'operation', operation: op.id, cluster: op.cluster, ...target, attempt: op.attempts, durationMs: at - started }
@@ -78,7 +112,8 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     const node = out.node ?? op.node
     if (out.retryable && op.attempts < d.retry.maxAttempts) {
       const delay = backoffMs(d.retry, op.attempts, out.retryAfterSec)
-      await d.store.update(op.id, { state: 'queued', updatedAt: at, notBefore: at + delay, error, ...(node ? { node } : {}) })
+      // The agent answered before starting anything (or was never reached): a plain retry.
+      await d.store.update(op.id, { state: 'queued', updatedAt: at, notBefore: at + delay, error, dispatchedAt: null, ...(node ? { node } : {}) })
       d.log({ ...line, state: 'queued', code: out.code, retryInMs: delay })
       // If this send is lost the record stays queued: Node's sweep or the queue's redelivery finds it.
       await d.queue.send(op.id, delay)
@@ -86,5 +121,40 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     }
     await d.store.update(op.id, { state: 'failed', updatedAt: at, error, ...(node ? { node } : {}) })
     d.log({ ...line, state: 'failed', code: out.code })
+  }
+
+  /** A claimed job whose attempt had been dispatched: find its archive, wait for it, or give up. */
+  async function reconcile(op: Operation, since: number): Promise<void> {
+    const target = { namespace: op.namespace, pod: op.pod, container: op.container }
+    const job = { sub: op.sub, requestId: op.id, cluster: op.cluster, target, timeoutSec: d.timeoutSec }
+    let out: JobOutcome | null = null
+    if (op.node) {
+      try {
+        out = await d.reconcile({ ...job, node: op.node }, since)
+      } catch (err) {
+        out = { ok: false, status: 500, code: 'internal', message: 'internal error', retryable: false }
+        d.log({ type: 'error', operation: op.id, error: String((err as Error)?.stack ?? err) })
+      }
+    }
+    const at = d.clock.now()
+    const line = { type: 'operation', operation: op.id, cluster: op.cluster, ...target, attempt: op.attempts, reconciled: true }
+    if (out?.ok) {
+      await d.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download } })
+      d.log({ ...line, node: out.node, state: 'succeeded', sha256: out.archive.sha256 })
+      return
+    }
+    const deadline = since + d.dispatchWindowMs
+    const seen = out ? `the agent's list could not be read (${out.code}: ${out.message})` : 'no archive of this target has appeared on the node'
+    if (at < deadline) {
+      const delay = Math.min(backoffMs(d.retry, op.attempts), deadline - at + 1)
+      await d.store.update(op.id, { state: 'queued', updatedAt: at, notBefore: at + delay, error: { code: 'checkpoint_failed', status: 500, message: `interrupted after dispatch; looking for its archive: ${seen} so far` } })
+      d.log({ ...line, state: 'queued', retryInMs: delay })
+      await d.queue.send(op.id, delay)
+      return
+    }
+    // Never sent again: the first request may have taken the checkpoint we cannot see.
+    const error = { code: 'checkpoint_failed', status: 500, message: `interrupted: the gateway lost this job after dispatching it to node ${op.node ?? '?'} and ${seen}; not retried, so no second checkpoint is taken` }
+    await d.store.update(op.id, { state: 'failed', updatedAt: at, error })
+    d.log({ ...line, state: 'failed', code: error.code })
   }
 }

@@ -50,6 +50,12 @@ export interface Operation {
   updatedAt: number
   /** When a retry is due (queued after a retryable failure). */
   notBefore?: number
+  /**
+   * When the current attempt was handed to the agent (recorded just before the request). A job
+   * found again with this set (restart, lost lease, lost outcome write) may have taken its
+   * checkpoint already: it is reconciled against the agent's list, never sent again.
+   */
+  dispatchedAt?: number
   reason?: string
   result?: OperationResult
   error?: OperationError
@@ -85,14 +91,22 @@ export interface OperationStore {
    * is finished: at-least-once delivery stays at-most-once execution per attempt.
    */
   claim(id: string, now: number, staleBefore: number): Promise<Operation | null>
-  /** Sets the state and fields of an operation the caller has claimed. */
-  update(id: string, patch: Pick<Operation, 'state' | 'updatedAt'> & Partial<Pick<Operation, 'node' | 'notBefore' | 'result' | 'error' | 'reason'>>): Promise<void>
+  /**
+   * Sets the state and fields of an operation the caller has claimed. `dispatchedAt` is kept
+   * unless the patch names it (`null` clears it: the agent answered before starting anything).
+   */
+  update(id: string, patch: Pick<Operation, 'state' | 'updatedAt'> & Partial<Pick<Operation, 'node' | 'notBefore' | 'result' | 'error' | 'reason'>> & { dispatchedAt?: number | null }): Promise<void>
+  /** Records that the running attempt is about to reach the agent on `node` (before the request). */
+  markDispatched(id: string, at: number, node: string): Promise<void>
   /**
    * Queued operations that are due, and running ones not touched since `staleBefore` (their
    * worker died), oldest first: restart, overflow and lost-message recovery.
    */
   due(now: number, limit: number, staleBefore?: number): Promise<string[]>
-  /** Running → queued for every operation (Node, at start: whatever ran died with the process). */
+  /**
+   * Running → queued for every operation (Node, at start: whatever ran died with the process).
+   * `dispatchedAt` stays: the runner reconciles those instead of sending them again.
+   */
   requeueRunning(now: number): Promise<number>
 }
 
@@ -124,14 +138,22 @@ export const SCHEMA = [
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     not_before INTEGER,
-    detail TEXT
+    detail TEXT,
+    dispatched_at INTEGER
   )`,
   'CREATE INDEX IF NOT EXISTS operations_target ON operations (target_key, created_at)',
   'CREATE INDEX IF NOT EXISTS operations_scope ON operations (cluster, namespace, created_at)',
   'CREATE INDEX IF NOT EXISTS operations_state ON operations (state, not_before)',
 ]
 
-const COLUMNS = 'id, dedup_key, target_key, state, source, alert, fingerprint, starts_at, cluster, namespace, pod, container, node, sub, attempts, created_at, updated_at, not_before, detail'
+/**
+ * Columns added after the first release: tables created before them get an ALTER. Each is probed
+ * first (a SELECT of the column), so the migration is idempotent and cheap, and a second isolate
+ * racing the same ALTER ("duplicate column") is fine as long as the probe then succeeds.
+ */
+export const ADDED_COLUMNS: ReadonlyArray<{ column: string; type: string }> = [{ column: 'dispatched_at', type: 'INTEGER' }]
+
+const COLUMNS = 'id, dedup_key, target_key, state, source, alert, fingerprint, starts_at, cluster, namespace, pod, container, node, sub, attempts, created_at, updated_at, not_before, detail, dispatched_at'
 
 export function targetKey(o: { cluster: string; namespace: string; pod: string; container: string }): string {
   return `${o.cluster}/${o.namespace}/${o.pod}/${o.container}`
@@ -158,6 +180,7 @@ function values(op: Operation): SqlValue[] {
     op.updatedAt,
     op.notBefore ?? null,
     detail(op),
+    op.dispatchedAt ?? null,
   ]
 }
 
@@ -189,6 +212,7 @@ function fromRow(r: Record<string, unknown>): Operation {
   if (r.dedup_key != null) op.dedupKey = String(r.dedup_key)
   if (r.node != null) op.node = String(r.node)
   if (r.not_before != null) op.notBefore = Number(r.not_before)
+  if (r.dispatched_at != null) op.dispatchedAt = Number(r.dispatched_at)
   if (typeof r.detail === 'string') {
     const d = JSON.parse(r.detail) as Pick<Operation, 'reason' | 'result' | 'error'>
     if (d.reason !== undefined) op.reason = d.reason
@@ -198,9 +222,25 @@ function fromRow(r: Record<string, unknown>): Operation {
   return op
 }
 
+/** Adds a column unless the table has it (see {@link ADDED_COLUMNS}). */
+async function addColumn(db: SqlDriver, column: string, type: string): Promise<void> {
+  const probe = () => db.all(`SELECT ${column} FROM operations LIMIT 0`, [])
+  try {
+    await probe()
+    return
+  } catch {
+    // no such column: add it below
+  }
+  try {
+    await db.run(`ALTER TABLE operations ADD COLUMN ${column} ${type}`, [])
+  } catch (err) {
+    await probe().catch(() => Promise.reject(err)) // someone else added it meanwhile, or a real failure
+  }
+}
+
 /**
  * The operation store over any SQLite driver. The schema is created on first use (CREATE … IF
- * NOT EXISTS: one round trip per isolate or process).
+ * NOT EXISTS, then the guarded ALTERs of {@link ADDED_COLUMNS}: a few round trips per isolate or process).
  *
  * @example
  * const store = sqlOperationStore(d1Driver(env.OPERATIONS_DB))
@@ -210,6 +250,7 @@ export function sqlOperationStore(db: SqlDriver): OperationStore {
   const schema = () =>
     (ready ??= (async () => {
       for (const s of SCHEMA) await db.run(s, [])
+      for (const { column, type } of ADDED_COLUMNS) await addColumn(db, column, type)
     })().catch((err) => {
       ready = undefined
       throw err
@@ -269,14 +310,19 @@ export function sqlOperationStore(db: SqlDriver): OperationStore {
       const current = await one('SELECT * FROM operations WHERE id = ?', [id])
       if (!current) return
       const next = { ...current, ...patch }
-      await db.run('UPDATE operations SET state = ?, updated_at = ?, node = ?, not_before = ?, detail = ? WHERE id = ?', [
+      await db.run('UPDATE operations SET state = ?, updated_at = ?, node = ?, not_before = ?, detail = ?, dispatched_at = ? WHERE id = ?', [
         next.state,
         next.updatedAt,
         next.node ?? null,
         patch.notBefore ?? null,
         detail({ reason: patch.reason, result: patch.result, error: patch.error }),
+        patch.dispatchedAt === undefined ? (current.dispatchedAt ?? null) : patch.dispatchedAt,
         id,
       ])
+    },
+    async markDispatched(id, at, node) {
+      await schema()
+      await db.run(`UPDATE operations SET dispatched_at = ?, updated_at = ?, node = ? WHERE id = ? AND state = 'running'`, [at, at, node, id])
     },
     async due(now, limit, staleBefore = 0) {
       await schema()

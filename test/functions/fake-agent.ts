@@ -8,7 +8,13 @@
  *   runtime_unavailable with Retry-After; `fail-html` → 502 with an HTML body
  * - `slow-headers` → headers only after 3 s; `stream-fail` → stream ending in `failed`
  *   (checkpoint_failed, 500); `stream-cut` → stream ending without a final event;
- *   `slow` → 6 heartbeats 100 ms apart before `completed`
+ *   `slow` → 6 heartbeats 100 ms apart before `completed`; `slow-<n>ms` → `completed` after n ms
+ *   (the archive is stored even if the peer went away: the agent never aborts on disconnect)
+ * - `fail-grant` → 401 invalid_grant; `fail-mismatch` → 403 grant_mismatch (the agent refusing
+ *   the gateway's grant, however valid it is)
+ *
+ * Archives put straight into `archives` (not made through a checkpoint) are listed the way the
+ * agent lists archives it did not write: target from the name's first reading, `sha256Known: false`.
  */
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:https'
@@ -94,6 +100,8 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
           const pod = target.pod
           if (pod === 'fail-404') throw new CheckpointError('container_not_found', 'no such container')
           if (pod === 'fail-500') throw new CheckpointError('runtime_error', 'runtime said no')
+          if (pod === 'fail-grant') throw new CheckpointError('invalid_grant', 'grant signed by an unknown key')
+          if (pod === 'fail-mismatch') throw new CheckpointError('grant_mismatch', 'grant for another target', { field: 'pod' })
           if (pod === 'fail-503') throw new CheckpointError('runtime_unavailable', 'runtime down', { headers: { 'Retry-After': '7' } })
           if (pod === 'fail-html') {
             res.writeHead(502, { 'content-type': 'text/html' })
@@ -115,9 +123,10 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
           const started = Date.now()
           send({ type: 'accepted', requestId: entry.requestId ?? 'x', node, target, timeoutSeconds: timeout, queuePosition: 0, time: now() })
           send({ type: 'resolved', containerId: 'c0ffee', runtime: { name: 'containerd', version: '2.1.9' }, time: now() })
-          const beats = pod === 'slow' ? 6 : 2
+          const long = /^slow-(\d+)ms$/.exec(pod)
+          const beats = pod === 'slow' ? 6 : long ? 10 : 2
           for (let i = 0; i < beats; i++) {
-            await new Promise((r) => setTimeout(r, pod === 'slow' ? 100 : (opts.heartbeatMs ?? 10)))
+            await new Promise((r) => setTimeout(r, pod === 'slow' ? 100 : long ? Number(long[1]) / 10 : (opts.heartbeatMs ?? 10)))
             send({ type: 'heartbeat', elapsedMs: Date.now() - started, phase: 'checkpointing', time: now() })
           }
           if (pod === 'stream-cut') {
@@ -153,7 +162,7 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
           for (const [name, bytes] of store) {
             const p = archiveReadings(name)!
             const t = targets.get(name) ?? { pod: p.pod, ...p.readings[0]! }
-            items.push({ name, size: bytes.byteLength, sha256: sha256(bytes), created: p.created, namespace: t.namespace, pod: t.pod, container: t.container })
+            items.push({ name, size: bytes.byteLength, sha256: sha256(bytes), created: p.created, namespace: t.namespace, pod: t.pod, container: t.container, sha256Known: targets.has(name) })
           }
           res.writeHead(200, { 'content-type': 'application/json' })
           res.end(JSON.stringify({ items }))

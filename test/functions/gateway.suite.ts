@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createHash, createHmac } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
 import { NDJSON, type CheckpointEvent } from '../../shared/events.ts'
 import { grantAudience } from '../../shared/grant.ts'
 import { archiveBytes } from './fake-agent.ts'
@@ -17,6 +18,21 @@ const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url')
 async function problem(r: Response): Promise<Record<string, unknown>> {
   assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/)
   return (await r.json()) as Record<string, unknown>
+}
+
+/** A raw HTTP/1.1 request (fetch refuses a body on GET): status and parsed body. */
+function raw(base: string, method: string, path: string, headers: Record<string, string>, body?: string | string[]): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(base + path, { method, headers, agent: false }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} }))
+    })
+    req.on('error', reject)
+    for (const chunk of typeof body === 'string' ? [body] : (body ?? [])) req.write(chunk)
+    req.end()
+  })
 }
 
 async function events(r: Response): Promise<CheckpointEvent[]> {
@@ -211,6 +227,30 @@ export function gatewaySuite(make: MakeTarget): void {
       assert.equal(r.status, 400)
       assert.equal((await problem(r)).code, 'invalid_query')
     })
+    const archivePath = '/v1/clusters/prod/nodes/node-a/checkpoints/checkpoint-web_team-a-app-2026-01-01T00:00:00Z.tar?namespace=team-a'
+    const bodiless: Array<[string, string]> = [
+      ['POST', '/v1/clusters/prod/nodes/node-a/checkpoint/team-a/web/app'],
+      ['POST', '/v1/clusters/prod/checkpoint/team-a/web/app'],
+      ['GET', '/v1/clusters/prod/nodes/node-a/checkpoints'],
+      ['GET', archivePath],
+      ['DELETE', archivePath],
+    ]
+    for (const [method, path] of bodiless) {
+      it(`${method} ${path.replace(/\?.*$/, '')} with a body → 400 invalid_body (body)`, async () => {
+        const before = world.agent.seen.length
+        const r = await raw(gw.url, method, path, { authorization: `Bearer ${sre}`, 'content-type': 'application/json', 'content-length': '2' }, '{}')
+        assert.deepEqual([r.status, r.body.code, r.body.field], [400, 'invalid_body', 'body'])
+        assert.equal(world.agent.seen.length, before)
+      })
+    }
+    it('a chunked body is refused too; an empty one (content-length 0) is not', async () => {
+      const before = world.agent.seen.length
+      const r = await raw(gw.url, 'POST', bodiless[0]![1], { authorization: `Bearer ${sre}`, 'transfer-encoding': 'chunked' }, ['{', '}'])
+      assert.deepEqual([r.status, r.body.code, r.body.field], [400, 'invalid_body', 'body'])
+      assert.equal(world.agent.seen.length, before)
+      const ok = await raw(gw.url, 'GET', bodiless[2]![1], { authorization: `Bearer ${sre}`, 'content-length': '0' })
+      assert.equal(ok.status, 200)
+    })
     it('unknown cluster → 404 not_found', async () => {
       const r = await post('/v1/clusters/nowhere/nodes/node-a/checkpoint/team-a/web/app', sre)
       assert.equal(r.status, 404)
@@ -317,6 +357,16 @@ export function gatewaySuite(make: MakeTarget): void {
       ['fail-503', 503, 'runtime_unavailable'],
       ['fail-html', 502, 'bad_gateway'],
     ]
+    for (const [pod, agentStatus, agentCode] of [['fail-grant', 401, 'invalid_grant'], ['fail-mismatch', 403, 'grant_mismatch']] as const) {
+      it(`agent ${pod} (${agentStatus} ${agentCode}: the gateway's grant refused) → 502 bad_gateway naming the agent's answer`, async () => {
+        for (const accept of [undefined, NDJSON]) {
+          const r = await post(`/v1/clusters/prod/nodes/node-a/checkpoint/team-a/${pod}/app`, sre, accept)
+          assert.equal(r.status, 502)
+          const p = await problem(r)
+          assert.deepEqual([p.code, p.agentCode, p.agentStatus, p.cluster, p.node], ['bad_gateway', agentCode, agentStatus, 'prod', 'node-a'])
+        }
+      })
+    }
     for (const [pod, status, code] of agentErrors) {
       it(`agent ${pod} → ${status} ${code} with cluster and node`, async () => {
         const r = await post(`/v1/clusters/prod/nodes/node-a/checkpoint/team-a/${pod}/app`, sre)
@@ -422,6 +472,20 @@ export function gatewaySuite(make: MakeTarget): void {
       const r = await get(download, alice, { 'if-none-match': etag })
       assert.equal(r.status, 304)
       await r.body?.cancel()
+    })
+    it('list: an archive the agent did not write is shown only if every reading of its name may be read', async () => {
+      // Kubelet-made archives: the agent knows only the name, and lists its first reading.
+      const ambiguous = 'checkpoint-db_team-a-main-2026-01-01T00:00:00Z.tar' // team/a-main or team-a/main
+      const plain = 'checkpoint-db_team-main-2026-01-01T00:00:00Z.tar' // team/main only
+      world.agent.archives.set('node-k', new Map([[ambiguous, archiveBytes(16)], [plain, archiveBytes(16)]]))
+      const tess = await world.token({ sub: 'tess', scope: 'checkpoint:read' })
+      const r = await get('/v1/clusters/edge/nodes/node-k/checkpoints', tess)
+      assert.equal(r.status, 200)
+      const mine = (await r.json()) as { items: Array<{ name: string; download: string; sha256Known: boolean }> }
+      assert.deepEqual(mine.items.map((i) => [i.name, i.sha256Known]), [[plain, false]])
+      assert.equal(mine.items[0]!.download, `/v1/clusters/edge/nodes/node-k/checkpoints/${encodeURIComponent(plain)}`)
+      const all = (await (await get('/v1/clusters/edge/nodes/node-k/checkpoints', sre)).json()) as typeof mine
+      assert.deepEqual(all.items.map((i) => i.name).sort(), [ambiguous, plain].sort())
     })
     it('download without ?namespace is allowed only if every reading of the name is', async () => {
       const plain = download.replace(/\?.*$/, '')

@@ -98,6 +98,28 @@ describe('webhooks on node: restarts', { timeout: 90_000 }, () => {
     await stop(gw)
   })
 
+  it('a job already sent to the agent when the process stopped is reconciled, never sent again', async () => {
+    const raw = hooksConfig(world)
+    const path = '/checkpoint/shop-inflight/slow-4000ms/app'
+    const first = await start(raw, 'e.sqlite')
+    const a = await post(first, alertmanagerPayload([firing('shop-inflight', 'slow-4000ms', { node: 'node-a' })]))
+    const id = a.alerts[0]!.operation
+    const deadline = Date.now() + 5000
+    while (!world.agent.seen.some((s) => s.path === path)) {
+      assert.ok(Date.now() < deadline, 'the job never reached the agent')
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    // Stops while the agent is still checkpointing (the agent goes on regardless).
+    await stop(first)
+    const second = await start(raw, 'e.sqlite')
+    const op = await waitFor(second, reader, id)
+    assert.equal(op.state, 'succeeded')
+    assert.equal(world.agent.seen.filter((s) => s.path === path && s.method === 'POST').length, 1, 'one checkpoint in all')
+    assert.equal(world.agent.archives.get('node-a')?.has(op.archive!.name), true)
+    assert.ok(second.logs.some((l) => l.type === 'operation' && l.operation === id && l.reconciled === true && l.state === 'succeeded'))
+    await stop(second)
+  })
+
   it('figure: answer latency of a 10-alert notification', async (t) => {
     const gw = await start(hooksConfig(world, { maxPerNotification: 10, cooldownSec: 0 }), 'c.sqlite')
     const times: number[] = []

@@ -11,9 +11,9 @@ import { parseHooksConfig } from '../../functions/hooks/config.ts'
 import { verifyGrafanaSignature } from '../../functions/hooks/signature.ts'
 import { consumeBatch, cloudflareQueue } from '../../functions/operations/queue.ts'
 import { nodeJobQueue } from '../../functions/operations/queue-node.ts'
-import { backoffMs, createRunner, type JobOutcome } from '../../functions/operations/runner.ts'
+import { backoffMs, createRunner, type JobOutcome, type RunnerDeps } from '../../functions/operations/runner.ts'
 import { sqliteDriver } from '../../functions/operations/sqlite.ts'
-import { sqlOperationStore, type Operation } from '../../functions/operations/store.ts'
+import { SCHEMA, sqlOperationStore, type Operation } from '../../functions/operations/store.ts'
 import { alertmanagerPayload, grafanaPayload } from './hooks-fixtures/payloads.ts'
 
 const secret = (n: string) => (n === 'S' ? 'k' : undefined)
@@ -176,22 +176,34 @@ describe('operation store (node:sqlite)', () => {
   })
 })
 
+/** Runner deps with the tests' usual timing; `d` gives the store, queue, agent and what differs. */
+const runnerDeps = (d: Pick<RunnerDeps, 'store' | 'queue' | 'checkpoint' | 'reconcile'> & Partial<RunnerDeps>): RunnerDeps => ({
+  clock: { now: () => 1000 },
+  log: () => {},
+  retry: { maxAttempts: 2, baseDelayMs: 100, maxDelayMs: 1000 },
+  timeoutSec: 30,
+  leaseMs: 60_000,
+  dispatchWindowMs: 5000,
+  ...d,
+})
+
 describe('runner', () => {
   const retry = { maxAttempts: 2, baseDelayMs: 100, maxDelayMs: 1000 }
   async function run(outcomes: JobOutcome[]) {
     const store = sqlOperationStore(sqliteDriver(':memory:'))
     const sent: Array<[string, number | undefined]> = []
     let now = 1000
-    const runner = createRunner({
+    const runner = createRunner(runnerDeps({
       store,
       queue: { send: async (id, d) => void sent.push([id, d]) },
-      checkpoint: async () => outcomes.shift()!,
+      checkpoint: async (job) => {
+        await job.dispatching?.('n1')
+        return outcomes.shift()!
+      },
+      reconcile: async () => assert.fail('reconcile without a dispatch'),
       clock: { now: () => now++ },
-      log: () => {},
       retry,
-      timeoutSec: 30,
-      leaseMs: 60_000,
-    })
+    }))
     const a = op()
     await store.createIfAbsent(a, 0)
     return { store, sent, runner, id: a.id }
@@ -201,7 +213,7 @@ describe('runner', () => {
     const { store, sent, runner, id } = await run([fail(503, true), fail(503, true)])
     await runner(id)
     const q = await store.get(id)
-    assert.deepEqual([q?.state, q?.attempts], ['queued', 1])
+    assert.deepEqual([q?.state, q?.attempts, q?.dispatchedAt], ['queued', 1, undefined])
     assert.deepEqual(sent, [[id, 100]])
     await runner(id)
     const f = await store.get(id)
@@ -220,6 +232,103 @@ describe('runner', () => {
     await runner(id)
     const s = await store.get(id)
     assert.deepEqual([s?.state, s?.node, s?.result?.archive.sha256], ['succeeded', 'n1', archive.sha256])
+  })
+})
+
+describe('runner: a job found again after its dispatch', () => {
+  const archive = { name: 'checkpoint-w_shop-app-2026-01-01T00:00:00Z.tar', size: 1, sha256: 'a'.repeat(64), created: '2026-01-01T00:00:00Z' }
+  /** A job the last process dispatched at t=1000 and then lost (its record is still running). */
+  async function lost(found: Array<JobOutcome | null>) {
+    const store = sqlOperationStore(sqliteDriver(':memory:'))
+    const sent: Array<[string, number | undefined]> = []
+    const looked: number[] = []
+    let now = 2000
+    const runner = createRunner(runnerDeps({
+      store,
+      queue: { send: async (id, d) => void sent.push([id, d]) },
+      checkpoint: async () => assert.fail('a dispatched job was sent to the agent again'),
+      reconcile: async (job, since) => {
+        assert.equal(job.node, 'n1')
+        looked.push(since)
+        return found.shift()!
+      },
+      clock: { now: () => now },
+    }))
+    const a = op()
+    await store.createIfAbsent(a, 0)
+    await store.claim(a.id, 1000, 0)
+    await store.markDispatched(a.id, 1000, 'n1')
+    await store.requeueRunning(1500) // the restart
+    return { store, sent, looked, runner, id: a.id, at: (t: number) => void (now = t) }
+  }
+  it('its archive on the node → succeeded with it, no second request', async () => {
+    const { store, looked, runner, id } = await lost([{ ok: true, node: 'n1', archive, download: '/d' }])
+    await runner(id)
+    const s = await store.get(id)
+    assert.deepEqual([s?.state, s?.result?.archive.name, s?.node], ['succeeded', archive.name, 'n1'])
+    assert.deepEqual(looked, [1000])
+  })
+  it('none yet → waits within the dispatch window, then fails as interrupted; never re-sent', async () => {
+    const { store, sent, looked, runner, id, at } = await lost([null, null, null])
+    await runner(id)
+    let s = await store.get(id)
+    assert.deepEqual([s?.state, s?.dispatchedAt, sent.length], ['queued', 1000, 1])
+    at(5900)
+    await runner(id)
+    s = await store.get(id)
+    assert.equal(s?.state, 'queued')
+    assert.ok(sent[1]![1]! <= 101, 'the last look is just after the window closes')
+    at(6001)
+    await runner(id)
+    s = await store.get(id)
+    assert.deepEqual([s?.state, s?.error?.code, s?.error?.status], ['failed', 'checkpoint_failed', 500])
+    assert.deepEqual(looked, [1000, 1000, 1000])
+  })
+  it('a list that cannot be read is not a retry of the checkpoint either', async () => {
+    const { store, runner, id, at } = await lost([{ ok: false, status: 502, code: 'bad_gateway', message: 'm', retryable: false }])
+    at(9000)
+    await runner(id)
+    assert.deepEqual([(await store.get(id))?.state, (await store.get(id))?.error?.code], ['failed', 'checkpoint_failed'])
+  })
+  it('a dispatch the store could not record is not sent, and is retried', async () => {
+    const store = sqlOperationStore(sqliteDriver(':memory:'))
+    const sent: unknown[] = []
+    const reached: string[] = []
+    const runner = createRunner(runnerDeps({
+      store: { ...store, markDispatched: async () => Promise.reject(new Error('store down')) },
+      queue: { send: async (id) => void sent.push(id) },
+      checkpoint: async (job) => {
+        await job.dispatching?.('n1')
+        reached.push(job.requestId)
+        return { ok: true, node: 'n1', archive, download: '/d' }
+      },
+      reconcile: async () => null,
+      retry: { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 1000 },
+    }))
+    const a = op()
+    await store.createIfAbsent(a, 0)
+    await runner(a.id)
+    assert.deepEqual(reached, [])
+    const s = await store.get(a.id)
+    assert.deepEqual([s?.state, s?.dispatchedAt, sent], ['queued', undefined, [a.id]])
+  })
+})
+
+describe('operation store: migration', () => {
+  it('a table from before dispatched_at gets the column, once, and keeps its rows', async () => {
+    const db = sqliteDriver(':memory:')
+    const old = SCHEMA[0]!.replace(/,\s*dispatched_at INTEGER/, '')
+    assert.notEqual(old, SCHEMA[0])
+    await db.run(old, [])
+    const a = op()
+    await db.run(`INSERT INTO operations (id, dedup_key, target_key, state, source, alert, fingerprint, starts_at, cluster, namespace, pod, container, sub, attempts, created_at, updated_at) VALUES (?, ?, 'k', 'queued', 'alertmanager', 'A', 'f', 's', 'prod', 'shop', 'web', 'app', 'am', 0, 1, 1)`, [a.id, 'x@y'])
+    const s = sqlOperationStore(db)
+    assert.equal((await s.get(a.id))?.state, 'queued')
+    await s.claim(a.id, 10, 0)
+    await s.markDispatched(a.id, 20, 'n1')
+    assert.deepEqual([(await s.get(a.id))?.dispatchedAt, (await s.get(a.id))?.node], [20, 'n1'])
+    // A second store on the same database (another isolate): the guarded ALTER is a no-op.
+    assert.equal((await sqlOperationStore(db).get(a.id))?.dispatchedAt, 20)
   })
 })
 

@@ -2,11 +2,13 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { d1Driver } from '../../functions/operations/d1.ts'
-import { sqlOperationStore } from '../../functions/operations/store.ts'
+import { SCHEMA, sqlOperationStore } from '../../functions/operations/store.ts'
 import { makeWorld, type World } from './fixtures.ts'
 import { waitFor, hooksSuite } from './hooks-fixtures/suite.ts'
-import { hooksConfig, workerHooksTarget, type WorkerHooksTarget } from './hooks-fixtures/targets.ts'
-import { removeBundle } from './targets.ts'
+import { GRAFANA_SECRET, hooksConfig, workerHooksTarget, type WorkerHooksTarget } from './hooks-fixtures/targets.ts'
+import { alertmanagerPayload } from './hooks-fixtures/payloads.ts'
+import { firing } from './hooks-fixtures/suite.ts'
+import { removeBundle, startWorkerGateway, worldBindings } from './targets.ts'
 
 after(removeBundle)
 
@@ -38,5 +40,38 @@ describe('webhooks on workerd: lost messages', { timeout: 60_000 }, () => {
     const op = await waitFor(gw, reader, id)
     assert.equal(op.state, 'succeeded')
     assert.equal(world.agent.seen.filter((s) => s.path === '/checkpoint/shop-lost/web/app').length, 1)
+  })
+
+  it('a D1 table from before dispatched_at is migrated on first use and its jobs run', async () => {
+    const old = await workerHooksTarget(world, hooksConfig(world))
+    try {
+      const db = d1Driver(await old.d1())
+      await db.run(SCHEMA[0]!.replace(/,\s*dispatched_at INTEGER/, ''), [])
+      const id = crypto.randomUUID()
+      const now = Date.now()
+      await db.run(
+        `INSERT INTO operations (id, dedup_key, target_key, state, source, alert, fingerprint, starts_at, cluster, namespace, pod, container, node, sub, attempts, created_at, updated_at) VALUES (?, ?, 'prod/shop-old/web/app', 'queued', 'alertmanager', 'A', 'old', '2026-11-25T10:00:00Z', 'prod', 'shop-old', 'web', 'app', 'node-a', 'alertmanager', 0, ?, ?)`,
+        [id, 'old@2026-11-25T10:00:00Z', now, now],
+      )
+      await old.cron()
+      const reader = await world.token({ sub: 'sam', groups: ['sre'], scope: 'checkpoint:read' })
+      assert.equal((await waitFor(old, reader, id)).state, 'succeeded')
+      assert.equal((await db.all('SELECT dispatched_at FROM operations WHERE id = ?', [id]))[0]?.dispatched_at !== null, true)
+    } finally {
+      await old.close()
+    }
+  })
+
+  it('hooks configured without the D1 or queue binding: a configuration error (500, retried), not a 404', async () => {
+    const bare = await startWorkerGateway(worldBindings(world, hooksConfig(world), { GRAFANA_SECRET }))
+    try {
+      const am = await world.token({ sub: 'alertmanager', azp: 'alertmanager', scope: 'checkpoint:create' })
+      const r = await bare.fetch('/v1/hooks/alertmanager', { method: 'POST', headers: { authorization: `Bearer ${am}`, 'content-type': 'application/json' }, body: JSON.stringify(alertmanagerPayload([firing('shop-nobind', 'web', { node: 'node-a' })])) })
+      assert.equal(r.status, 500)
+      assert.equal(((await r.json()) as { code: string }).code, 'internal')
+      assert.ok(bare.logs.some((l) => l.type === 'error' && /OPERATIONS_DB and CHECKPOINT_JOBS/.test(String(l.error))))
+    } finally {
+      await bare.close()
+    }
   })
 })

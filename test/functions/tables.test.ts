@@ -1,7 +1,7 @@
 /** The two boundary tables: the policy decision and the agent answer → our error mapping. */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { archiveSplits, decide, decideArchive, parsePolicy, type Caller } from '../../functions/authz.ts'
+import { decide, decideArchive, parsePolicy, type Caller } from '../../functions/authz.ts'
 import { agentFailure } from '../../functions/problem.ts'
 
 const policy = parsePolicy({
@@ -29,10 +29,10 @@ describe('policy', () => {
     assert.equal(decide(p, caller('s', ['checkpoint:read']), 'read', { cluster: 'axb' }).allow, false)
   })
   it('archive names: every split must be allowed', () => {
-    assert.deepEqual(archiveSplits('team-a-app').map((s) => s.namespace), ['team', 'team-a'])
     const p = parsePolicy({ rules: [{ id: 'r', subjects: ['s'], actions: ['read'], clusters: ['*'], namespaces: ['team'] }] })
     assert.equal(decideArchive(p, caller('s', ['checkpoint:read']), 'read', 'c', 'checkpoint-web_team-a-app-2026-01-01T00:00:00Z.tar').allow, false)
     assert.equal(decideArchive(p, caller('s', ['checkpoint:read']), 'read', 'c', 'checkpoint-web_team-app-2026-01-01T00:00:00Z.tar').allow, true)
+    assert.equal(decideArchive(p, caller('s', ['checkpoint:read']), 'read', 'c', 'checkpoint-web_team-app-2026-01-01.tar').allow, false)
   })
   it('rejects a rule naming nobody, or an unknown action', () => {
     assert.throws(() => parsePolicy({ rules: [{ actions: ['read'], clusters: ['*'], namespaces: ['*'] }] }))
@@ -46,7 +46,6 @@ describe('agent answer → error', () => {
     [500, 'application/problem+json', { code: 'runtime_error' }, 'runtime_error'],
     [503, 'text/html', '<html>', 'runtime_unavailable'],
     [502, 'text/html', '<html>', 'bad_gateway'],
-    [401, 'application/problem+json', { code: 'invalid_grant' }, 'invalid_grant'],
     // a code whose class disagrees with the status never changes the status class
     [500, 'application/problem+json', { code: 'not_found' }, 'bad_gateway'],
     [418, 'text/plain', 'teapot', 'invalid_body'],
@@ -56,6 +55,20 @@ describe('agent answer → error', () => {
       const f = await agentFailure(new Response(typeof body === 'string' ? body : JSON.stringify(body), { status, headers: { 'content-type': type } }))
       assert.equal(f.err.code, code)
       assert.equal(f.status, status)
+    })
+  }
+  // The agent judging the gateway's grant or certificate is not the caller's 401/403.
+  const refusals: Array<[number, unknown, string]> = [
+    [401, { code: 'invalid_grant' }, 'invalid_grant'],
+    [403, { code: 'grant_mismatch' }, 'grant_mismatch'],
+    [403, { code: 'forbidden' }, 'forbidden'],
+    [401, '<html>', 'invalid_grant'],
+    [403, '<html>', 'forbidden'],
+  ]
+  for (const [status, body, agentCode] of refusals) {
+    it(`${status} ${JSON.stringify(body)} → 502 bad_gateway with agentCode ${agentCode}`, async () => {
+      const f = await agentFailure(new Response(typeof body === 'string' ? body : JSON.stringify(body), { status, headers: { 'content-type': typeof body === 'string' ? 'text/html' : 'application/problem+json' } }))
+      assert.deepEqual([f.status, f.err.code, f.err.extra], [502, 'bad_gateway', { agentCode, agentStatus: status }])
     })
   }
 })

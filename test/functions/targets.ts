@@ -14,6 +14,8 @@ import { KUBE_TOKEN, type World } from './fixtures.ts'
 
 export interface Target {
   name: string
+  /** The real loopback listener (`http://127.0.0.1:<port>`), for requests fetch will not send. */
+  url: string
   fetch(path: string, init?: RequestInit): Promise<Response>
   /** Audit and log lines the gateway wrote. */
   logs: Array<Record<string, unknown>>
@@ -45,6 +47,7 @@ export async function startNodeTarget(
   })
   return {
     name: 'node',
+    url: gw.url,
     logs,
     fetch: (path, init) => fetch(gw.url + path, init),
     close: () => gw.close(2000),
@@ -209,5 +212,5 @@ export function worldBindings(world: World, raw: Record<string, unknown>, secret
 
 export const workerTarget: MakeTarget = async (world, raw) => {
   const gw = await startWorkerGateway(worldBindings(world, raw))
-  return { name: 'workerd', logs: gw.logs, fetch: gw.fetch, close: gw.close }
+  return { name: 'workerd', url: gw.url, logs: gw.logs, fetch: gw.fetch, close: gw.close }
 }

@@ -154,6 +154,20 @@ export function hooksSuite(make: MakeHooksTarget): void {
       for (const x of a.alerts.slice(0, 3)) assert.equal((await waitFor(gw, reader, x.operation!)).state, 'succeeded')
     })
 
+    it('a retried notification counts its duplicates toward the cap: no alerts beyond it start', async () => {
+      const n = freshNs()
+      const alerts = Array.from({ length: 6 }, (_, i) => firing(n, `web-${i}`, { node: 'node-a' }))
+      const body = alertmanagerPayload(alerts)
+      const first = await answer(await hook('alertmanager', body))
+      // The sender saw a 5xx (say) and delivers the same notification again.
+      const again = await answer(await hook('alertmanager', body), 200)
+      assert.deepEqual(again.alerts.map((x) => x.outcome), ['duplicate', 'duplicate', 'duplicate', 'skipped', 'skipped', 'skipped'])
+      assert.ok(again.alerts.slice(3).every((x) => x.reason === 'storm'))
+      assert.deepEqual(again.alerts.slice(0, 3).map((x) => x.operation), first.alerts.slice(0, 3).map((x) => x.operation))
+      for (const x of first.alerts.slice(0, 3)) await waitFor(gw, reader, x.operation!)
+      assert.equal(world.agent.seen.filter((s) => s.path.startsWith(`/checkpoint/${n}/`)).length, 3)
+    })
+
     it('alerts without a usable target are skipped with the label at fault', async () => {
       const n = freshNs()
       const alerts: AlertSpec[] = [
@@ -204,6 +218,15 @@ export function hooksSuite(make: MakeHooksTarget): void {
       assert.deepEqual([busy!.error?.code, busy!.attempts], ['runtime_unavailable', 3])
       assert.deepEqual([gone!.error?.code, gone!.attempts], ['container_not_found', 1])
       assert.equal(world.agent.seen.filter((s) => s.path === `/checkpoint/${n}/fail-503/app`).length, 3)
+    })
+  })
+
+  describe('agent refusals', () => {
+    it("the agent refusing the gateway's grant is a 502 for jobs too: retried (key rotation lag), then failed", async () => {
+      const n = freshNs()
+      const a = await answer(await hook('alertmanager', alertmanagerPayload([firing(n, 'fail-grant', { node: 'node-a' })])))
+      const op = await waitFor(gw, reader, a.alerts[0]!.operation!, (o) => o.state === 'failed')
+      assert.deepEqual([op.error?.code, op.error?.status, op.attempts], ['bad_gateway', 502, 3])
     })
   })
 

@@ -64,6 +64,7 @@ export const workerHooksTarget: (world: World, raw: Record<string, unknown>) => 
   const gw = await startWorkerGateway({ ...worldBindings(world, raw, { GRAFANA_SECRET }), bindings: { d1: true, queues: true } })
   return {
     name: 'workerd',
+    url: gw.url,
     logs: gw.logs,
     fetch: gw.fetch,
     close: gw.close,
