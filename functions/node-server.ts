@@ -6,7 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Readable } from 'node:stream'
+import { abortIncoming, incomingRequest } from './node-request.ts'
 
 export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
 
@@ -65,19 +65,17 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
 }
 
 async function handle(handler: FetchHandler, ctx: ExecutionContextLike, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const ac = new AbortController()
+  const request = incomingRequest(req)
+  // One listener for the whole exchange: the client going aborts the request's signal and, once
+  // the body is being relayed, cancels it.
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
+  let gone = false
   res.once('close', () => {
-    if (!res.writableFinished) ac.abort()
+    if (res.writableFinished) return
+    gone = true
+    abortIncoming(request)
+    reader?.cancel().catch(() => {})
   })
-  const headers = new Headers()
-  for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!)
-  const hasBody = req.method !== 'GET' && req.method !== 'HEAD'
-  const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.url}`, {
-    method: req.method,
-    headers,
-    signal: ac.signal,
-    ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: 'half' } : {}),
-  } as RequestInit)
   const response = await handler(request, {}, ctx)
   const out: Record<string, string | string[]> = {}
   response.headers.forEach((v, k) => {
@@ -91,14 +89,8 @@ async function handle(handler: FetchHandler, ctx: ExecutionContextLike, req: Inc
     res.end()
     return
   }
-  const reader = response.body.getReader()
-  let gone = false
-  res.once('close', () => {
-    if (!res.writableFinished) {
-      gone = true
-      reader.cancel().catch(() => {})
-    }
-  })
+  reader = response.body.getReader()
+  if (gone) reader.cancel().catch(() => {})
   try {
     for (;;) {
       const { done, value } = await reader.read()
