@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { ArchiveStore } from './archives.ts'
 import { Checkpointer } from './checkpointer.ts'
 import type { AgentConfig } from './config.ts'
-import { connectRuntime, DEFAULT_ENDPOINTS, probeEndpoints, type Runtime } from './cri/client.ts'
+import { connectRuntime, DEFAULT_ENDPOINTS, probeEndpoints, type Runtime, type RuntimeVersion } from './cri/client.ts'
 import { createGrantVerifier } from './grants.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
@@ -32,19 +32,18 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
   const log = opts.log ?? createLogger({ level: cfg.logLevel, base: { node: cfg.nodeName } })
   let runtime = opts.runtime
   let endpoint = cfg.runtimeEndpoint ?? 'injected'
+  let v: RuntimeVersion | undefined
   if (!runtime) {
     if (cfg.runtimeEndpoint) {
       runtime = connectRuntime(cfg.runtimeEndpoint)
     } else {
       const found = await probeEndpoints(DEFAULT_ENDPOINTS)
       if (!found) throw new Error(`no CRI runtime answered at ${DEFAULT_ENDPOINTS.join(' or ')}; set --runtime-endpoint`)
-      runtime = found.runtime
-      endpoint = found.endpoint
+      ;({ runtime, endpoint, version: v } = found)
     }
   }
-  let v
   try {
-    v = await runtime.version()
+    v ??= await runtime.version()
   } catch (err) {
     runtime.close()
     throw new Error(`CRI runtime at ${endpoint} did not answer Version: ${(err as Error).message}`)

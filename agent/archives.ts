@@ -221,10 +221,17 @@ export class ArchiveStore {
       }
     }
     if (keep !== undefined) doomed.delete(keep)
+    const deleted: string[] = []
     for (const name of doomed) {
-      await this.remove(name).catch((err) => this.log.warn('retention could not delete', { archive: name, err }))
-      this.log.info('retention deleted archive', { archive: name })
+      try {
+        await unlink(join(this.dir, name))
+        await unlink(this.metaPath(name)).catch(() => {})
+        deleted.push(name)
+        this.log.info('retention deleted archive', { archive: name })
+      } catch (err) {
+        this.log.warn('retention could not delete', { archive: name, err })
+      }
     }
-    return [...doomed]
+    return deleted
   }
 }

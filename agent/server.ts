@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
+import { asCheckpointError, CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
 import { encodeEvent, NDJSON, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
 import { checkQuery, checkTarget, parseTimeout, type Target } from '../shared/names.ts'
 import { REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
@@ -144,7 +144,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, d: AgentDeps): 
       ? new CheckpointError('method_not_allowed', `${req.method} is not allowed here`)
       : new CheckpointError('not_found', `no route ${ctx.pathname.slice(0, 100)}`)
   } catch (err) {
-    const e = err instanceof CheckpointError ? err : new CheckpointError('internal', 'internal error', { cause: err })
+    const e = asCheckpointError(err)
     if (e.code === 'internal') log.error('unhandled error', { err })
     if (!res.headersSent) sendError(res, e)
     else if (!res.writableEnded) res.destroy()
@@ -197,7 +197,7 @@ async function checkpoint(ctx: Ctx, d: AgentDeps): Promise<void> {
     outcome = { status: 200, sha256: result.archive.sha256, archive: result.archive.name }
     d.metrics.outcome('success')
   } catch (err) {
-    const e = err instanceof CheckpointError ? err : new CheckpointError('internal', 'internal error', { cause: err })
+    const e = asCheckpointError(err)
     outcome = { status: e.status, code: e.code }
     d.metrics.outcome(e.code)
     throw e
@@ -242,12 +242,12 @@ async function streamJob(ctx: Ctx, d: AgentDeps, job: Job, target: Target, timeo
     })
     return result
   } catch (err) {
-    const e = err instanceof CheckpointError ? err : new CheckpointError('internal', 'internal error', { cause: err })
+    const e = asCheckpointError(err)
     const failed: FailedEvent = { type: 'failed', status: e.status, code: e.code, message: e.message, time: now() }
     if (e.field) failed.field = e.field
     send(failed)
     // The status line is already 200: the failure is in the stream; do not send a problem body.
-    throw Object.assign(e, { reported: true })
+    throw e
   } finally {
     clearInterval(beat)
     res.end()

@@ -102,3 +102,8 @@ export function toProblem(err: CheckpointError): Problem {
   if (err.extra) for (const [k, v] of Object.entries(err.extra)) if (!(k in p)) p[k] = v
   return p
 }
+
+/** Anything that is not a CheckpointError is a bug of ours: `internal`, with the cause kept. */
+export function asCheckpointError(err: unknown): CheckpointError {
+  return err instanceof CheckpointError ? err : new CheckpointError('internal', 'internal error', { cause: err })
+}
