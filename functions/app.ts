@@ -7,7 +7,7 @@
  * cluster (404) → sign a grant → forward to the node's agent → map the answer.
  */
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
-import { CheckpointError, ERROR_STATUS, isErrorCode } from '../shared/errors.ts'
+import { CheckpointError, ERROR_STATUS, asCheckpointError, isErrorCode } from '../shared/errors.ts'
 import { NDJSON, type ArchiveEntry, type CompletedEvent, type FinalEvent } from '../shared/events.ts'
 import type { GrantClaims } from '../shared/grant.ts'
 import { AGENT_PATHS, REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
@@ -16,7 +16,7 @@ import { createAuthenticator } from './authn.ts'
 import { decide, decideArchive, requireAllowed, type Action, type Caller, type Decision } from './authz.ts'
 import type { ClusterConfig, GatewayConfig } from './config.ts'
 import type { GrantKeys } from './grants.ts'
-import { agentFailure, asCheckpointError, problemResponse, type AgentFailure } from './problem.ts'
+import { agentFailure, problemResponse, type AgentFailure } from './problem.ts'
 import { relayEvents, type Relay } from './relay.ts'
 import { createOperations, type Operations } from './hooks/index.ts'
 import { RETRYABLE_STATUS, type CheckpointJob, type JobOutcome } from './operations/runner.ts'
@@ -87,17 +87,12 @@ const NO_STORE = { 'cache-control': 'no-store' }
 const DISPATCH_CLOCK_SLACK_MS = 2000
 
 /**
- * Builds the gateway.
+ * Builds the gateway with its job runner (Workers' `queue()` handler and Node's queue call it).
  *
  * @example
- * const app = createApp({ config, agents, keys, clock: { now: Date.now }, log: (l) => console.log(JSON.stringify(l)) })
+ * const { app } = createGateway({ config, agents, keys, clock: { now: Date.now }, log: (l) => console.log(JSON.stringify(l)) })
  * export default { fetch: app.fetch }
  */
-export function createApp(deps: Deps): Hono<Env> {
-  return createGateway(deps).app
-}
-
-/** Builds the gateway with its job runner (Workers' `queue()` handler and Node's queue call it). */
 export function createGateway(deps: Deps): Gateway {
   const { config, keys, clock, log } = deps
   const authenticate = createAuthenticator(config.auth, () => clock.now())
@@ -150,8 +145,13 @@ export function createGateway(deps: Deps): Gateway {
   function errorResponse(c: Ctx, err: CheckpointError, opts: { status?: number; extra?: Record<string, unknown> } = {}): Response {
     const a = c.get('audit')
     if (a) a.code = err.code
-    if (err.code === 'internal') log({ type: 'error', requestId: a?.requestId, error: String((err.cause as Error | undefined)?.stack ?? err.cause ?? err.message) })
+    logInternal(err, a?.requestId)
     return problemResponse(err, { ...opts, ...(a ? { requestId: a.requestId } : {}) })
+  }
+
+  /** An `internal` error is our bug: its cause (stack) goes to the log, never to the caller. */
+  function logInternal(err: CheckpointError, requestId: string | undefined): void {
+    if (err.code === 'internal') log({ type: 'error', requestId, error: String((err.cause as Error | undefined)?.stack ?? err.cause ?? err.message) })
   }
 
   function writeOutcome(a: Audit, started: number): void {
@@ -368,7 +368,7 @@ export function createGateway(deps: Deps): Gateway {
       return { ok: false, node, status: f.status, code: f.code, message: f.message, retryable: false }
     } catch (err) {
       const e = asCheckpointError(err)
-      if (e.code === 'internal') log({ type: 'error', requestId: j.requestId, error: String((e.cause as Error | undefined)?.stack ?? e.cause ?? e.message) })
+      logInternal(e, j.requestId)
       return { ok: false, ...(node ? { node } : {}), status: e.status, code: e.code, message: e.message, retryable: RETRYABLE_STATUS.has(e.status) }
     }
   }
@@ -391,7 +391,7 @@ export function createGateway(deps: Deps): Gateway {
       return { ok: true, node, archive: { name: e.name, size: e.size, sha256: e.sha256, created: e.created }, download: downloadPath(cluster, node, e.name, target.namespace) }
     } catch (err) {
       const e = asCheckpointError(err)
-      if (e.code === 'internal') log({ type: 'error', requestId: j.requestId, error: String((e.cause as Error | undefined)?.stack ?? e.cause ?? e.message) })
+      logInternal(e, j.requestId)
       return { ok: false, node, status: e.status, code: e.code, message: e.message, retryable: false }
     }
   }

@@ -6,6 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
 import { abortIncoming, incomingRequest } from './node-request.ts'
 
 export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
@@ -40,8 +41,8 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
   const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
     handle(handler, ctx, req, res).catch((err) => {
       if (!res.headersSent) {
-        res.writeHead(500, { 'content-type': 'application/problem+json' })
-        res.end(JSON.stringify({ type: 'https://checkpoint-gateway.dev/problems/internal', title: 'internal', status: 500, code: 'internal', detail: 'internal error' }))
+        res.writeHead(500, { 'content-type': PROBLEM_CONTENT_TYPE })
+        res.end(JSON.stringify(toProblem(new CheckpointError('internal', 'internal error'))))
       } else res.destroy(err as Error)
     })
   })

@@ -34,16 +34,12 @@ export interface NodeGatewayOptions {
   queue?: Pick<NodeJobQueueOptions, 'concurrency' | 'capacity' | 'sweepMs'>
 }
 
-export interface NodeGateway extends Served {
-  close(graceMs?: number): Promise<void>
-}
-
 /**
  * @example
  * const gw = await startNodeGateway({ config, keys, client: { cert, key }, port: 0 })
  * await fetch(gw.url + '/healthz'); await gw.close()
  */
-export async function startNodeGateway(o: NodeGatewayOptions): Promise<NodeGateway> {
+export async function startNodeGateway(o: NodeGatewayOptions): Promise<Served> {
   const agents = nodeAgentTransport(o.client)
   const kube = nodeKubeTransport()
   const clock = o.clock ?? { now: Date.now }

@@ -26,12 +26,6 @@ export function problemResponse(err: CheckpointError, opts: { status?: number; e
   return new Response(JSON.stringify(body), { status: body.status, headers })
 }
 
-/** Anything that is not a CheckpointError is our bug: 500 `internal`, no detail leaked. */
-export function asCheckpointError(err: unknown): CheckpointError {
-  if (err instanceof CheckpointError) return err
-  return new CheckpointError('internal', 'internal error', { cause: err })
-}
-
 /** The code we use for an agent status when its body names no code of ours. */
 const STATUS_FALLBACK: Record<number, ErrorCode> = {
   400: 'invalid_body',

@@ -4,9 +4,11 @@
  * with `tlsOptions`, which has the same `fetch`). The app is built once per isolate, so the
  * remote JWKS cache and the pod → node cache live as long as the isolate.
  */
+import { CheckpointError } from '../shared/errors.ts'
 import { createGateway, type AgentTransport, type KubeTransport } from './app.ts'
 import { agentBase, parseConfig } from './config.ts'
 import { loadGrantKeys } from './grants.ts'
+import { problemResponse } from './problem.ts'
 import { d1Driver, type D1Like } from './operations/d1.ts'
 import { cloudflareQueue, consumeBatch, type QueueBindingLike, type QueueMessageLike } from './operations/queue.ts'
 import { sqlOperationStore } from './operations/store.ts'
@@ -78,10 +80,7 @@ export default {
     } catch (err) {
       app = undefined
       console.log(JSON.stringify({ type: 'error', error: `configuration: ${(err as Error).message}` }))
-      return new Response(JSON.stringify({ type: 'https://checkpoint-gateway.dev/problems/internal', title: 'internal', status: 500, code: 'internal', detail: 'gateway misconfigured' }), {
-        status: 500,
-        headers: { 'content-type': 'application/problem+json' },
-      })
+      return problemResponse(new CheckpointError('internal', 'gateway misconfigured'))
     }
     return built.app.fetch(request, env, ctx as never)
   },

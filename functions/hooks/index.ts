@@ -11,7 +11,7 @@ import type { Hono } from 'hono'
 import { CheckpointError } from '../../shared/errors.ts'
 import { checkName, checkQuery, isClusterId, isDns1123Label, isDns1123Subdomain } from '../../shared/names.ts'
 import type { Env, Log } from '../app.ts'
-import { decide, type Caller } from '../authz.ts'
+import { decide, requireAllowed, type Caller } from '../authz.ts'
 import type { GatewayConfig } from '../config.ts'
 import { createRunner, type CheckpointFn, type ReconcileFn } from '../operations/runner.ts'
 import type { JobQueue } from '../operations/queue.ts'
@@ -27,7 +27,7 @@ export interface Operations {
   queue: JobQueue
 }
 
-export interface OperationsCore extends Operations {
+interface OperationsCore extends Operations {
   config: GatewayConfig
   clock: { now(): number }
   log: Log
@@ -59,6 +59,8 @@ export function createOperations(core: OperationsCore) {
   const { config, clock, log, store, queue } = core
   const hooks = config.hooks
   const timeoutSec = hooks?.timeoutSec ?? config.limits.defaultTimeoutSec
+  /** How long a running job may go untouched before it counts as abandoned (its worker died). */
+  const leaseMs = (hooks?.leaseSec ?? 900) * 1000
   const runOperation = createRunner({
     store,
     queue,
@@ -68,7 +70,7 @@ export function createOperations(core: OperationsCore) {
     log,
     retry: hooks?.retry ?? { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 },
     timeoutSec,
-    leaseMs: (hooks?.leaseSec ?? 900) * 1000,
+    leaseMs,
     // The agent's checkpoint is not cut at the timeout; the grant's margin bounds how late it starts.
     dispatchWindowMs: (timeoutSec + config.grants.marginSec) * 1000,
   })
@@ -98,8 +100,7 @@ export function createOperations(core: OperationsCore) {
       const caller = c.get('caller')
       const filter = listFilter(q)
       if (filter.cluster !== undefined) {
-        const d = decide(config.policy, caller, 'read', { cluster: filter.cluster, ...(filter.namespace ? { namespace: filter.namespace } : {}) })
-        if (!d.allow) throw new CheckpointError('forbidden', `missing ${d.missing}`, { extra: { missing: d.missing } })
+        requireAllowed(decide(config.policy, caller, 'read', { cluster: filter.cluster, ...(filter.namespace ? { namespace: filter.namespace } : {}) }))
       } else if (!caller.scopes.has('checkpoint:read')) {
         throw new CheckpointError('forbidden', 'missing scope checkpoint:read', { extra: { missing: 'scope checkpoint:read' } })
       }
@@ -111,8 +112,7 @@ export function createOperations(core: OperationsCore) {
       const id = c.req.param('id')
       const op = /^[0-9a-f-]{36}$/.test(id) ? await store.get(id) : null
       if (!op) throw new CheckpointError('not_found', 'no such operation', { field: 'id' })
-      const d = decide(config.policy, c.get('caller'), 'read', op)
-      if (!d.allow) throw new CheckpointError('forbidden', `missing ${d.missing}`, { extra: { missing: d.missing } })
+      requireAllowed(decide(config.policy, c.get('caller'), 'read', op))
       return c.json(view(op), 200, NO_STORE)
     })
   }
@@ -128,30 +128,31 @@ export function createOperations(core: OperationsCore) {
       throw new CheckpointError('invalid_body', 'body: not UTF-8', { field: 'body' })
     }
     const n = await parseNotification(source, text)
-    const state = { accepted: 0, counted: 0 }
+    const state = { counted: 0 }
     const alerts: AlertSummary[] = []
     for (const [i, a] of n.alerts.entries()) alerts.push(await onAlert(hooks, source, caller, requestId, i, a, state))
     const count = (o: AlertSummary['outcome']) => alerts.filter((a) => a.outcome === o).length
+    const accepted = count('accepted')
     return new Response(
       JSON.stringify({
         receiver: n.receiver,
         status: n.status,
         truncatedAlerts: n.truncatedAlerts,
-        accepted: count('accepted'),
+        accepted,
         duplicate: count('duplicate'),
         skipped: count('skipped'),
         alerts,
       }),
-      { status: state.accepted > 0 ? 202 : 200, headers: { 'content-type': 'application/json', ...NO_STORE } },
+      { status: accepted > 0 ? 202 : 200, headers: { 'content-type': 'application/json', ...NO_STORE } },
     )
   }
 
   /**
-   * `state.accepted`: operations this notification created (202 vs 200). `state.counted`: those
-   * plus duplicates of live operations, against `maxPerNotification` — a notification retried
-   * after a 5xx must not start alerts 6…10 on top of the 1…5 its first delivery started.
+   * `state.counted`: operations this notification created plus duplicates of live operations,
+   * against `maxPerNotification` — a notification retried after a 5xx must not start alerts 6…10
+   * on top of the 1…5 its first delivery started.
    */
-  async function onAlert(h: HooksConfig, source: HookSource, caller: Caller, requestId: string, index: number, a: Alert, state: { accepted: number; counted: number }): Promise<AlertSummary> {
+  async function onAlert(h: HooksConfig, source: HookSource, caller: Caller, requestId: string, index: number, a: Alert, state: { counted: number }): Promise<AlertSummary> {
     const base = { index, fingerprint: a.fingerprint, alertname: a.labels.alertname ?? '' }
     const skip = (reason: NonNullable<AlertSummary['reason']>, extra: Partial<AlertSummary> = {}): AlertSummary => ({ ...base, outcome: 'skipped', reason, ...extra })
     if (a.status !== 'firing') return skip('resolved')
@@ -208,7 +209,6 @@ export function createOperations(core: OperationsCore) {
     const r = await store.createIfAbsent(op, now - h.cooldownSec * 1000)
     if (r.outcome === 'duplicate') return duplicate(r.op, now)
     if (r.outcome === 'cooldown') return skippedRecord('cooldown')
-    state.accepted++
     state.counted++
     // Recorded before this send: if the send fails we answer 5xx, the sender retries, and the
     // retry finds the record (a duplicate) and sends it again.
@@ -228,7 +228,7 @@ export function createOperations(core: OperationsCore) {
   /** Sends every due or abandoned operation to the queue again (Workers: a cron trigger calls it). */
   async function sweep(): Promise<number> {
     const now = clock.now()
-    const ids = await store.due(now, 100, now - (hooks?.leaseSec ?? 900) * 1000)
+    const ids = await store.due(now, 100, now - leaseMs)
     for (const id of ids) await queue.send(id)
     return ids.length
   }

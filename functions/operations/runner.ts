@@ -103,11 +103,7 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     }
     const at = d.clock.now()
     const line = { type: 'operation', operation: op.id, cluster: op.cluster, ...target, attempt: op.attempts, durationMs: at - started }
-    if (out.ok) {
-      await d.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download } })
-      d.log({ ...line, node: out.node, state: 'succeeded', sha256: out.archive.sha256 })
-      return
-    }
+    if (out.ok) return succeeded(op, out, at, line)
     const error = { code: out.code, message: out.message, status: out.status }
     const node = out.node ?? op.node
     if (out.retryable && op.attempts < d.retry.maxAttempts) {
@@ -121,6 +117,12 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     }
     await d.store.update(op.id, { state: 'failed', updatedAt: at, error, ...(node ? { node } : {}) })
     d.log({ ...line, state: 'failed', code: out.code })
+  }
+
+  /** Records a success (the archive, where it is, how to get it) and logs it. */
+  async function succeeded(op: Operation, out: Extract<JobOutcome, { ok: true }>, at: number, line: Record<string, unknown>): Promise<void> {
+    await d.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download } })
+    d.log({ ...line, node: out.node, state: 'succeeded', sha256: out.archive.sha256 })
   }
 
   /** A claimed job whose attempt had been dispatched: find its archive, wait for it, or give up. */
@@ -138,11 +140,7 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     }
     const at = d.clock.now()
     const line = { type: 'operation', operation: op.id, cluster: op.cluster, ...target, attempt: op.attempts, reconciled: true }
-    if (out?.ok) {
-      await d.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download } })
-      d.log({ ...line, node: out.node, state: 'succeeded', sha256: out.archive.sha256 })
-      return
-    }
+    if (out?.ok) return succeeded(op, out, at, line)
     const deadline = since + d.dispatchWindowMs
     const seen = out ? `the agent's list could not be read (${out.code}: ${out.message})` : 'no archive of this target has appeared on the node'
     if (at < deadline) {

@@ -151,11 +151,13 @@ export const SCHEMA = [
  * first (a SELECT of the column), so the migration is idempotent and cheap, and a second isolate
  * racing the same ALTER ("duplicate column") is fine as long as the probe then succeeds.
  */
-export const ADDED_COLUMNS: ReadonlyArray<{ column: string; type: string }> = [{ column: 'dispatched_at', type: 'INTEGER' }]
+const ADDED_COLUMNS: ReadonlyArray<{ column: string; type: string }> = [{ column: 'dispatched_at', type: 'INTEGER' }]
 
 const COLUMNS = 'id, dedup_key, target_key, state, source, alert, fingerprint, starts_at, cluster, namespace, pod, container, node, sub, attempts, created_at, updated_at, not_before, detail, dispatched_at'
+/** One `?` per column of {@link COLUMNS}. */
+const MARKS = COLUMNS.split(',').map(() => '?').join(', ')
 
-export function targetKey(o: { cluster: string; namespace: string; pod: string; container: string }): string {
+function targetKey(o: { cluster: string; namespace: string; pod: string; container: string }): string {
   return `${o.cluster}/${o.namespace}/${o.pod}/${o.container}`
 }
 
@@ -264,10 +266,9 @@ export function sqlOperationStore(db: SqlDriver): OperationStore {
   return {
     async createIfAbsent(op, cooldownSince) {
       await schema()
-      const marks = COLUMNS.split(',').map(() => '?').join(', ')
       // One statement, so two webhooks racing for one alert or one target cannot both win.
       const { changes } = await db.run(
-        `INSERT INTO operations (${COLUMNS}) SELECT ${marks}
+        `INSERT INTO operations (${COLUMNS}) SELECT ${MARKS}
          WHERE NOT EXISTS (SELECT 1 FROM operations WHERE target_key = ? AND created_at > ? AND state != 'skipped')
          ON CONFLICT (dedup_key) DO NOTHING`,
         [...values(op), targetKey(op), cooldownSince],
@@ -278,7 +279,7 @@ export function sqlOperationStore(db: SqlDriver): OperationStore {
     },
     async insert(op) {
       await schema()
-      await db.run(`INSERT INTO operations (${COLUMNS}) VALUES (${COLUMNS.split(',').map(() => '?').join(', ')})`, values(op))
+      await db.run(`INSERT INTO operations (${COLUMNS}) VALUES (${MARKS})`, values(op))
     },
     get: (id) => one('SELECT * FROM operations WHERE id = ?', [id]),
     findByDedupKey: (key) => one('SELECT * FROM operations WHERE dedup_key = ?', [key]),
@@ -296,29 +297,33 @@ export function sqlOperationStore(db: SqlDriver): OperationStore {
       return rows.map(fromRow)
     },
     async claim(id, now, staleBefore) {
-      await schema()
-      const { changes } = await db.run(
+      // The claimed row comes back from the UPDATE itself (RETURNING: D1 and node:sqlite both have it).
+      return one(
         `UPDATE operations SET state = 'running', attempts = attempts + 1, updated_at = ?, not_before = NULL
-         WHERE id = ? AND ((state = 'queued' AND (not_before IS NULL OR not_before <= ?)) OR (state = 'running' AND updated_at < ?))`,
+         WHERE id = ? AND ((state = 'queued' AND (not_before IS NULL OR not_before <= ?)) OR (state = 'running' AND updated_at < ?))
+         RETURNING *`,
         // A timer may fire a little before the clock says so: 100 ms of slack.
         [now, id, now + 100, staleBefore],
       )
-      return changes === 1 ? one('SELECT * FROM operations WHERE id = ?', [id]) : null
     },
     async update(id, patch) {
       await schema()
-      const current = await one('SELECT * FROM operations WHERE id = ?', [id])
-      if (!current) return
-      const next = { ...current, ...patch }
-      await db.run('UPDATE operations SET state = ?, updated_at = ?, node = ?, not_before = ?, detail = ?, dispatched_at = ? WHERE id = ?', [
-        next.state,
-        next.updatedAt,
-        next.node ?? null,
-        patch.notBefore ?? null,
-        detail({ reason: patch.reason, result: patch.result, error: patch.error }),
-        patch.dispatchedAt === undefined ? (current.dispatchedAt ?? null) : patch.dispatchedAt,
-        id,
-      ])
+      // `node` and `dispatched_at` stay as they are unless the patch names them (one statement, no read).
+      const keepDispatched = patch.dispatchedAt === undefined ? 1 : 0
+      await db.run(
+        `UPDATE operations SET state = ?, updated_at = ?, node = COALESCE(?, node), not_before = ?, detail = ?,
+         dispatched_at = CASE WHEN ? = 1 THEN dispatched_at ELSE ? END WHERE id = ?`,
+        [
+          patch.state,
+          patch.updatedAt,
+          patch.node ?? null,
+          patch.notBefore ?? null,
+          detail({ reason: patch.reason, result: patch.result, error: patch.error }),
+          keepDispatched,
+          patch.dispatchedAt ?? null,
+          id,
+        ],
+      )
     },
     async markDispatched(id, at, node) {
       await schema()
