@@ -10,6 +10,7 @@
  *   (checkpoint_failed, 500); `stream-cut` → stream ending without a final event;
  *   `slow` → 6 heartbeats 100 ms apart before `completed`; `slow-<n>ms` → `completed` after n ms
  *   (the archive is stored even if the peer went away: the agent never aborts on disconnect)
+ * - `big` → an 8 MiB archive (streamed, not read whole, by the gateway)
  * - `fail-grant` → 401 invalid_grant; `fail-mismatch` → 403 grant_mismatch (the agent refusing
  *   the gateway's grant, however valid it is)
  *
@@ -139,7 +140,7 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
           } else {
             const at = new Date()
             const name = archiveName(target, at)
-            const bytes = archiveBytes(4096)
+            const bytes = archiveBytes(pod === 'big' ? 8 << 20 : 4096)
             store.set(name, bytes)
             targets.set(name, target)
             send({

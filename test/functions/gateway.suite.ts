@@ -461,6 +461,24 @@ export function gatewaySuite(make: MakeTarget): void {
       const seen = world.agent.seen.findLast((s) => s.range !== undefined)!
       assert.equal(seen.range, 'bytes=10-19')
     })
+    it('a caller that hangs up mid-download leaves the gateway serving', async () => {
+      const r = await post('/v1/clusters/edge/nodes/node-c/checkpoint/team-a/big/main', sre)
+      const big = (await r.json()) as { download: string; archive: { size: number } }
+      assert.equal(big.archive.size, 8 << 20)
+      for (let i = 0; i < 3; i++) {
+        const d = await get(big.download, sre)
+        assert.equal(d.status, 200)
+        const reader = d.body!.getReader()
+        const first = await reader.read()
+        assert.ok(first.value && first.value.byteLength > 0)
+        await reader.cancel()
+      }
+      await new Promise((res) => setTimeout(res, 300))
+      const h = await gw.fetch('/healthz')
+      assert.equal(h.status, 200)
+      const again = await get(big.download, sre)
+      assert.equal(new Uint8Array(await again.arrayBuffer()).byteLength, 8 << 20)
+    })
     it('unsatisfiable Range → 416 invalid_range', async () => {
       const r = await get(download, alice, { range: 'bytes=99999-' })
       assert.equal(r.status, 416)
