@@ -19,7 +19,7 @@ import type { GrantKeys } from './grants.ts'
 import { agentFailure, problemResponse, type AgentFailure } from './problem.ts'
 import { relayEvents, type Relay } from './relay.ts'
 import { createOperations, type Operations } from './hooks/index.ts'
-import { RETRYABLE_STATUS, type CheckpointJob, type JobOutcome } from './operations/runner.ts'
+import { RETRYABLE_FINAL, RETRYABLE_STATUS, type CheckpointJob, type JobOutcome } from './operations/runner.ts'
 
 /** Reaches a node's agent over mutual TLS. `path` starts with '/'; the transport adds the base URL. */
 export interface AgentTransport {
@@ -359,13 +359,13 @@ export function createGateway(deps: Deps): Gateway {
       if ('failure' in started) {
         const { err, status } = started.failure
         const ra = Number(err.headers?.['Retry-After'])
-        return { ok: false, node, status, code: err.code, message: err.message, retryable: !started.final && RETRYABLE_STATUS.has(status), ...(ra > 0 ? { retryAfterSec: ra } : {}) }
+        return { ok: false, node, status, code: err.code, message: err.message, retryable: !started.final && (RETRYABLE_STATUS.has(status) || RETRYABLE_FINAL.has(err.code)), ...(ra > 0 ? { retryAfterSec: ra } : {}) }
       }
       const { relay } = started
       relay.readable.cancel().catch(() => {})
       const f = await relay.final
       if (f.type === 'completed') return { ok: true, node, archive: f.archive, download: f.download! }
-      return { ok: false, node, status: f.status, code: f.code, message: f.message, retryable: false }
+      return { ok: false, node, status: f.status, code: f.code, message: f.message, retryable: RETRYABLE_FINAL.has(f.code) }
     } catch (err) {
       const e = asCheckpointError(err)
       logInternal(e, j.requestId)

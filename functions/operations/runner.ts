@@ -2,9 +2,10 @@
  * The job runner: claims a queued operation, takes the checkpoint through the gateway's own
  * forwarding code (the `checkpoint` function the app hands over, JSON mode), and records the
  * outcome. Retryable failures (the agent unreachable or answering 429/502/503 before anything
- * started) go back to the queue with exponential backoff; after the last attempt the operation
- * is failed. A failure once the agent's stream began is final: retrying could take a second
- * checkpoint of the same alert.
+ * started, or the runtime reporting that the dump itself failed) go back to the queue with
+ * exponential backoff; after the last attempt the operation is failed. Any other failure once the
+ * agent's stream began is final: retrying could take a second checkpoint of the same alert (a
+ * `timeout`, for one, leaves its archive on the node).
  *
  * The attempt is recorded as dispatched (`dispatchedAt`, with the node) just before the request
  * goes out. A job found again with that mark — the process died mid-run, a Worker's lease ran
@@ -60,6 +61,13 @@ export interface RunnerDeps {
 
 /** Statuses worth another attempt when nothing reached the runtime. */
 export const RETRYABLE_STATUS = new Set([429, 502, 503])
+
+/**
+ * Final-event codes worth another attempt. `checkpoint_failed`: the runtime said the dump failed
+ * (CRIU racing a fork or timing out while freezing, measured ≈ 1 in 120 under CPU load), the
+ * container was thawed and the agent kept nothing, so a retry cannot make a second archive.
+ */
+export const RETRYABLE_FINAL = new Set(['checkpoint_failed'])
 
 /** Delay before attempt `attempt + 1`: base·2^(attempt−1), at least Retry-After, at most max. */
 export function backoffMs(retry: RetryConfig, attempt: number, retryAfterSec?: number): number {

@@ -19,9 +19,11 @@ import { fileURLToPath } from 'node:url'
 import { createLogger } from '../../agent/log.ts'
 import { removeBundle } from '../functions/targets.ts'
 import { ALL_SCOPES, startStack, type Stack } from '../support/stack.ts'
+import { counter } from '../runtime/workloads.ts'
 
 const DEMO = { namespace: 'demo', pod: 'counter', container: 'app' }
-const COUNTER = 'i=0; while :; do i=$((i+1)); echo "$i" > /tmp/count; sleep 1; done'
+/** Counts once a second without forking (test/runtime/workloads.ts). */
+const COUNTER = counter(1)
 const TOKEN_HOURS = 12
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const LOG_DIR = join(REPO, '.dev')

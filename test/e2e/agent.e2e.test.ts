@@ -18,29 +18,20 @@ import type { ArchiveEntry } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
 import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
+import { counter, holdMemory } from '../runtime/workloads.ts'
 import { stopE2e } from '../support/teardown.ts'
 import { poll, sleep, within } from '../support/wait.ts'
 
-/*
- * The workloads do not fork while they run. With cgroup v1, CRIU freezes the container's freezer
- * cgroup and gives up after 10 s when a task stays in state D ("Unseizable non-zombie … state D").
- * A counter that forks `sleep 0.2` five times a second hit that in 2 of ~300 checkpoints here (the
- * task in D was short-lived: gone by the time CRIU gave up); the loop below hit it in none of 300.
- * So the counter waits with the `read` builtin on a pipe that never delivers, and files are read
- * from the host through /proc/<pid>/root rather than by exec. The pipe's writer loops because a
- * long busybox `sleep` ends after a checkpoint.
- */
-const NEVER = 'while :; do sleep 100000; done'
-const COUNTER = `${NEVER} | { i=0; while :; do i=$((i+1)); echo $i > /tmp/count; read -t 0.2 x; done; }`
+/** The counter and the memory hog: neither forks while it runs (see ../runtime/workloads.ts). */
+const COUNTER = counter()
 const POD: Target = { namespace: 'e2e', pod: 'counter', container: 'counter' }
 /**
- * Holds BIG_MB MB resident: busybox awk builds one string of that size and then blocks reading the
- * pipe, still inside BEGIN (with the wait in a main rule instead, the checkpoint held < 1 MB; a
- * shell variable filled through `$(...)` takes ~10 s for 300 MB; /dev/shm in a pod is 64 MB).
+ * Holds BIG_MB MB resident (with the wait in a main awk rule instead of BEGIN, the checkpoint held
+ * < 1 MB; a shell variable filled through `$(...)` takes ~10 s for 300 MB; /dev/shm in a pod is 64 MB).
  */
 const BIG_MB = 500
 const BIG: Target = { namespace: 'e2e', pod: 'big', container: 'hog' }
-const BIG_CMD = `${NEVER} | busybox awk 'BEGIN { s = sprintf("%${BIG_MB}000000s", "x"); print "ready" > "/tmp/ready"; close("/tmp/ready"); while ((getline line) > 0) n++ }'`
+const BIG_CMD = holdMemory(BIG_MB)
 /** `checkpoint-<pod>_<ns>-<container>-<RFC 3339 UTC>.tar` */
 const archiveRe = (t: Target) =>
   new RegExp(`^checkpoint-${t.pod}_${t.namespace}-${t.container}-\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)?Z\\.tar$`)

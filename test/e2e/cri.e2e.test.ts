@@ -9,9 +9,11 @@ import { mkdtemp, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { connectRuntime, CriError, type Runtime } from '../../agent/cri/client.ts'
-import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
+import { buildAndPushBusybox, criuErrors, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
+import { counter } from '../runtime/workloads.ts'
 
-const COUNTER = 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done'
+/** Does not fork while it runs (../runtime/workloads.ts). */
+const COUNTER = counter()
 const POD = { namespace: 'e2e', pod: 'counter', container: 'counter' }
 
 describe('CRI client against containerd', { timeout: 120_000 }, () => {
@@ -75,7 +77,9 @@ describe('CRI client against containerd', { timeout: 120_000 }, () => {
     archive = join(dir, 'counter.tar')
 
     const t0 = performance.now()
-    await runtime.checkpointContainer(original.containerId, archive, { deadline: new Date(Date.now() + 60_000) })
+    await runtime.checkpointContainer(original.containerId, archive, { deadline: new Date(Date.now() + 60_000) }).catch(async (err) => {
+      assert.fail(`${err}\n${await criuErrors(String(err))}`)
+    })
     console.log(`# CheckpointContainer took ${Math.round(performance.now() - t0)} ms, ${(await stat(archive)).size} bytes`)
 
     const entries = execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).split('\n')

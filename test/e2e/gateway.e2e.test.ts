@@ -13,14 +13,15 @@ import { join } from 'node:path'
 import { NDJSON, parseEvent, type AcceptedEvent, type ArchiveEntry, type CheckpointEvent, type CompletedEvent, type ResolvedEvent } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
 import { removeBundle } from '../functions/targets.ts'
+import { counter, holdMemory } from '../runtime/workloads.ts'
 import { ALL_SCOPES, startStack, type Stack } from '../support/stack.ts'
 
-const COUNTER = 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done'
+const COUNTER = counter()
 const POD: Target = { namespace: 'e2e', pod: 'counter', container: 'counter' }
-/** Holds BIG_MB MB resident (see agent.e2e.test.ts for why awk and the system() loop). */
+/** Holds BIG_MB MB resident (../runtime/workloads.ts). */
 const BIG_MB = 200
 const BIG: Target = { namespace: 'e2e', pod: 'big', container: 'hog' }
-const BIG_CMD = `busybox awk 'BEGIN { s = sprintf("%${BIG_MB}000000s", "x"); print "ready" > "/tmp/ready"; close("/tmp/ready"); for (;;) system("sleep 1") }'`
+const BIG_CMD = holdMemory(BIG_MB)
 const archiveRe = (t: Target) =>
   new RegExp(`^checkpoint-${t.pod}_${t.namespace}-${t.container}-\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)?Z\\.tar$`)
 

@@ -17,10 +17,13 @@ import type { Target } from '../../shared/names.ts'
 import type { OperationView as BaseView } from '../functions/hooks-fixtures/suite.ts'
 import { alertmanagerPayload, grafanaPayload, grafanaSignature, uniqueFingerprint, type AlertSpec } from '../functions/hooks-fixtures/payloads.ts'
 import { removeBundle } from '../functions/targets.ts'
+import { criuErrors } from '../runtime/containerd.ts'
+import { counter } from '../runtime/workloads.ts'
 import { CLUSTER, startStack, type Stack } from '../support/stack.ts'
 
 const NS = 'hooks-e2e'
-const COUNTER = 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done'
+/** Does not fork while it runs (../runtime/workloads.ts). */
+const COUNTER = counter()
 /** The container the Alertmanager alert names, and the one the Grafana alert names. */
 const AM_POD: Target = { namespace: NS, pod: 'shop-web', container: 'web' }
 const GF_POD: Target = { namespace: NS, pod: 'shop-worker', container: 'worker' }
@@ -73,6 +76,7 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
   let amBody = ''
   let amOperation = ''
   let amArchive = ''
+  let amAttempts = 0
   const timings: Record<string, string> = {}
 
   const post = (source: 'alertmanager' | 'grafana', body: string, headers: Record<string, string>) =>
@@ -101,11 +105,13 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
   const archivesOf = async (t: Target) => (await stack.agent.store.list()).filter((a) => a.namespace === t.namespace && a.pod === t.pod && a.container === t.container)
   /** A succeeded operation for `t` on the stack's node, with its archive where the agent keeps it. */
   const assertSucceeded = async (op: OperationView, t: Target, source: string) => {
-    assert.equal(op.state, 'succeeded', JSON.stringify(op.error))
+    if (op.state !== 'succeeded') assert.fail(`${JSON.stringify(op.error)}\n${await criuErrors(op.error?.message ?? '')}`)
     assert.equal(op.source, source)
     assert.deepEqual({ cluster: op.cluster, namespace: op.namespace, pod: op.pod, container: op.container }, { cluster: CLUSTER, ...t })
     assert.equal(op.node, stack.node, 'the node came from the Kubernetes API')
-    assert.equal(op.attempts, 1)
+    // 1 unless CRIU failed a dump and the runner retried it (the agent keeps nothing from a failed dump).
+    assert.ok(op.attempts >= 1 && op.attempts <= HOOKS.retry.maxAttempts, `attempts ${op.attempts}`)
+    if (op.attempts > 1) console.log(`# ${source} operation needed ${op.attempts} attempts`)
     assert.ok(op.archive)
     assert.match(op.archive.name, archiveRe(t))
     assert.ok(Number.isInteger(op.archive.size) && op.archive.size > 0)
@@ -165,6 +171,7 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
     timings['webhook to operation succeeded (queue, kube lookup, checkpoint)'] = `${Math.round(performance.now() - t0)} ms`
     await assertSucceeded(op, AM_POD, 'alertmanager')
     amArchive = op.archive!.name
+    amAttempts = op.attempts
 
     // The operations list shows it too.
     const list = await get(`/v1/operations?cluster=${CLUSTER}&namespace=${NS}`)
@@ -191,9 +198,9 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
     assert.deepEqual((await archivesOf(AM_POD)).map((a) => a.name), [amArchive])
     const op = await operation(amOperation)
     assert.equal(op.state, 'succeeded')
-    assert.equal(op.attempts, 1)
+    assert.equal(op.attempts, amAttempts)
     const accepted = stack.agentLogs.filter((l) => l.msg === 'checkpoint accepted' && l.containerId === amPod.containerId)
-    assert.equal(accepted.length, 1, 'one checkpoint request reached the agent for the container')
+    assert.equal(accepted.length, amAttempts, 'one checkpoint request per attempt reached the agent, none for the redelivery')
   })
 
   it('a Grafana notification with a valid HMAC checkpoints a second container; a bad one is refused', async () => {

@@ -18,12 +18,13 @@ import { NDJSON, parseEvent, type AcceptedEvent, type CheckpointEvent, type Fail
 import type { Target } from '../../shared/names.ts'
 import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
+import { counter } from '../runtime/workloads.ts'
 import { stopE2e } from '../support/teardown.ts'
 import { poll as pollEvery, within } from '../support/wait.ts'
 
 const POD: Target = { namespace: 'e2e', pod: 'legacy', container: 'app' }
 /** Does not fork while it runs; writes a counter the test reads through /proc/<pid>/root. */
-const COUNTER = 'while :; do sleep 100000; done | { i=0; while :; do i=$((i+1)); echo $i > /tmp/count; read -t 0.2 x; done; }'
+const COUNTER = counter()
 
 /** Polls every 100 ms (the shared default is 200). */
 const poll = <T>(probe: () => Promise<T | undefined>, ms: number, what: string, everyMs = 100) => pollEvery(probe, ms, what, everyMs)

@@ -7,7 +7,10 @@
  * - `fail-404` → 404 container_not_found; `fail-500` → 500 runtime_error; `fail-503` → 503
  *   runtime_unavailable with Retry-After; `fail-html` → 502 with an HTML body
  * - `slow-headers` → headers only after 3 s; `stream-fail` → stream ending in `failed`
- *   (checkpoint_failed, 500); `stream-cut` → stream ending without a final event;
+ *   (checkpoint_failed, 500); `flaky-dump` → the same on its first request per node and
+ *   namespace, `completed` after that (CRIU losing a race once); `stream-timeout` → `failed`
+ *   (timeout, 504) with the archive stored all the same, as the agent keeps a late archive;
+ *   `stream-cut` → stream ending without a final event;
  *   `slow` → 6 heartbeats 100 ms apart before `completed`; `slow-<n>ms` → `completed` after n ms
  *   (the archive is stored even if the peer went away: the agent never aborts on disconnect)
  * - `big` → an 8 MiB archive (streamed, not read whole, by the gateway)
@@ -55,6 +58,8 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
   const jtis = new Set<string>()
   /** The target each archive was made for (its name alone is ambiguous). */
   const targets = new Map<string, { namespace: string; pod: string; container: string }>()
+  /** `flaky-dump` targets whose first dump already failed. */
+  const flaky = new Set<string>()
   const sockets = new Set<import('node:net').Socket>()
 
   function problem(res: import('node:http').ServerResponse, err: CheckpointError) {
@@ -135,8 +140,16 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
             res.end()
             return
           }
-          if (pod === 'stream-fail') {
+          const flakyKey = `${node}/${target.namespace}/${pod}`
+          const dumpFails = pod === 'stream-fail' || (pod === 'flaky-dump' && !flaky.has(flakyKey))
+          if (pod === 'flaky-dump') flaky.add(flakyKey)
+          if (dumpFails) {
             send({ type: 'failed', status: 500, code: 'checkpoint_failed', message: 'criu failed', time: now() })
+          } else if (pod === 'stream-timeout') {
+            const name = archiveName(target, new Date())
+            store.set(name, archiveBytes(4096))
+            targets.set(name, target)
+            send({ type: 'failed', status: 504, code: 'timeout', message: 'still checkpointing after the timeout; the archive will be kept', time: now() })
           } else {
             const at = new Date()
             const name = archiveName(target, at)

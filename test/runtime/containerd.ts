@@ -633,3 +633,14 @@ async function tail(file: string, bytes = 4000): Promise<string> {
 function ms(since: number): string {
   return `${Math.round(performance.now() - since)} ms`
 }
+
+/**
+ * The error lines of the CRIU log a failed checkpoint's message points at (`path= …criu-dump.log`),
+ * for a test's failure message; '' when there is none or it is gone.
+ */
+export async function criuErrors(message: string): Promise<string> {
+  const path = /path= (\S+criu-dump\.log)/.exec(message)?.[1]
+  if (!path) return ''
+  const text = await readFile(path, 'utf8').catch(() => '')
+  return text.split('\n').filter((l) => /Error|Unseizable/.test(l)).slice(0, 20).join('\n')
+}

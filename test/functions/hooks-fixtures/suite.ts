@@ -32,7 +32,7 @@ export interface OperationView {
   reason?: string
   archive?: { name: string; size: number; sha256: string }
   download?: string
-  error?: { code: string; status: number; attempts: number }
+  error?: { code: string; status: number; attempts: number; message?: string }
 }
 
 let ns = 0
@@ -218,6 +218,18 @@ export function hooksSuite(make: MakeHooksTarget): void {
       assert.deepEqual([busy!.error?.code, busy!.attempts], ['runtime_unavailable', 3])
       assert.deepEqual([gone!.error?.code, gone!.attempts], ['container_not_found', 1])
       assert.equal(world.agent.seen.filter((s) => s.path === `/checkpoint/${n}/fail-503/app`).length, 3)
+    })
+
+    it('a failed dump is retried (the agent kept nothing); a timeout is final (its archive is kept)', async () => {
+      const n = freshNs()
+      const pods = ['flaky-dump', 'stream-fail', 'stream-timeout']
+      const a = await answer(await hook('alertmanager', alertmanagerPayload(pods.map((p) => firing(n, p, { node: 'node-a' })))))
+      const ops = await Promise.all(a.alerts.map((x) => waitFor(gw, reader, x.operation!, (o) => o.state === 'failed' || o.state === 'succeeded')))
+      assert.deepEqual(
+        ops.map((o) => [o.state, o.attempts, o.error?.code]),
+        [['succeeded', 2, undefined], ['failed', 3, 'checkpoint_failed'], ['failed', 1, 'timeout']],
+      )
+      assert.deepEqual(pods.map((p) => world.agent.seen.filter((s) => s.path === `/checkpoint/${n}/${p}/app`).length), [2, 3, 1])
     })
   })
 
