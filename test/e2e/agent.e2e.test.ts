@@ -17,8 +17,8 @@ import { NDJSON, parseEvent, type AcceptedEvent, type CheckpointEvent, type Comp
 import type { ArchiveEntry } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
 import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
-import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
-import { counter, holdMemory } from '../runtime/workloads.ts'
+import { buildAndPushBusybox, criuErrors, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
+import { counter, holdMemory, undumpable } from '../runtime/workloads.ts'
 import { stopE2e } from '../support/teardown.ts'
 import { poll, sleep, within } from '../support/wait.ts'
 
@@ -32,6 +32,8 @@ const POD: Target = { namespace: 'e2e', pod: 'counter', container: 'counter' }
 const BIG_MB = 500
 const BIG: Target = { namespace: 'e2e', pod: 'big', container: 'hog' }
 const BIG_CMD = holdMemory(BIG_MB)
+/** A counter CRIU always refuses to dump (../runtime/workloads.ts undumpable). */
+const GHOST: Target = { namespace: 'e2e', pod: 'ghost', container: 'app' }
 /** `checkpoint-<pod>_<ns>-<container>-<RFC 3339 UTC>.tar` */
 const archiveRe = (t: Target) =>
   new RegExp(`^checkpoint-${t.pod}_${t.namespace}-${t.container}-\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)?Z\\.tar$`)
@@ -58,6 +60,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
   let disabled: TestAgent | undefined
   let counter: { podId: string; containerId: string }
   let big: { podId: string; containerId: string }
+  let ghost: { podId: string; containerId: string }
   let bigStarted = 0
   /** From the NDJSON test, for the restore test. */
   let streamed: { name: string; bytes: Buffer } | undefined
@@ -115,17 +118,11 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
       const text = (await readInContainer(containerId, '/tmp/count').catch(() => '')).trim()
       return /^\d+$/.test(text) ? Number(text) : undefined
     }, 5_000, 'reading /tmp/count', 50)
-  /** For assertion messages: the agent's answer plus the errors of CRIU's dump log, if any. */
-  const why = async (answer: string, containerId: string) => {
-    const log = await readFile(join(rt.root, 'state/io.containerd.runtime.v2.task/k8s.io', containerId, 'criu-dump.log'), 'utf8').catch(() => '')
-    const errors = log.split('\n').filter((l) => /Error|Timeout/.test(l)).slice(-8)
-    return `${answer.slice(0, 1000)}${errors.length ? `\ncriu-dump.log:\n${errors.join('\n')}` : ''}`
-  }
   /** POST with a fresh grant in JSON mode; asserts 200 and returns the archive path. */
-  const checkpointJson = async (t: Target, containerId: string, grant?: string): Promise<{ text: string; path: string; res: Response }> => {
+  const checkpointJson = async (t: Target, grant?: string): Promise<{ text: string; path: string; res: Response }> => {
     const res = await post(t, { grant: grant ?? await createGrant(t) })
     const text = await res.body.text()
-    if (res.statusCode !== 200) assert.fail(`checkpoint answered ${res.statusCode}: ${await why(text, containerId)}`)
+    if (res.statusCode !== 200) assert.fail(`checkpoint answered ${res.statusCode}: ${text.slice(0, 1000)}\n${await criuErrors(text)}`)
     return { text, path: (JSON.parse(text) as { items: string[] }).items[0]!, res }
   }
   /** The counter's value at checkpoint time, from the archive's rootfs diff (gzip in spite of its name). */
@@ -143,6 +140,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     // Started now so that it fills its memory while the other tests run.
     bigStarted = performance.now()
     big = await runPod(rt.endpoint, { ...BIG, image, command: ['sh', '-c', BIG_CMD] })
+    ghost = await runPod(rt.endpoint, { ...GHOST, image, command: ['sh', '-c', undumpable()] })
     runtime = connectRuntime(rt.endpoint)
     ta = await startTestAgent({ ids, endpoint: rt.endpoint })
     await poll(async () => ((await readCount(counter.containerId).catch(() => 0)) >= 5 ? true : undefined), 30_000, 'counter reaching 5')
@@ -152,7 +150,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
 
   it('JSON mode answers the kubelet body byte for byte; archive 0600 in a 0700 dir; container keeps running', async () => {
     const t0 = performance.now()
-    const { res, text } = await checkpointJson(POD, counter.containerId)
+    const { res, text } = await checkpointJson(POD)
     timings['JSON checkpoint (tiny counter), request to answer'] = `${Math.round(performance.now() - t0)} ms`
     assert.match(String(res.headers['content-type']), /^application\/json/)
     const { items } = JSON.parse(text) as { items: string[] }
@@ -189,7 +187,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     timings['NDJSON checkpoint (tiny counter), request to completed'] = `${Math.round(performance.now() - t0)} ms`
     assert.ok(text.endsWith('\n'), 'every event is a whole line')
     const events: CheckpointEvent[] = text.trimEnd().split('\n').map(parseEvent)
-    if (events.at(-1)?.type === 'failed') assert.fail(`checkpoint failed: ${await why(JSON.stringify(events.at(-1)), counter.containerId)}`)
+    if (events.at(-1)?.type === 'failed') assert.fail(`checkpoint failed: ${JSON.stringify(events.at(-1))}\n${await criuErrors(JSON.stringify(events.at(-1)))}`)
     assert.match(events.map((e) => e.type).join(','), /^accepted,resolved,(heartbeat,)*completed$/)
 
     const accepted = events[0] as AcceptedEvent
@@ -268,7 +266,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
   })
 
   it('a second checkpoint of the same container gets another name; both are listed', async () => {
-    const { path } = await checkpointJson(POD, counter.containerId)
+    const { path } = await checkpointJson(POD)
     const name = path.slice(checkpointDir().length + 1)
     assert.match(name, archiveRe(POD))
     assert.notEqual(name, firstName)
@@ -301,6 +299,31 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     }
   })
 
+  it('a dump CRIU refuses → 500 checkpoint_failed (JSON and NDJSON); nothing kept, the container still runs', async () => {
+    const namesBefore = (await listArchives()).map((a) => a.name).sort()
+    const filesBefore = (await readdir(checkpointDir())).sort()
+    const failed0 = await readCount(ghost.containerId)
+
+    const res = await post(GHOST, { grant: await createGrant(GHOST) })
+    const p = await problem(res)
+    assert.deepEqual([p.status, p.code], [500, 'checkpoint_failed'], JSON.stringify(p.body))
+    assert.match(await criuErrors(String(p.body.detail)), /ghost file/, 'the runtime failed for the reason the workload sets up')
+
+    const streamed = await post(GHOST, { accept: NDJSON, grant: await createGrant(GHOST) })
+    assert.equal(streamed.statusCode, 200)
+    const events = (await within(streamed.body.text(), 60_000, 'NDJSON stream')).trimEnd().split('\n').map(parseEvent)
+    assert.match(events.map((e) => e.type).join(','), /^accepted,resolved,(heartbeat,)*failed$/)
+    const last = events.at(-1)!
+    assert.ok(last.type === 'failed')
+    assert.deepEqual([last.status, last.code], [500, 'checkpoint_failed'])
+
+    // Frozen for the dump, thawed after the failure: RUNNING (not PAUSED) and still counting.
+    await assertRunningNotPaused(ghost.containerId)
+    await poll(async () => ((await readCount(ghost.containerId)) > failed0 + 2 ? true : undefined), 10_000, 'the counter moving on after the failed dumps')
+    assert.deepEqual((await listArchives()).map((a) => a.name).sort(), namesBefore, 'no archive listed')
+    assert.deepEqual((await readdir(checkpointDir())).sort(), filesBefore, 'no file left behind, partial or hidden')
+  })
+
   it('grants on the real stack: none → 401, another pod → 403, replay → 401', async () => {
     const before = (await listArchives()).length
 
@@ -316,7 +339,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     assert.equal((await listArchives()).length, before, 'a refused request must not checkpoint')
 
     const grant = await createGrant(POD)
-    await checkpointJson(POD, counter.containerId, grant)
+    await checkpointJson(POD, grant)
     const p3 = await problem(await post(POD, { grant }))
     assert.deepEqual([p3.status, p3.code], [401, 'invalid_grant'])
     assert.equal(p3.body.reason, 'replay')

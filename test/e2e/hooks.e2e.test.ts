@@ -18,7 +18,7 @@ import type { OperationView as BaseView } from '../functions/hooks-fixtures/suit
 import { alertmanagerPayload, grafanaPayload, grafanaSignature, uniqueFingerprint, type AlertSpec } from '../functions/hooks-fixtures/payloads.ts'
 import { removeBundle } from '../functions/targets.ts'
 import { criuErrors } from '../runtime/containerd.ts'
-import { counter } from '../runtime/workloads.ts'
+import { counter, undumpable } from '../runtime/workloads.ts'
 import { CLUSTER, startStack, type Stack } from '../support/stack.ts'
 
 const NS = 'hooks-e2e'
@@ -27,6 +27,8 @@ const COUNTER = counter()
 /** The container the Alertmanager alert names, and the one the Grafana alert names. */
 const AM_POD: Target = { namespace: NS, pod: 'shop-web', container: 'web' }
 const GF_POD: Target = { namespace: NS, pod: 'shop-worker', container: 'worker' }
+/** A container CRIU always refuses to dump (../runtime/workloads.ts undumpable). */
+const GHOST_POD: Target = { namespace: NS, pod: 'shop-ghost', container: 'app' }
 const GRAFANA_SECRET = `grafana-e2e-${process.pid}-${Date.now()}`
 const TS_HEADER = 'X-Grafana-Alerting-Signature-Timestamp'
 const HOOKS = {
@@ -72,6 +74,7 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
   let reader = ''
   let amPod: { podId: string; containerId: string }
   let gfPod: { podId: string; containerId: string }
+  let ghostPod: { podId: string; containerId: string }
   /** The Alertmanager notification, sent twice byte for byte. */
   let amBody = ''
   let amOperation = ''
@@ -137,9 +140,10 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
     const t0 = performance.now()
     stack = await startStack({ hooks: HOOKS, policyRules: POLICY, secrets: { GRAFANA_SECRET }, log: (line) => console.log(`# stack: ${line}`) })
     timings['stack start (containerd, registry, image, PKI, agent, kube API, workerd + D1 + Queues)'] = `${Math.round(performance.now() - t0)} ms`
-    ;[amPod, gfPod] = await Promise.all([
+    ;[amPod, gfPod, ghostPod] = await Promise.all([
       stack.runPod({ ...AM_POD, command: ['sh', '-c', COUNTER] }),
       stack.runPod({ ...GF_POD, command: ['sh', '-c', COUNTER] }),
+      stack.runPod({ ...GHOST_POD, command: ['sh', '-c', undumpable()] }),
     ])
     am = await stack.mintToken(['checkpoint:create'], { sub: 'alertmanager', expiresInSec: 600 })
     reader = await stack.mintToken(['checkpoint:read'], { expiresInSec: 600 })
@@ -223,5 +227,18 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
     // The first container still has its one archive.
     assert.deepEqual((await archivesOf(AM_POD)).map((a) => a.name), [amArchive])
     assert.notEqual(gfPod.containerId, amPod.containerId)
+  })
+
+  it('a dump the runtime refuses is retried up to the last attempt, then failed; no archive, the container still runs', async () => {
+    const body = JSON.stringify(alertmanagerPayload([firing(GHOST_POD, uniqueFingerprint(), new Date().toISOString())]))
+    const res = await answer(await post('alertmanager', body, { authorization: `Bearer ${am}` }), 202)
+    assert.equal(res.alerts[0]!.outcome, 'accepted')
+    const op = await finished(res.alerts[0]!.operation!)
+    assert.deepEqual([op.state, op.error?.code, op.attempts], ['failed', 'checkpoint_failed', HOOKS.retry.maxAttempts], JSON.stringify(op.error))
+    const accepted = stack.agentLogs.filter((l) => l.msg === 'checkpoint accepted' && l.containerId === ghostPod.containerId)
+    assert.equal(accepted.length, HOOKS.retry.maxAttempts, 'one runtime attempt per operation attempt')
+    assert.deepEqual(await archivesOf(GHOST_POD), [])
+    const task = (await stack.runtime!.ctr(['-n', 'k8s.io', 'tasks', 'ls'])).split('\n').map((l) => l.trim().split(/\s+/)).find(([id]) => id === ghostPod.containerId)
+    assert.equal(task?.[2], 'RUNNING', 'thawed after every failed dump')
   })
 })

@@ -23,3 +23,11 @@ export const counter = (periodSec = 0.2) =>
  */
 export const holdMemory = (mb: number) =>
   `${NEVER} | busybox awk 'BEGIN { s = sprintf("%${mb}000000s", "x"); print "ready" > "/tmp/ready"; close("/tmp/ready"); while ((getline line) > 0) n++ }'`
+
+/**
+ * A counter (as {@link counter}) whose shell holds a deleted 2 MiB file open. CRIU refuses to dump
+ * it ("Can't dump ghost file … increase limit": unlinked open files over its 1 MiB default ghost
+ * limit), every time, after freezing the container — a real runtime failure on demand.
+ */
+export const undumpable = (periodSec = 0.2) =>
+  `dd if=/dev/zero of=/tmp/ghost bs=1M count=2 2>/dev/null; exec 3</tmp/ghost; rm /tmp/ghost; ${counter(periodSec)}`

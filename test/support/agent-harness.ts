@@ -124,7 +124,9 @@ export async function startTestAgent(o: { ids: Identities; runtime?: Runtime; en
     }),
     async stop() {
       await agent.shutdown(5_000)
-      await Promise.all([...clients.values()].map((c) => c.close()))
+      // destroy, not close: close waits for every response body, and a test that failed before
+      // reading one would hang here.
+      await Promise.all([...clients.values()].map((c) => c.destroy()))
       if (!o.dir) await rm(dir, { recursive: true, force: true })
     },
   }
