@@ -12,6 +12,7 @@ import type { ArchiveInfo, RuntimeInfo } from '../shared/events.ts'
 import type { Target } from '../shared/names.ts'
 import type { ArchiveMeta, ArchiveStore } from './archives.ts'
 import type { ContainerInfo, Runtime } from './cri/client.ts'
+import { dumpLogErrors } from './cri/dump-log.ts'
 import { fromGrpc } from './cri/errors.ts'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
@@ -203,8 +204,12 @@ export class Checkpointer {
     } catch (err) {
       job.phase = 'done'
       if (temp) await store.discard(temp)
-      const e = err instanceof CheckpointError ? err : fromGrpc(err, { method: 'CheckpointContainer', containerId: job.containerId, runtime: runtimeInfo })
-      log.warn('checkpoint failed', { containerId: job.containerId, code: e.code, err: e })
+      let e = err instanceof CheckpointError ? err : fromGrpc(err, { method: 'CheckpointContainer', containerId: job.containerId, runtime: runtimeInfo })
+      if (e.code === 'checkpoint_failed') {
+        const runtimeLog = await dumpLogErrors(e.message)
+        if (runtimeLog.length) e = new CheckpointError(e.code, e.message, { extra: { ...e.extra, runtimeLog }, cause: e.cause })
+      }
+      log.warn('checkpoint failed', { containerId: job.containerId, code: e.code, err: e, ...(e.extra?.runtimeLog ? { runtimeLog: e.extra.runtimeLog } : {}) })
       job.rejectResult(e)
     }
   }

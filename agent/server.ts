@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { asCheckpointError, CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
-import { encodeEvent, NDJSON, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
+import { encodeEvent, isRuntimeLog, NDJSON, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
 import { checkQuery, checkTarget, parseTimeout, type Target } from '../shared/names.ts'
 import { REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
 import type { ArchiveStore } from './archives.ts'
@@ -245,6 +245,7 @@ async function streamJob(ctx: Ctx, d: AgentDeps, job: Job, target: Target, timeo
     const e = asCheckpointError(err)
     const failed: FailedEvent = { type: 'failed', status: e.status, code: e.code, message: e.message, time: now() }
     if (e.field) failed.field = e.field
+    if (isRuntimeLog(e.extra?.runtimeLog)) failed.runtimeLog = e.extra.runtimeLog
     send(failed)
     // The status line is already 200: the failure is in the stream; do not send a problem body.
     throw e

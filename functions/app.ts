@@ -8,7 +8,7 @@
  */
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { CheckpointError, ERROR_STATUS, asCheckpointError, isErrorCode } from '../shared/errors.ts'
-import { NDJSON, type ArchiveEntry, type CompletedEvent, type FinalEvent } from '../shared/events.ts'
+import { isRuntimeLog, NDJSON, type ArchiveEntry, type CompletedEvent, type FailedEvent, type FinalEvent } from '../shared/events.ts'
 import type { GrantClaims } from '../shared/grant.ts'
 import { AGENT_PATHS, REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
 import { archiveInNamespace, archiveMatches, checkName, checkQuery, checkTarget, isArchiveName, parseTimeout, type Target } from '../shared/names.ts'
@@ -93,6 +93,9 @@ const DISPATCH_CLOCK_SLACK_MS = 2000
  * const { app } = createGateway({ config, agents, keys, clock: { now: Date.now }, log: (l) => console.log(JSON.stringify(l)) })
  * export default { fetch: app.fetch }
  */
+/** The agent's `runtimeLog` (CRIU's error lines) of a failed event, as a spreadable member. */
+const runtimeLogOf = (f: FailedEvent): { runtimeLog?: string[] } => (isRuntimeLog(f.runtimeLog) && f.runtimeLog.length ? { runtimeLog: f.runtimeLog } : {})
+
 export function createGateway(deps: Deps): Gateway {
   const { config, keys, clock, log } = deps
   const authenticate = createAuthenticator(config.auth, () => clock.now())
@@ -341,7 +344,7 @@ export function createGateway(deps: Deps): Gateway {
       const code = isErrorCode(f.code) ? f.code : 'bad_gateway'
       const status = Number.isInteger(f.status) && f.status >= 400 && f.status <= 599 ? f.status : ERROR_STATUS[code]
       const err = new CheckpointError(code, f.message, f.field ? { field: f.field } : {})
-      return problemResponse(err, { status, extra: { cluster, node }, requestId: audit.requestId })
+      return problemResponse(err, { status, extra: { cluster, node, ...runtimeLogOf(f) }, requestId: audit.requestId })
     }
     return c.json(jsonResult(f), 200, NO_STORE)
   }
@@ -365,7 +368,7 @@ export function createGateway(deps: Deps): Gateway {
       relay.readable.cancel().catch(() => {})
       const f = await relay.final
       if (f.type === 'completed') return { ok: true, node, archive: f.archive, download: f.download! }
-      return { ok: false, node, status: f.status, code: f.code, message: f.message, retryable: RETRYABLE_FINAL.has(f.code) }
+      return { ok: false, node, status: f.status, code: f.code, message: f.message, retryable: RETRYABLE_FINAL.has(f.code), ...runtimeLogOf(f) }
     } catch (err) {
       const e = asCheckpointError(err)
       logInternal(e, j.requestId)

@@ -60,9 +60,14 @@ export interface FailedEvent {
   message: string
   time: string
   field?: string
+  /** The runtime's own error lines (CRIU's dump log) when the agent could read them. */
+  runtimeLog?: string[]
   cluster?: string
   node?: string
 }
+
+/** A `runtimeLog`: a list of strings. */
+export const isRuntimeLog = (v: unknown): v is string[] => Array.isArray(v) && v.every((l) => typeof l === 'string')
 
 export type CheckpointEvent = AcceptedEvent | ResolvedEvent | HeartbeatEvent | CompletedEvent | FailedEvent
 export type FinalEvent = CompletedEvent | FailedEvent

@@ -34,7 +34,7 @@ export interface CheckpointJob {
 
 export type JobOutcome =
   | { ok: true; node: string; archive: ArchiveInfo; download: string }
-  | { ok: false; node?: string; status: number; code: string; message: string; retryable: boolean; retryAfterSec?: number }
+  | { ok: false; node?: string; status: number; code: string; message: string; retryable: boolean; retryAfterSec?: number; runtimeLog?: string[] }
 
 export type CheckpointFn = (job: CheckpointJob) => Promise<JobOutcome>
 
@@ -112,7 +112,7 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     const at = d.clock.now()
     const line = { type: 'operation', operation: op.id, cluster: op.cluster, ...target, attempt: op.attempts, durationMs: at - started }
     if (out.ok) return succeeded(op, out, at, line)
-    const error = { code: out.code, message: out.message, status: out.status }
+    const error = { code: out.code, message: out.message, status: out.status, ...(out.runtimeLog ? { runtimeLog: out.runtimeLog } : {}) }
     const node = out.node ?? op.node
     if (out.retryable && op.attempts < d.retry.maxAttempts) {
       const delay = backoffMs(d.retry, op.attempts, out.retryAfterSec)

@@ -25,6 +25,8 @@ export interface OperationError {
   code: string
   message: string
   status: number
+  /** The runtime's own error lines for a failed dump (the agent's `runtimeLog`). */
+  runtimeLog?: string[]
 }
 
 export interface Operation {

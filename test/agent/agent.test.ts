@@ -324,7 +324,39 @@ describe('runtime faults', () => {
     try {
       const r = await checkpoint(s.a)
       assert.equal(r.statusCode, 500)
-      assert.equal((await body(r)).code, 'checkpoint_failed')
+      const p = await body(r)
+      assert.equal(p.code, 'checkpoint_failed')
+      assert.equal(p.runtimeLog, undefined, 'no log named, none read')
+      assert.deepEqual(await readdir(s.a.agent.store.dir), [])
+    } finally { reset() }
+  })
+
+  it("a failed dump's CRIU error lines come back as runtimeLog, in JSON and in NDJSON", async () => {
+    // What runc leaves in the bundle: a log whose Error lines say why (written by hand here).
+    const bundle = await mkdtemp(join(dir, 'bundle-'))
+    const logPath = join(bundle, 'criu-dump.log')
+    await writeFile(logPath, [
+      '(00.000051) Version: 4.2.1 (gitid 0)',
+      "(00.073961) Error (criu/files-reg.c:1031): Can't dump ghost file /tmp/ghost of 2097152 size, increase limit",
+      '(00.074003) Error (criu/cr-dump.c:1545): Dump files (pid: 24128) failed with -1',
+      '(00.077112) Error (criu/cr-dump.c:1975): Dumping FAILED.',
+      '',
+    ].join('\n'))
+    const expected = [
+      "Error (criu/files-reg.c:1031): Can't dump ghost file /tmp/ghost of 2097152 size, increase limit",
+      'Error (criu/cr-dump.c:1545): Dump files (pid: 24128) failed with -1',
+      'Error (criu/cr-dump.c:1975): Dumping FAILED.',
+    ]
+    s.cri.behaviour.checkpointError = { code: GRPC.UNKNOWN, details: `runc did not terminate successfully: exit status 1: criu failed: type DUMP errno 0 path= ${logPath}` }
+    try {
+      const r = await checkpoint(s.a)
+      assert.equal(r.statusCode, 500)
+      const p = await body(r)
+      assert.deepEqual([p.code, p.runtimeLog], ['checkpoint_failed', expected])
+      const streamed = await checkpoint(s.a, T, '', { accept: 'application/x-ndjson' })
+      const last = parseEvent((await streamed.body.text()).trim().split('\n').at(-1)!)
+      assert.ok(last.type === 'failed')
+      assert.deepEqual([last.code, last.runtimeLog], ['checkpoint_failed', expected])
       assert.deepEqual(await readdir(s.a.agent.store.dir), [])
     } finally { reset() }
   })

@@ -235,6 +235,7 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
     assert.equal(res.alerts[0]!.outcome, 'accepted')
     const op = await finished(res.alerts[0]!.operation!)
     assert.deepEqual([op.state, op.error?.code, op.attempts], ['failed', 'checkpoint_failed', HOOKS.retry.maxAttempts], JSON.stringify(op.error))
+    assert.ok(op.error?.runtimeLog?.some((l) => /ghost file/.test(l)), `CRIU's reason kept with the operation: ${JSON.stringify(op.error?.runtimeLog)}`)
     const accepted = stack.agentLogs.filter((l) => l.msg === 'checkpoint accepted' && l.containerId === ghostPod.containerId)
     assert.equal(accepted.length, HOOKS.retry.maxAttempts, 'one runtime attempt per operation attempt')
     assert.deepEqual(await archivesOf(GHOST_POD), [])

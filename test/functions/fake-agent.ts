@@ -30,6 +30,9 @@ import { checkGrantCovers, GRANT_TYP, grantAudience, type GrantClaims, type Gran
 import { archiveName, checkName, checkTarget, isArchiveName, archiveReadings, parseTimeout } from '../../shared/names.ts'
 import type { TestPki } from './certs.ts'
 
+/** The `runtimeLog` of the fake's failed dumps (`stream-fail`, `flaky-dump`). */
+export const FAKE_RUNTIME_LOG = ["Error (criu/files-reg.c:1031): Can't dump ghost file /tmp/ghost of 2097152 size, increase limit", 'Error (criu/cr-dump.c:1975): Dumping FAILED.']
+
 export interface FakeAgent {
   url: string
   port: number
@@ -144,7 +147,7 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
           const dumpFails = pod === 'stream-fail' || (pod === 'flaky-dump' && !flaky.has(flakyKey))
           if (pod === 'flaky-dump') flaky.add(flakyKey)
           if (dumpFails) {
-            send({ type: 'failed', status: 500, code: 'checkpoint_failed', message: 'criu failed', time: now() })
+            send({ type: 'failed', status: 500, code: 'checkpoint_failed', message: 'criu failed', runtimeLog: FAKE_RUNTIME_LOG, time: now() })
           } else if (pod === 'stream-timeout') {
             const name = archiveName(target, new Date())
             store.set(name, archiveBytes(4096))

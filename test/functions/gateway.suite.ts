@@ -8,7 +8,7 @@ import { createHash, createHmac } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { NDJSON, type CheckpointEvent } from '../../shared/events.ts'
 import { grantAudience } from '../../shared/grant.ts'
-import { archiveBytes } from './fake-agent.ts'
+import { archiveBytes, FAKE_RUNTIME_LOG } from './fake-agent.ts'
 import { makeWorld, type World } from './fixtures.ts'
 import type { MakeTarget, Target } from './targets.ts'
 
@@ -379,12 +379,13 @@ export function gatewaySuite(make: MakeTarget): void {
         if (pod === 'fail-503') assert.equal(r.headers.get('retry-after'), '7')
       })
     }
-    it('failed event → its status and code (JSON mode)', async () => {
+    it("failed event → its status, code and the runtime's log lines (JSON mode)", async () => {
       const r = await post('/v1/clusters/prod/nodes/node-a/checkpoint/team-a/stream-fail/app', sre)
       assert.equal(r.status, 500)
       const p = await problem(r)
       assert.equal(p.code, 'checkpoint_failed')
       assert.equal(p.node, 'node-a')
+      assert.deepEqual(p.runtimeLog, FAKE_RUNTIME_LOG)
     })
     it('failed event is passed through, decorated (NDJSON mode)', async () => {
       const r = await post('/v1/clusters/prod/nodes/node-a/checkpoint/team-a/stream-fail/app', sre, NDJSON)
@@ -394,6 +395,7 @@ export function gatewaySuite(make: MakeTarget): void {
       if (last.type === 'failed') {
         assert.equal(last.code, 'checkpoint_failed')
         assert.equal(last.cluster, 'prod')
+        assert.deepEqual(last.runtimeLog, FAKE_RUNTIME_LOG)
       }
     })
     it('a stream cut before its final event → bad_gateway', async () => {

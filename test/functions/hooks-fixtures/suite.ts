@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { makeWorld, type World } from '../fixtures.ts'
+import { FAKE_RUNTIME_LOG } from '../fake-agent.ts'
 import type { Target } from '../targets.ts'
 import { alertmanagerPayload, grafanaPayload, grafanaSignature, uniqueFingerprint, type AlertSpec } from './payloads.ts'
 import { AM_CLIENT, GRAFANA_SECRET, hooksConfig, type MakeHooksTarget } from './targets.ts'
@@ -32,7 +33,7 @@ export interface OperationView {
   reason?: string
   archive?: { name: string; size: number; sha256: string }
   download?: string
-  error?: { code: string; status: number; attempts: number; message?: string }
+  error?: { code: string; status: number; attempts: number; message?: string; runtimeLog?: string[] }
 }
 
 let ns = 0
@@ -229,6 +230,7 @@ export function hooksSuite(make: MakeHooksTarget): void {
         ops.map((o) => [o.state, o.attempts, o.error?.code]),
         [['succeeded', 2, undefined], ['failed', 3, 'checkpoint_failed'], ['failed', 1, 'timeout']],
       )
+      assert.deepEqual(ops[1]!.error?.runtimeLog, FAKE_RUNTIME_LOG, "the operation keeps the runtime's log lines")
       assert.deepEqual(pods.map((p) => world.agent.seen.filter((s) => s.path === `/checkpoint/${n}/${p}/app`).length), [2, 3, 1])
     })
   })
