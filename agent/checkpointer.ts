@@ -156,12 +156,17 @@ export class Checkpointer {
       this.running++
       void this.run(job).finally(() => {
         this.running--
-        this.pending.delete(job.containerId)
+        this.release(job)
         this.syncGauges()
         this.pump()
       })
     }
     this.syncGauges()
+  }
+
+  /** Stops sharing `job` with new requests (a later job for the same container stays). */
+  private release(job: Job): void {
+    if (this.pending.get(job.containerId) === job) this.pending.delete(job.containerId)
   }
 
   private syncGauges(): void {
@@ -193,6 +198,8 @@ export class Checkpointer {
       metrics.bytesWritten += meta.size
       job.phase = 'done'
       log.info('checkpoint written', { containerId: job.containerId, archive: meta.name, size: meta.size, sha256: meta.sha256, runtimeMs: Math.round(runtimeMs) })
+      // From here a request for this container wants a new checkpoint, not this one.
+      this.release(job)
       job.resolveResult({
         archive: { name: meta.name, size: meta.size, sha256: meta.sha256, created: meta.created },
         path: `${store.dir}/${meta.name}`,
@@ -210,6 +217,7 @@ export class Checkpointer {
         if (runtimeLog.length) e = new CheckpointError(e.code, e.message, { extra: { ...e.extra, runtimeLog }, cause: e.cause })
       }
       log.warn('checkpoint failed', { containerId: job.containerId, code: e.code, err: e, ...(e.extra?.runtimeLog ? { runtimeLog: e.extra.runtimeLog } : {}) })
+      this.release(job)
       job.rejectResult(e)
     }
   }

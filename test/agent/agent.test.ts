@@ -14,6 +14,7 @@ import { ROUTES } from '../../agent/server.ts'
 import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { archiveName, archiveReadings } from '../../shared/names.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
+import { poll } from '../support/wait.ts'
 import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 
 const T = { namespace: 'prod', pod: 'web-0', container: 'app' }
@@ -234,7 +235,8 @@ describe('checkpoint', () => {
   })
 
   it('streams accepted → resolved → heartbeat… → completed in NDJSON, with the archive digest', async () => {
-    s.cri.behaviour.checkpointDelayMs = 2300
+    // Heartbeats every 1 s (the smallest interval): 3.5 s leaves room for a late first beat.
+    s.cri.behaviour.checkpointDelayMs = 3500
     try {
       const r = await checkpoint(s.a, T, '', { accept: 'application/x-ndjson' })
       assert.equal(r.statusCode, 200)
@@ -269,7 +271,7 @@ describe('checkpoint', () => {
     for (let i = 0; i < 3; i++) await (await checkpoint(s.a)).body.dump()
     // Retention runs right after the answer, so give the last pass a moment.
     const mine = async () => (await s.a.agent.store.list()).filter((x) => x.pod === T.pod && x.container === T.container)
-    for (let i = 0; i < 50 && (await mine()).length > 3; i++) await new Promise((r) => setTimeout(r, 20))
+    for (let i = 0; i < 250 && (await mine()).length > 3; i++) await new Promise((r) => setTimeout(r, 20))
     assert.equal((await mine()).length, 3)
   })
 
@@ -440,11 +442,12 @@ describe('preflight and capacity', () => {
   })
 
   it('429 with Retry-After beyond the concurrency cap and queue', async () => {
-    const s = await stack(['--max-concurrent=1', '--max-queue=1'], { checkpointDelayMs: 800 })
+    const s = await stack(['--max-concurrent=1', '--max-queue=1'], { checkpointDelayMs: 2000 })
     try {
       const first = checkpoint(s.a, T)
       const second = checkpoint(s.a, { ...T, pod: 'web-1' })
-      await new Promise((r) => setTimeout(r, 200))
+      const m = s.a.agent.metrics
+      await poll(async () => (m.inFlight === 1 && m.queueDepth === 1 ? true : undefined), 10_000, 'one running, one queued', 10)
       const third = await checkpoint(s.a, { ...T, pod: 'web-2' })
       assert.equal(third.statusCode, 429)
       assert.match(String(third.headers['retry-after']), /^\d+$/)
@@ -563,7 +566,7 @@ describe('lifecycle', () => {
   it('on shutdown lets a running checkpoint finish and refuses new ones', async () => {
     const s = await stack([], { checkpointDelayMs: 1000 })
     const running = checkpoint(s.a)
-    await new Promise((r) => setTimeout(r, 300))
+    await poll(async () => (s.cri.checkpointCalls.length === 1 ? true : undefined), 10_000, 'the checkpoint in the runtime', 10)
     const stopping = s.a.agent.shutdown(5000)
     const r = await running
     assert.equal(r.statusCode, 200)
@@ -620,13 +623,13 @@ describe('lifecycle', () => {
     const s = await stack(['--max-concurrent=1'], { checkpointDelayMs: 1500 })
     try {
       const running = checkpoint(s.a, T)
-      await new Promise((r) => setTimeout(r, 200))
+      await poll(async () => (s.cri.checkpointCalls.length === 1 ? true : undefined), 10_000, 'the first checkpoint in the runtime', 10)
       const queued = checkpoint(s.a, { ...T, pod: 'web-1' })
-      await new Promise((r) => setTimeout(r, 200))
-      const t0 = Date.now()
+      await poll(async () => (s.a.agent.metrics.queueDepth === 1 ? true : undefined), 10_000, 'the second one queued', 10)
       const result = await s.a.agent.shutdown(100)
       assert.deepEqual(result, { clean: false })
-      assert.ok(Date.now() - t0 >= 900, 'waited for the runtime call')
+      // A lower bound only: the fake runtime answers 1500 ms after the call arrived.
+      assert.ok(Date.now() - s.cri.checkpointCalls[0]!.at >= 1490, 'waited for the runtime call')
       const [a, b] = await Promise.all([running, queued])
       assert.equal(a.statusCode, 200)
       await a.body.dump()

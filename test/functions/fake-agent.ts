@@ -6,7 +6,7 @@
  * Behaviour is chosen by the pod name, so the same requests work from Node and from workerd:
  * - `fail-404` → 404 container_not_found; `fail-500` → 500 runtime_error; `fail-503` → 503
  *   runtime_unavailable with Retry-After; `fail-html` → 502 with an HTML body
- * - `slow-headers` → headers only after 3 s; `stream-fail` → stream ending in `failed`
+ * - `slow-headers` → no headers until the caller hangs up (30 s at most); `stream-fail` → stream ending in `failed`
  *   (checkpoint_failed, 500); `flaky-dump` → the same on its first request per node and
  *   namespace, `completed` after that (CRIU losing a race once); `stream-timeout` → `failed`
  *   (timeout, 504) with the archive stored all the same, as the agent keeps a late archive;
@@ -117,7 +117,14 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
             res.end('<html>bad gateway</html>')
             return
           }
-          if (pod === 'slow-headers') await new Promise((r) => setTimeout(r, 3000))
+          if (pod === 'slow-headers') {
+            // No headers until the gateway gives up and closes the connection (at most 30 s).
+            await new Promise<void>((r) => {
+              const t = setTimeout(r, 30_000)
+              res.once('close', () => (clearTimeout(t), r()))
+            })
+            if (res.destroyed) return
+          }
           if (req.headers.accept !== NDJSON) {
             throw new CheckpointError('invalid_body', 'the fake agent only streams')
           }

@@ -118,7 +118,7 @@ export async function makeWorld(): Promise<World> {
           ],
         },
         grants: { issuer: GRANT_ISSUER },
-        limits: { agentHeadersTimeoutMs: 1000, defaultTimeoutSec: 30, maxTimeoutSec: 600 },
+        limits: { agentHeadersTimeoutMs: 5000, defaultTimeoutSec: 30, maxTimeoutSec: 600 },
       }
     },
     async token(claims, o = {}) {

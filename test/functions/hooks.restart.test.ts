@@ -68,7 +68,8 @@ describe('webhooks on node: restarts', { timeout: 90_000 }, () => {
   })
 
   it('agent down, gateway restarted, agent back: the retry on the new process completes', async () => {
-    const hooks = { retry: { maxAttempts: 3, baseDelayMs: 1500, maxDelayMs: 1500 } }
+    // The test must see the queued retry before it runs: 4 s leaves room on a busy machine.
+    const hooks = { retry: { maxAttempts: 3, baseDelayMs: 4000, maxDelayMs: 4000 } }
     const first = await start(flakyConfig(`${world.deadUrl}/n/{node}`, hooks), 'b.sqlite')
     const a = await post(first, alertmanagerPayload([firing('shop-restart', 'web', { cluster: 'flaky', node: 'node-a' })]))
     const id = a.alerts[0]!.operation

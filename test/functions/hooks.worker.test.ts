@@ -70,7 +70,7 @@ describe('webhooks on workerd: lost messages', { timeout: 60_000 }, () => {
       assert.equal(r.status, 500)
       assert.equal(((await r.json()) as { code: string }).code, 'internal')
       // workerd's console reaches us asynchronously: wait (bounded) for the start-up error line.
-      for (let i = 0; i < 40 && !bare.logs.some((l) => l.type === 'error'); i++) await new Promise((res) => setTimeout(res, 50))
+      for (let i = 0; i < 200 && !bare.logs.some((l) => l.type === 'error'); i++) await new Promise((res) => setTimeout(res, 50))
       assert.ok(bare.logs.some((l) => l.type === 'error'))
     } finally {
       await bare.close()

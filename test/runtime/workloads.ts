@@ -13,9 +13,12 @@
 /** Never writes, never exits, forks once a day. */
 export const NEVER = 'while :; do sleep 100000; done'
 
-/** Writes 1, 2, 3… to /tmp/count every `periodSec` seconds. */
+/**
+ * Writes 1, 2, 3… to /tmp/count every `periodSec` seconds, in place (`1<>`: no truncation, one
+ * write): the number only grows, so a reader — or a checkpoint — never finds the file empty.
+ */
 export const counter = (periodSec = 0.2) =>
-  `${NEVER} | { i=0; while :; do i=$((i+1)); echo $i > /tmp/count; read -t ${periodSec} x; done; }`
+  `${NEVER} | { i=0; while :; do i=$((i+1)); echo $i 1<>/tmp/count; read -t ${periodSec} x; done; }`
 
 /**
  * Holds `mb` MB resident: busybox awk builds one string of that size, writes "ready" to

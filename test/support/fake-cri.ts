@@ -39,7 +39,8 @@ export interface FakeCri {
   containers: FakeContainer[]
   behaviour: FakeBehaviour
   /** Every CheckpointContainer request seen, with its deadline (ms from the call) if any. */
-  checkpointCalls: { containerId: string; location: string; deadlineMs: number | null }[]
+  /** Every CheckpointContainer call, with when it arrived (Date.now()). */
+  checkpointCalls: { containerId: string; location: string; deadlineMs: number | null; at: number }[]
   stop(): Promise<void>
 }
 
@@ -91,7 +92,7 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
       const b = fake.behaviour
       const deadline = call.getDeadline()
       const deadlineMs = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) && deadline !== Infinity ? Number(deadline) - Date.now() : null
-      fake.checkpointCalls.push({ containerId: call.request.containerId, location: call.request.location, deadlineMs })
+      fake.checkpointCalls.push({ containerId: call.request.containerId, location: call.request.location, deadlineMs, at: Date.now() })
       if (b.hang) return void hanging.add(cb)
       if (!fake.containers.some((c) => c.id === call.request.containerId)) return cb(fail(grpc.status.NOT_FOUND, 'no such container'))
       setTimeout(async () => {

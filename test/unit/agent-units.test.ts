@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { ArchiveStore } from '../../agent/archives.ts'
+import { Checkpointer, type Resolved } from '../../agent/checkpointer.ts'
+import type { Runtime } from '../../agent/cri/client.ts'
 import { ConfigError, envName, helpText, loadConfig, OPTIONS, parseDuration } from '../../agent/config.ts'
 import { fromGrpc, GRPC } from '../../agent/cri/errors.ts'
 import { memoryLogger } from '../../agent/log.ts'
@@ -129,5 +131,69 @@ describe('metrics', () => {
     assert.match(t, /^checkpoint_agent_checkpoint_duration_seconds_bucket\{le="10"\} 2$/m)
     assert.match(t, /^checkpoint_agent_checkpoint_duration_seconds_count 2$/m)
     assert.match(t, /^checkpoint_agent_bytes_written_total 42$/m)
+  })
+})
+
+describe('checkpointer sharing', () => {
+  it('joins a running checkpoint, but not one that has finished and is only applying retention', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'share-'))
+    let releaseRetention!: () => void
+    const retentionGate = new Promise<void>((r) => (releaseRetention = r))
+    let retentionCalls = 0
+    let armed = false
+    class SlowRetention extends ArchiveStore {
+      override async applyRetention(now?: number, keep?: string): Promise<string[]> {
+        if (!armed) return super.applyRetention(now, keep) // the pass at start
+        retentionCalls++
+        await retentionGate
+        return super.applyRetention(now, keep)
+      }
+    }
+    const store = new SlowRetention(dir, { maxPerContainer: 0, maxTotalBytes: 0, maxAgeSeconds: 0 }, memoryLogger())
+    try {
+      await store.init()
+      armed = true
+      let calls = 0
+      let finishCall!: () => void
+      const runtime: Runtime = {
+        version: async () => ({ runtimeName: 'fake', runtimeVersion: '1', runtimeApiVersion: 'v1', version: '0.1.0' }),
+        listContainers: async () => [],
+        containerStats: async () => ({ workingSetBytes: 1, memoryUsageBytes: 1 }),
+        checkpointContainer: async (_id, location) => {
+          calls++
+          await new Promise<void>((r) => (finishCall = r))
+          await writeFile(location, `archive ${calls}`)
+        },
+        close: () => {},
+      }
+      const cp = new Checkpointer({ runtime, runtimeInfo: { name: 'fake', version: '1' }, store, metrics: new Metrics(), log: memoryLogger(), maxConcurrent: 2, maxQueue: 2, diskMarginBytes: 0 })
+      const target = { namespace: 'prod', pod: 'web-0', container: 'app' }
+      const resolved = { target, container: { id: 'c1', podSandboxId: 'p', name: 'app', attempt: 0, createdAtNs: 0n, state: 'CONTAINER_RUNNING', labels: {}, annotations: {}, imageRef: '' }, workingSetBytes: 1 } as Resolved
+      const until = async (ok: () => boolean, what: string) => {
+        for (let i = 0; i < 400 && !ok(); i++) await new Promise((r) => setTimeout(r, 5))
+        assert.ok(ok(), what)
+      }
+      const a = cp.submit(resolved)
+      await until(() => calls === 1, 'the first runtime call')
+      const b = cp.submit(resolved)
+      assert.equal(b.joined, true, 'a request while the runtime works shares its call')
+      assert.equal(b.job, a.job)
+      finishCall()
+      const first = await a.job.result
+      // The first job now waits in retention; a new request must get a new checkpoint.
+      await until(() => retentionCalls === 1, 'retention after the first checkpoint')
+      const c = cp.submit(resolved)
+      assert.equal(c.joined, false)
+      assert.notEqual(c.job, a.job)
+      await until(() => calls === 2, 'a second runtime call')
+      finishCall()
+      releaseRetention()
+      const second = await c.job.result
+      assert.notEqual(second.archive.name, first.archive.name)
+      assert.equal(await cp.close(1000), true)
+    } finally {
+      releaseRetention()
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -44,15 +44,15 @@ export function firing(namespace: string, pod: string, extra: Record<string, str
   return { labels: { alertname: 'ContainerCompromised', checkpoint: 'true', namespace, pod, container: 'app', ...extra } }
 }
 
-/** Polls an operation until `done` says so (≤ 10 s). */
+/** Polls an operation until `done` says so (≤ 30 s: three attempts through workerd's queue take ≈ 5 s idle). */
 export async function waitFor(gw: Target, token: string, id: string, done: (op: OperationView) => boolean = (op) => op.state === 'succeeded' || op.state === 'failed'): Promise<OperationView> {
-  const deadline = Date.now() + 10_000
+  const deadline = Date.now() + 30_000
   for (;;) {
     const r = await gw.fetch(`/v1/operations/${id}`, { headers: { authorization: `Bearer ${token}` } })
     assert.equal(r.status, 200)
     const op = (await r.json()) as OperationView
     if (done(op)) return op
-    if (Date.now() > deadline) assert.fail(`operation ${id} still ${op.state} after 10 s`)
+    if (Date.now() > deadline) assert.fail(`operation ${id} still ${op.state} after 30 s`)
     await new Promise((r) => setTimeout(r, 100))
   }
 }
