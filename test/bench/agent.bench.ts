@@ -51,6 +51,7 @@ import { archiveName } from '../../shared/names.ts'
 import { makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime } from '../runtime/containerd.ts'
+import { counter } from '../runtime/workloads.ts'
 import { stopChild as stopChildAfter } from '../support/process.ts'
 import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
@@ -190,9 +191,10 @@ async function checkpointOverhead(work: string, ids: Identities): Promise<void> 
   const t0 = performance.now()
   const rt = await startLocalRuntime({ log: (l) => note(`runtime: ${l}`) })
   defer(() => rt.stop())
-  const image = await buildAndPushBusybox(rt.registry, 'bench/sleeper', 'v1')
-  const POD = { namespace: 'bench', pod: 'sleeper', container: 'sleeper' }
-  const { containerId } = await runPod(rt.endpoint, { ...POD, image, command: ['sh', '-c', 'while :; do sleep 1; done'] })
+  const image = await buildAndPushBusybox(rt.registry, 'bench/counter', 'v1')
+  const POD = { namespace: 'bench', pod: 'counter', container: 'counter' }
+  // A counter that does not fork: a forking one fails a dump now and then (test/runtime/workloads.ts).
+  const { containerId } = await runPod(rt.endpoint, { ...POD, image, command: ['sh', '-c', counter(1)] })
   const agentDir = join(work, 'overhead-agent')
   const t = await startTestAgent({ ids, endpoint: rt.endpoint, dir: agentDir })
   defer(() => t.stop())
