@@ -2,8 +2,9 @@
  * Why a dump failed, in CRIU's words. containerd (through runc) answers a failed checkpoint with
  * `criu failed: type DUMP errno 0 path= <bundle>/criu-dump.log`; that log names the cause ("Can't
  * dump ghost file … increase limit", "Timeout reached", "Unseizable non-zombie …"). The agent
- * reads its error lines, when it can see the file (the DaemonSet mounts containerd's task state
- * read-only), and returns them with the failure. Best effort: no file, no lines.
+ * reads its error lines, when it can see the file (the DaemonSet's /run/containerd mount shows
+ * containerd's task state at the same path), and returns them with the failure. Best effort: no
+ * file, no lines.
  */
 import { open } from 'node:fs/promises'
 import { basename, isAbsolute, normalize } from 'node:path'
