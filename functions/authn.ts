@@ -2,6 +2,9 @@
  * Bearer JWT authentication with jose. Issuers, audience and algorithms come from config; keys
  * from a remote JWKS (one `createRemoteJWKSet` per URL per isolate) or a static set. Any token
  * problem is 401 `unauthenticated`; a key set we cannot fetch is 503 `auth_unavailable`.
+ *
+ * Verified tokens are remembered for a short while (see {@link TokenCache}): a client sends the
+ * same token with every request, and its signature check is most of a request's CPU.
  */
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import { CheckpointError } from '../shared/errors.ts'
@@ -37,6 +40,72 @@ function isTokenFault(err: unknown): boolean {
 
 export type Authenticate = (authorization: string | undefined) => Promise<Caller>
 
+/** How many verified tokens an authenticator remembers, and for how long at most. */
+export const TOKEN_CACHE_MAX = 1000
+export const TOKEN_CACHE_TTL_MS = 60_000
+/** Longer tokens are verified every time (bounds the cache's memory: 1,000 × 4 KiB of token, and its claims). */
+const TOKEN_CACHE_MAX_CHARS = 4096
+
+interface Verified {
+  payload: JWTPayload
+  /** Clock time (ms) after which the entry is dropped: at most TTL after it was verified. */
+  until: number
+}
+
+/**
+ * Verified caller tokens by their exact text, for at most {@link TOKEN_CACHE_TTL_MS} (so a key
+ * the issuer withdraws stops being honoured within that bound, on top of the key set's own
+ * cache), never past the token's `exp` (plus the clock tolerance), at most
+ * {@link TOKEN_CACHE_MAX} entries (oldest first out). Only successes are stored. A hit repeats
+ * the time checks jose makes (`nbf`, `exp` with the same tolerance and clock); everything else
+ * jose checks (signature, algorithm, issuer, audience, required claims) depends on the token's
+ * text and the authenticator's fixed options alone.
+ */
+export class TokenCache {
+  readonly #entries = new Map<string, Verified>()
+  readonly #max: number
+  readonly #ttlMs: number
+  readonly #toleranceSec: number
+
+  constructor(toleranceSec: number, max = TOKEN_CACHE_MAX, ttlMs = TOKEN_CACHE_TTL_MS) {
+    this.#toleranceSec = toleranceSec
+    this.#max = max
+    this.#ttlMs = ttlMs
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+
+  /** The payload of a token verified earlier that is still valid at `nowMs`, else undefined. */
+  get(token: string, nowMs: number): JWTPayload | undefined {
+    const e = this.#entries.get(token)
+    if (!e) return undefined
+    // As jose: whole seconds of `currentDate`, tolerance on both sides.
+    const now = Math.floor(nowMs / 1000)
+    const { nbf, exp } = e.payload
+    if (nowMs >= e.until || (typeof nbf === 'number' && nbf > now + this.#toleranceSec) || (typeof exp === 'number' && exp <= now - this.#toleranceSec)) {
+      this.#entries.delete(token)
+      return undefined
+    }
+    return e.payload
+  }
+
+  /** Remembers a token jose has just verified at `nowMs`. */
+  set(token: string, payload: JWTPayload, nowMs: number): void {
+    if (token.length > TOKEN_CACHE_MAX_CHARS || this.#max <= 0) return
+    let until = nowMs + this.#ttlMs
+    // The first instant jose would call it expired: now - tolerance >= exp, in whole seconds.
+    if (typeof payload.exp === 'number') until = Math.min(until, (payload.exp + this.#toleranceSec) * 1000)
+    if (until <= nowMs) return
+    this.#entries.delete(token)
+    while (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value!)
+    this.#entries.set(token, { payload, until })
+  }
+}
+
+const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i
+
 /**
  * Builds the authenticator once (per app, i.e. per isolate).
  *
@@ -44,7 +113,7 @@ export type Authenticate = (authorization: string | undefined) => Promise<Caller
  * const authenticate = createAuthenticator(config.auth)
  * const caller = await authenticate(req.headers.get('authorization') ?? undefined)
  */
-export function createAuthenticator(auth: AuthConfig, now: () => number): Authenticate {
+export function createAuthenticator(auth: AuthConfig, now: () => number, cache: TokenCache = new TokenCache(auth.clockToleranceSec)): Authenticate {
   let keys: JWTVerifyGetKey
   if (auth.jwksUrl) {
     const remote = remoteSet(auth.jwksUrl)
@@ -68,13 +137,17 @@ export function createAuthenticator(auth: AuthConfig, now: () => number): Authen
   }
 
   return async function authenticate(authorization) {
-    const m = authorization ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(authorization) : null
+    const m = authorization ? BEARER.exec(authorization) : null
     if (!m) {
       throw new CheckpointError('unauthenticated', 'a Bearer token is required', { headers: { 'WWW-Authenticate': authorization ? INVALID_TOKEN['WWW-Authenticate'] : 'Bearer' } })
     }
+    const token = m[1]!
+    const at = now()
+    const known = cache.get(token, at)
+    if (known) return callerOf(known, auth.groupsClaim)
     let payload: JWTPayload
     try {
-      ;({ payload } = await jwtVerify(m[1]!, keys, { ...options, currentDate: new Date(now()) }))
+      ;({ payload } = await jwtVerify(token, keys, { ...options, currentDate: new Date(at) }))
     } catch (err) {
       if (err instanceof AuthUnavailableError) throw err
       const code = err instanceof errors.JOSEError ? err.code : 'ERR_UNKNOWN'
@@ -83,6 +156,7 @@ export function createAuthenticator(auth: AuthConfig, now: () => number): Authen
     if (typeof payload.sub !== 'string' || payload.sub === '') {
       throw new CheckpointError('unauthenticated', 'invalid token (no sub)', { headers: INVALID_TOKEN, extra: { reason: 'ERR_JWT_CLAIM_VALIDATION_FAILED' } })
     }
+    cache.set(token, payload, at)
     return callerOf(payload, auth.groupsClaim)
   }
 }

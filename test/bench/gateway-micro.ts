@@ -1,8 +1,8 @@
 /**
  * In-process CPU breakdown of one gateway request, without HTTP or an agent (helper for
  * gateway.bench.ts findings; not run by `npm run bench`): jose ES256 verification of a caller
- * token, EdDSA grant signing, the whole app (Hono, authn, authz, audit, grant) with a stub agent
- * transport answering `{"items":[]}`, and the app rejecting a bad signature. 16 in flight.
+ * token (token cache off), EdDSA grant signing, the whole app (Hono, authn with its token cache,
+ * authz, audit, grant) with a stub agent transport answering `{"items":[]}`, and the app rejecting a bad signature. 16 in flight.
  *
  *   taskset -c 0 node_modules/.bin/node test/bench/gateway-micro.ts   (LOG=1: the production logger)
  */
@@ -10,7 +10,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { createGateway } from '../../functions/app.ts'
 import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
-import { createAuthenticator } from '../../functions/authn.ts'
+import { createAuthenticator, TokenCache } from '../../functions/authn.ts'
 const idp = await generateKeyPair('ES256', { extractable: true })
 const jwks = { keys: [{ ...(await exportJWK(idp.publicKey)), kid: 'k', alg: 'ES256' }] }
 const g = await generateKeyPair('EdDSA', { extractable: true })
@@ -21,7 +21,7 @@ const config = parseConfig({ clusters: { bench: { agentUrl: 'https://127.0.0.1:1
 const log = process.env.LOG === '1' ? (l: any) => { process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...l }) + '\n') } : () => {}
 const agents = { fetch: async () => new Response('{"items":[]}', { headers: { 'content-type': 'application/json' } }) }
 const gw = createGateway({ config, agents, keys, clock: { now: Date.now }, log })
-const auth = createAuthenticator(config.auth, Date.now)
+const auth = createAuthenticator(config.auth, Date.now, new TokenCache(0, 0)) // no cache: every call verifies
 const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} }
 const cases: Record<string, () => Promise<unknown>> = {
   verify: () => auth(`Bearer ${tok}`),
