@@ -86,6 +86,9 @@ const NO_STORE = { 'cache-control': 'no-store' }
 /** How much earlier than the dispatch an agent's `created` stamp may be and still be that job's archive. */
 const DISPATCH_CLOCK_SLACK_MS = 2000
 
+/** The agent's `runtimeLog` (CRIU's error lines) of a failed event, as a spreadable member. */
+const runtimeLogOf = (f: FailedEvent): { runtimeLog?: string[] } => (isRuntimeLog(f.runtimeLog) && f.runtimeLog.length ? { runtimeLog: f.runtimeLog } : {})
+
 /**
  * Builds the gateway with its job runner (Workers' `queue()` handler and Node's queue call it).
  *
@@ -93,9 +96,6 @@ const DISPATCH_CLOCK_SLACK_MS = 2000
  * const { app } = createGateway({ config, agents, keys, clock: { now: Date.now }, log: (l) => console.log(JSON.stringify(l)) })
  * export default { fetch: app.fetch }
  */
-/** The agent's `runtimeLog` (CRIU's error lines) of a failed event, as a spreadable member. */
-const runtimeLogOf = (f: FailedEvent): { runtimeLog?: string[] } => (isRuntimeLog(f.runtimeLog) && f.runtimeLog.length ? { runtimeLog: f.runtimeLog } : {})
-
 export function createGateway(deps: Deps): Gateway {
   const { config, keys, clock, log } = deps
   const authenticate = createAuthenticator(config.auth, () => clock.now())
