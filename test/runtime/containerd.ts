@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { call, criServices } from '../../agent/cri/client.ts'
+import { dumpLogErrors } from '../../agent/cri/dump-log.ts'
 import { freePort } from '../support/net.ts'
 import { stopChild } from '../support/process.ts'
 
@@ -635,12 +636,10 @@ function ms(since: number): string {
 }
 
 /**
- * The error lines of the CRIU log a failed checkpoint's message points at (`path= …criu-dump.log`),
- * for a test's failure message; '' when there is none or it is gone.
+ * For a test's failure message: CRIU's error lines from the dump log a runtime error names (the
+ * agent's own reader, agent/cri/dump-log.ts); '' when there is none. Agent answers carry them
+ * already (`runtimeLog`); this is for direct CRI calls.
  */
 export async function criuErrors(message: string): Promise<string> {
-  const path = /path= (\S+criu-dump\.log)/.exec(message)?.[1]
-  if (!path) return ''
-  const text = await readFile(path, 'utf8').catch(() => '')
-  return text.split('\n').filter((l) => /Error|Unseizable/.test(l)).slice(0, 20).join('\n')
+  return (await dumpLogErrors(message)).join('\n')
 }
