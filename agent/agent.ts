@@ -4,6 +4,7 @@
  * in-process through this factory.
  */
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { ArchiveStore } from './archives.ts'
 import { Checkpointer } from './checkpointer.ts'
 import type { AgentConfig } from './config.ts'
@@ -14,6 +15,9 @@ import { Metrics } from './metrics.ts'
 import { createAgentServer, type AgentServer } from './server.ts'
 import { readTls, watchFiles, watchTls } from './tls.ts'
 import type { RuntimeInfo } from '../shared/events.ts'
+
+/** Used grant ids, in the checkpoint directory (see grants.ts). */
+export const USED_GRANTS_FILE = '.used-grants.log'
 
 export interface RunningAgent {
   address: AddressInfo
@@ -54,7 +58,8 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
   const metrics = new Metrics()
   const store = new ArchiveStore(cfg.checkpointDir, cfg.retention, log)
   await store.init()
-  const grants = await createGrantVerifier({ node: cfg.nodeName, ...cfg.grants })
+  // The used-grant journal sits beside the archives: the one directory the agent owns (0700).
+  const grants = await createGrantVerifier({ node: cfg.nodeName, ...cfg.grants, journalFile: join(cfg.checkpointDir, USED_GRANTS_FILE) })
   const checkpointer = new Checkpointer({
     runtime, runtimeInfo, store, metrics, log,
     maxConcurrent: cfg.maxConcurrent, maxQueue: cfg.maxQueue, diskMarginBytes: cfg.diskMarginBytes,
@@ -97,6 +102,7 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
         http.server.closeAllConnections()
         await closed
         rt.close()
+        await grants.close()
         log.info('agent stopped', { clean })
         return { clean }
       })()

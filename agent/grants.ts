@@ -2,7 +2,7 @@
  * Verifies the gateway's grants: signature (jose, asymmetric algorithms only), audience = this
  * node's agent, issuer when configured, a bounded lifetime, and a `jti` that is used once.
  */
-import { readFile } from 'node:fs/promises'
+import { open, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises'
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
 import { CheckpointError } from '../shared/errors.ts'
 import { checkGrantCovers, GRANT_TYP, grantAudience, type GrantClaims, type GrantRequirement } from '../shared/grant.ts'
@@ -22,6 +22,11 @@ export interface GrantVerifierOptions {
   now?: () => number
   /** Upper bound of remembered jtis; beyond it new grants are refused until old ones expire. */
   maxRemembered?: number
+  /**
+   * Where used jtis are written before a grant is honoured, so a restart cannot make a used grant
+   * usable again. Without it they live in memory only.
+   */
+  journalFile?: string
 }
 
 export type VerifiedGrant = GrantClaims & JWTPayload
@@ -31,12 +36,14 @@ export interface GrantVerifier {
   verify(authorization: string | undefined, need: Omit<GrantRequirement, 'node'>): Promise<VerifiedGrant>
   /** Re-reads a JWKS file (keys rotate by kid). */
   reload(): Promise<void>
+  /** Closes the journal once pending writes are done. */
+  close(): Promise<void>
 }
 
 export async function createGrantVerifier(o: GrantVerifierOptions): Promise<GrantVerifier> {
   const now = o.now ?? Date.now
-  // Used jtis live in memory only: grants issued before this process started are refused, so a
-  // restart cannot make an old grant usable again.
+  // Grants issued well before this process started are refused outright; the journal covers the
+  // few seconds of clock tolerance (and a restart within them) in which a used grant is still live.
   const startedAt = Math.floor(now() / 1000)
   const maxRemembered = o.maxRemembered ?? 100_000
   let keys: ReturnType<typeof createLocalJWKSet> | ReturnType<typeof createRemoteJWKSet>
@@ -48,13 +55,15 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
   await load()
   /** jti → exp (ms). */
   const seen = new Map<string, number>()
+  const live = (exp: number) => exp + CLOCK_TOLERANCE_S * 1000 >= now()
+  const journal = o.journalFile ? await openJournal(o.journalFile, seen, live) : undefined
   const sweep = () => {
-    const t = now()
-    for (const [jti, exp] of seen) if (exp + CLOCK_TOLERANCE_S * 1000 < t) seen.delete(jti)
+    for (const [jti, exp] of seen) if (!live(exp)) seen.delete(jti)
   }
 
   return {
     reload: load,
+    close: async () => journal?.close(),
     async verify(authorization, need) {
       const m = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization ?? '')
       if (!m) throw new CheckpointError('invalid_grant', 'a grant is required: Authorization: Bearer <grant>', { field: 'authorization' })
@@ -77,6 +86,8 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
         if (keysDown) throw new CheckpointError('auth_unavailable', 'grant keys could not be fetched or read', { cause: err, headers: { 'retry-after': '5' } })
         throw new CheckpointError('invalid_grant', `grant refused (${code})`, { field: 'authorization', cause: err, extra: { reason: code } })
       }
+      // A replay is named as one even when the grant is also too old: the journal is the proof.
+      if (seen.has(payload.jti!)) throw replay()
       if (payload.iat! < startedAt - CLOCK_TOLERANCE_S) {
         throw new CheckpointError('invalid_grant', 'grant issued before this agent started', { field: 'authorization', extra: { reason: 'issued_before_start' } })
       }
@@ -88,10 +99,71 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
         throw new CheckpointError('grant_mismatch', 'grant does not cover this request: cluster differs', { field: 'cluster' })
       }
       sweep()
-      if (seen.has(payload.jti!)) throw new CheckpointError('invalid_grant', 'grant already used (jti replay)', { field: 'authorization', extra: { reason: 'replay' } })
+      if (seen.has(payload.jti!)) throw replay()
       if (seen.size >= maxRemembered) throw new CheckpointError('too_many_requests', 'too many live grants', { headers: { 'retry-after': '5' } })
       seen.set(payload.jti!, payload.exp! * 1000)
+      // Written down before the grant is honoured: a crash after this line cannot reopen it.
+      await journal?.append(payload.jti!, payload.exp! * 1000)
       return payload as VerifiedGrant
+    },
+  }
+}
+
+const replay = () => new CheckpointError('invalid_grant', 'grant already used (jti replay)', { field: 'authorization', extra: { reason: 'replay' } })
+
+interface Journal {
+  append(jti: string, expMs: number): Promise<void>
+  close(): Promise<void>
+}
+
+/**
+ * The used-jti journal: one JSON line per used grant (`{"j":jti,"e":expMs}`), 0600. At start the
+ * live entries are loaded into `seen` and the file is rewritten with only those; it is rewritten
+ * again whenever it holds twice the live entries (and at least 10,000 lines). A torn last line
+ * (a crash mid-write) is skipped: its grant was never honoured.
+ */
+async function openJournal(path: string, seen: Map<string, number>, live: (expMs: number) => boolean): Promise<Journal> {
+  const text = await readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return ''
+    throw err
+  })
+  for (const line of text.split('\n')) {
+    try {
+      const { j, e } = JSON.parse(line) as { j?: unknown; e?: unknown }
+      if (typeof j === 'string' && typeof e === 'number' && live(e)) seen.set(j, e)
+    } catch {
+      // an empty or torn line
+    }
+  }
+  let lines = 0
+  let fh: FileHandle
+  const rewrite = async () => {
+    const tmp = `${path}.tmp`
+    const body = [...seen].map(([j, e]) => JSON.stringify({ j, e }) + '\n').join('')
+    await writeFile(tmp, body, { mode: 0o600 })
+    await rename(tmp, path)
+    lines = seen.size
+    fh = await open(path, 'a', 0o600)
+  }
+  await rewrite()
+  // Appends and rewrites run one at a time, in order.
+  let queue = Promise.resolve()
+  return {
+    append(jti, expMs) {
+      const step = queue.then(async () => {
+        await fh.appendFile(JSON.stringify({ j: jti, e: expMs }) + '\n')
+        if (++lines >= 10_000 && lines > 2 * seen.size) {
+          const old = fh
+          await rewrite()
+          await old.close()
+        }
+      })
+      queue = step.catch(() => {})
+      return step
+    },
+    async close() {
+      await queue
+      await fh.close()
     },
   }
 }

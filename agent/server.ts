@@ -8,7 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { asCheckpointError, CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
-import { encodeEvent, isRuntimeLog, NDJSON, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
+import { encodeEvent, isRuntimeLog, NDJSON, type ArchiveEntry, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
+import { checkGrantCoversArchive } from '../shared/grant.ts'
 import { checkQuery, checkTarget, parseTimeout, type Target } from '../shared/names.ts'
 import { REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
 import type { ArchiveStore } from './archives.ts'
@@ -267,6 +268,7 @@ async function removeArchive(ctx: Ctx, d: AgentDeps): Promise<void> {
   checkQuery(ctx.query, [])
   refuseBody(ctx.req)
   const grant: VerifiedGrant = await d.grants.verify(ctx.req.headers.authorization, { op: 'checkpoint:delete', archive: name })
+  checkGrantCoversArchive(grant, name, recordedTarget(await d.store.get(name)))
   await d.store.remove(name)
   ctx.log.info('archive deleted', { client: ctx.client, sub: grant.sub, archive: name })
   ctx.res.writeHead(204).end()
@@ -299,6 +301,7 @@ async function download(ctx: Ctx, d: AgentDeps): Promise<void> {
   checkQuery(ctx.query, [])
   const grant = await d.grants.verify(req.headers.authorization, { op: 'checkpoint:read', archive: name })
   const a = await d.store.get(name)
+  checkGrantCoversArchive(grant, name, recordedTarget(a))
   const etag = a.sha256Known ? `"${a.sha256}"` : `W/"${a.size.toString(16)}-${Math.floor(a.mtimeMs).toString(16)}"`
   const ifRange = req.headers['if-range']
   const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, a.size)
@@ -323,6 +326,11 @@ async function download(ctx: Ctx, d: AgentDeps): Promise<void> {
     ctx.log.warn('download cut', { archive: name, err })
     res.destroy()
   })
+}
+
+/** The target the agent recorded when it wrote the archive; null for one it did not write. */
+function recordedTarget(a: ArchiveEntry): Target | null {
+  return a.sha256Known ? { namespace: a.namespace, pod: a.pod, container: a.container } : null
 }
 
 async function healthz(ctx: Ctx): Promise<void> {

@@ -11,7 +11,7 @@ import { CheckpointError, ERROR_STATUS, asCheckpointError, isErrorCode } from '.
 import { isRuntimeLog, NDJSON, type ArchiveEntry, type CompletedEvent, type FailedEvent, type FinalEvent } from '../shared/events.ts'
 import type { GrantClaims } from '../shared/grant.ts'
 import { AGENT_PATHS, REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../shared/agent-api.ts'
-import { archiveInNamespace, archiveMatches, checkName, checkQuery, checkTarget, isArchiveName, parseTimeout, type Target } from '../shared/names.ts'
+import { archiveInNamespace, archiveMatches, archiveReadings, checkName, checkQuery, checkTarget, isArchiveName, parseTimeout, type Target } from '../shared/names.ts'
 import { createAuthenticator } from './authn.ts'
 import { decide, decideArchive, requireAllowed, type Action, type Caller, type Decision } from './authz.ts'
 import type { ClusterConfig, GatewayConfig } from './config.ts'
@@ -238,6 +238,14 @@ export function createGateway(deps: Deps): Gateway {
 
   async function agentError(c: Ctx, res: Response, cl: ClusterConfig, node: string): Promise<Response> {
     const f = await agentFailure(res)
+    if (f.err.extra?.['agentCode'] === 'grant_mismatch' && f.err.extra['agentField'] === 'namespace') {
+      // The archive exists, but not in a namespace the caller was authorized in: to the caller it
+      // is absent (a 403 would tell it that this name belongs to someone else).
+      const a = c.get('audit')
+      a.decision = 'deny'
+      log({ type: 'decision', requestId: a.requestId, sub: a.sub, op: a.op, cluster: cl.id, node, archive: a.archive, decision: 'deny', missing: 'archive namespace (agent record)' })
+      return errorResponse(c, new CheckpointError('archive_not_found', `no archive ${a.archive ?? ''} in the namespaces you may access on node ${node}`, { field: 'namespace' }), { extra: { cluster: cl.id, node } })
+    }
     const r = failureResponse(c, f, cl, node)
     const range = res.headers.get('content-range')
     if (f.status === 416 && range) r.headers.set('content-range', range)
@@ -448,19 +456,24 @@ export function createGateway(deps: Deps): Gateway {
     const ns = url.searchParams.get('namespace')
     const caller = c.get('caller')
     let decision: Decision
+    // The namespaces this decision covers travel in the grant: the agent serves the archive only if
+    // its recorded namespace is one of them, so `?namespace=` can pick a reading, never widen one.
+    let namespaces: string[]
     Object.assign(c.get('audit'), { cluster, node, archive: name })
     if (ns !== null) {
       checkName('namespace', ns)
       const t = archiveInNamespace(name, ns)
       if (!t) throw new CheckpointError('invalid_archive_name', `archive ${name} is not in namespace ${ns}`, { field: 'namespace' })
       decision = decide(config.policy, caller, action, { cluster, ...t })
+      namespaces = [ns]
     } else {
       decision = decideArchive(config.policy, caller, action, cluster, name)
+      namespaces = archiveReadings(name)?.readings.map((r) => r.namespace) ?? []
     }
     authorize(c, action, decision)
     const cl = clusterOf(cluster)
     const op = action === 'read' ? 'checkpoint:read' : 'checkpoint:delete'
-    const headers = await grantFor(c, { op, cluster, node, archive: name }, config.grants.readTtlSec)
+    const headers = await grantFor(c, { op, cluster, node, archive: name, namespaces }, config.grants.readTtlSec)
     if (action === 'delete') {
       const res = await forward(cl, node, AGENT_PATHS.archive(name), { method: 'DELETE', headers })
       if (res.status >= 300) return agentError(c, res, cl, node)

@@ -64,7 +64,8 @@ export async function agentFailure(res: Response): Promise<AgentFailure> {
   if (status === 401 || status === 403) {
     // invalid_grant, grant_mismatch, forbidden (our client certificate): the gateway's problem.
     const agentCode = typeof b.code === 'string' && /^[a-z_]{1,64}$/.test(b.code) ? b.code : status === 401 ? 'invalid_grant' : 'forbidden'
-    const err = new CheckpointError('bad_gateway', `the agent refused the gateway's credentials (${status} ${agentCode}): ${detail}`, { extra: { agentCode, agentStatus: status } })
+    const agentField = typeof b.field === 'string' && /^[a-z_]{1,64}$/.test(b.field) ? { agentField: b.field } : {}
+    const err = new CheckpointError('bad_gateway', `the agent refused the gateway's credentials (${status} ${agentCode}): ${detail}`, { extra: { agentCode, agentStatus: status, ...agentField } })
     return { err, status: 502 }
   }
   let code: ErrorCode

@@ -4,7 +4,7 @@
  * refuses a grant for anything else, and a `jti` it has seen before.
  */
 import { CheckpointError } from './errors.ts'
-import type { Target } from './names.ts'
+import { archiveMatches, archiveReadings, type Target } from './names.ts'
 
 export type Operation = 'checkpoint:create' | 'checkpoint:read' | 'checkpoint:delete' | 'checkpoint:list'
 
@@ -20,6 +20,12 @@ export interface GrantClaims {
   container?: string
   /** For read/delete of one archive. */
   archive?: string
+  /**
+   * For read/delete: the namespaces the gateway authorized this archive in. An archive name joins
+   * namespace and container with '-', so the agent serves it only when its recorded namespace is
+   * one of these (an archive without a record: when every reading of its name is).
+   */
+  namespaces?: string[]
   /** Who asked the gateway (for the agent's audit log). */
   sub?: string
 }
@@ -55,4 +61,20 @@ export function checkGrantCovers(claims: Partial<GrantClaims>, need: GrantRequir
     if (claims.container !== need.target.container) mismatch('container')
   }
   if (need.archive !== undefined && claims.archive !== need.archive) mismatch('archive')
+}
+
+/**
+ * Throws `grant_mismatch` (field `namespace`) unless a read/delete grant was authorized for the
+ * archive's real target. `recorded` is the target the agent wrote down with the archive, or null
+ * for an archive it did not write (a kubelet one), whose every reading must then be covered: the
+ * caller never chooses what an ambiguous name means.
+ */
+export function checkGrantCoversArchive(claims: Partial<GrantClaims>, name: string, recorded: Target | null): void {
+  const granted = Array.isArray(claims.namespaces) ? claims.namespaces.filter((n): n is string => typeof n === 'string') : []
+  const covered = recorded
+    ? archiveMatches(name, recorded) && granted.includes(recorded.namespace)
+    : (archiveReadings(name)?.readings.every((r) => granted.includes(r.namespace)) ?? false)
+  if (!covered) {
+    throw new CheckpointError('grant_mismatch', 'grant does not cover this archive: not authorized in its namespace', { field: 'namespace' })
+  }
 }

@@ -15,7 +15,7 @@ import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { archiveName, archiveReadings } from '../../shared/names.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
 import { poll } from '../support/wait.ts'
-import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { makeIdentities, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 
 const T = { namespace: 'prod', pod: 'web-0', container: 'app' }
 const PATH = `/checkpoint/${T.namespace}/${T.pod}/${T.container}`
@@ -41,6 +41,8 @@ async function stack(args: string[] = [], fakeInit = {}): Promise<{ cri: FakeCri
     { id: 'c-side', namespace: 'prod', pod: 'web-0', container: 'sidecar' },
     { id: 'c-b', namespace: 'prod', pod: 'web-1', container: 'app' },
     { id: 'c-c', namespace: 'prod', pod: 'web-2', container: 'app' },
+    // prod-x/app and prod/x-app share one archive name.
+    { id: 'c-x', namespace: 'prod-x', pod: 'web-0', container: 'app' },
   ])
   const a = await startTestAgent({ ids, endpoint: cri.endpoint, args: ['--heartbeat-interval=1s', ...args], dir: sub })
   // The fake runtime goes first: a hung CheckpointContainer would hold the agent's shutdown open.
@@ -158,12 +160,46 @@ describe('grants', () => {
     assert.equal((await body(again)).code, 'invalid_grant')
   })
 
-  it('refuses grants issued before the agent started (used jtis do not survive a restart)', async () => {
+  it('refuses grants issued well before the agent started', async () => {
     const r = await post(`Bearer ${await s.a.mint({ op: 'checkpoint:create', ...T }, { iatOffset: -30, expiresIn: 120 })}`)
     assert.equal(r.statusCode, 401)
     const p = await body(r)
     assert.equal(p.code, 'invalid_grant')
     assert.equal(p.reason, 'issued_before_start')
+  })
+
+  it('refuses a used grant after a restart, however soon (the used-grant journal)', async () => {
+    const sub = await mkdtemp(join(dir, 'replay-'))
+    const cri = await startFakeCri(join(sub, 'cri.sock'), {}, [{ id: 'c-app', ...T }])
+    const list = (a: TestAgent, g: string) => a.fetch('/checkpoints', { headers: { authorization: g } })
+    let a = await startTestAgent({ ids, endpoint: cri.endpoint, dir: sub })
+    try {
+      // Issued a second after the first start; the second start is within the clock tolerance.
+      const g = `Bearer ${await a.mint({ op: 'checkpoint:list' })}`
+      const first = await list(a, g)
+      assert.equal(first.statusCode, 200)
+      await first.body.dump()
+      await a.stop()
+      a = await startTestAgent({ ids, endpoint: cri.endpoint, dir: sub })
+      const again = await list(a, g)
+      assert.equal(again.statusCode, 401)
+      const p = await body(again)
+      assert.deepEqual([p.code, p.reason], ['invalid_grant', 'replay'])
+      // A fresh grant still works, and a torn last journal line does not stop the next start.
+      const fresh = await list(a, `Bearer ${await a.mint({ op: 'checkpoint:list' })}`)
+      assert.equal(fresh.statusCode, 200)
+      await fresh.body.dump()
+      await a.stop()
+      const { appendFile } = await import('node:fs/promises')
+      await appendFile(join(sub, 'checkpoints', '.used-grants.log'), '{"j":"torn')
+      a = await startTestAgent({ ids, endpoint: cri.endpoint, dir: sub })
+      const third = await list(a, g)
+      assert.equal(third.statusCode, 401)
+      await third.body.dump()
+    } finally {
+      await a.stop()
+      await cri.stop()
+    }
   })
 
   it('never logs the grant', async () => {
@@ -329,7 +365,7 @@ describe('runtime faults', () => {
       const p = await body(r)
       assert.equal(p.code, 'checkpoint_failed')
       assert.equal(p.runtimeLog, undefined, 'no log named, none read')
-      assert.deepEqual(await readdir(s.a.agent.store.dir), [])
+      assert.deepEqual((await readdir(s.a.agent.store.dir)).filter(notJournal), [])
     } finally { reset() }
   })
 
@@ -359,7 +395,7 @@ describe('runtime faults', () => {
       const last = parseEvent((await streamed.body.text()).trim().split('\n').at(-1)!)
       assert.ok(last.type === 'failed')
       assert.deepEqual([last.code, last.runtimeLog], ['checkpoint_failed', expected])
-      assert.deepEqual(await readdir(s.a.agent.store.dir), [])
+      assert.deepEqual((await readdir(s.a.agent.store.dir)).filter(notJournal), [])
     } finally { reset() }
   })
 
@@ -481,8 +517,8 @@ describe('archives', () => {
     bytes = await readFile(path)
   })
   after(async () => { await s.stop() })
-  const grant = async (op: 'checkpoint:read' | 'checkpoint:delete' | 'checkpoint:list', archive?: string) =>
-    `Bearer ${await s.a.mint({ op, ...(archive ? { archive } : {}) })}`
+  const grant = async (op: 'checkpoint:read' | 'checkpoint:delete' | 'checkpoint:list', archive?: string, namespaces = ['prod']) =>
+    `Bearer ${await s.a.mint({ op, ...(archive ? { archive, namespaces } : {}) })}`
 
   it('lists complete archives with their digest', async () => {
     const r = await s.a.fetch('/checkpoints', { headers: { authorization: await grant('checkpoint:list') } })
@@ -524,6 +560,44 @@ describe('archives', () => {
     assert.equal((await body(r)).code, 'grant_mismatch')
   })
 
+  it('serves an archive only to a grant authorized in its recorded namespace', async () => {
+    // prod-x/app's archive reads as prod/x-app too: a grant for namespace prod must not open it.
+    const r = await checkpoint(s.a, { namespace: 'prod-x', pod: 'web-0', container: 'app' })
+    const x = ((await body(r)).items[0] as string).split('/').at(-1)!
+    assert.deepEqual(archiveReadings(x)!.readings.map((x) => x.namespace), ['prod', 'prod-x'])
+    for (const [method, op] of [['GET', 'checkpoint:read'], ['DELETE', 'checkpoint:delete']] as const) {
+      for (const namespaces of [['prod'], [], ['prod-x-y']]) {
+        const no = await s.a.fetch(`/checkpoints/${x}`, { method, headers: { authorization: await grant(op, x, namespaces) } })
+        assert.equal(no.statusCode, 403, `${method} ${namespaces}`)
+        const p = await body(no)
+        assert.deepEqual([p.code, p.field], ['grant_mismatch', 'namespace'])
+      }
+    }
+    const yes = await s.a.fetch(`/checkpoints/${x}`, { headers: { authorization: await grant('checkpoint:read', x, ['prod', 'prod-x']) } })
+    assert.equal(yes.statusCode, 200)
+    await yes.body.dump()
+    const del = await s.a.fetch(`/checkpoints/${x}`, { method: 'DELETE', headers: { authorization: await grant('checkpoint:delete', x, ['prod-x']) } })
+    assert.equal(del.statusCode, 204)
+    await del.body.dump()
+  })
+
+  it('an archive it did not write (no record) is served only when every reading is granted', async () => {
+    const kubelet = archiveName({ namespace: 'prod-x', pod: 'web-9', container: 'app' }, new Date('2026-01-01T00:00:00Z'))
+    await writeFile(join(s.a.agent.store.dir, kubelet), 'kubelet archive', { mode: 0o600 })
+    try {
+      for (const namespaces of [['prod'], ['prod-x']]) {
+        const no = await s.a.fetch(`/checkpoints/${kubelet}`, { headers: { authorization: await grant('checkpoint:read', kubelet, namespaces) } })
+        assert.equal(no.statusCode, 403)
+        assert.equal((await body(no)).code, 'grant_mismatch')
+      }
+      const yes = await s.a.fetch(`/checkpoints/${kubelet}`, { headers: { authorization: await grant('checkpoint:read', kubelet, ['prod-x', 'prod']) } })
+      assert.equal(yes.statusCode, 200)
+      assert.equal(await yes.body.text(), 'kubelet archive')
+    } finally {
+      await rm(join(s.a.agent.store.dir, kubelet), { force: true })
+    }
+  })
+
   it('rejects names that could escape the directory', async () => {
     for (const bad of ['..%2F..%2Fetc%2Fpasswd', '%2E%2E', 'checkpoint-x.tar', '.inprogress-1.tar']) {
       const r = await s.a.fetch(`/checkpoints/${bad}`, { headers: { authorization: await grant('checkpoint:read', decodeURIComponent(bad)) } })
@@ -554,7 +628,7 @@ describe('lifecycle', () => {
     const cri = await startFakeCri(join(sub, 'cri.sock'))
     const a = await startTestAgent({ ids, endpoint: cri.endpoint, dir: sub })
     try {
-      assert.deepEqual(await readdir(cp), ['checkpoint-web-0_prod-app-2026-01-01T00:00:00Z.tar'])
+      assert.deepEqual((await readdir(cp)).filter(notJournal), ['checkpoint-web-0_prod-app-2026-01-01T00:00:00Z.tar'])
       const list = await a.agent.store.list()
       assert.equal(list[0]!.sha256Known, false)
     } finally {

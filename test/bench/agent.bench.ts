@@ -48,7 +48,7 @@ import { pipeline } from 'node:stream/promises'
 import { Agent, request } from 'undici'
 import { connectRuntime } from '../../agent/cri/client.ts'
 import { archiveName } from '../../shared/names.ts'
-import { makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
+import { everyReading, makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime } from '../runtime/containerd.ts'
 import { counter } from '../runtime/workloads.ts'
@@ -305,7 +305,7 @@ async function downloadThroughput(work: string, ids: Identities): Promise<void> 
     if (r.bytes !== bytes) throw new Error(`${url} sent ${r.bytes} of ${bytes} bytes`)
     return { mbps: mbps(r), perCpu: r.bytes / 1e6 / Math.max(used, 0.01) }
   }
-  const fromAgent = async () => sample(`${t.agent.url}/checkpoints${path}`, { authorization: `Bearer ${await t.mint({ op: 'checkpoint:read', archive: name })}` }, ownCpuSeconds)
+  const fromAgent = async () => sample(`${t.agent.url}/checkpoints${path}`, { authorization: `Bearer ${await t.mint({ op: 'checkpoint:read', archive: name, namespaces: everyReading(name) })}` }, ownCpuSeconds)
   const fromNginx = () => sample(`${nginx.url}${path}`, {}, () => treeCpuSeconds(nginx.pid))
   const agentRuns: Sample[] = []
   const nginxRuns: Sample[] = []
@@ -474,7 +474,7 @@ async function rss(work: string, ids: Identities): Promise<void> {
   const idle = await vmRssKiB(agent.pid!)
   emit('agent_rss_idle', idle.rss / 1024, 'MiB', baseline)
 
-  const grant = await mintGrant(ids, { op: 'checkpoint:read', node, archive: name })
+  const grant = await mintGrant(ids, { op: 'checkpoint:read', node, archive: name, namespaces: everyReading(name) })
   let max = 0
   let samples = 0
   const sampler = setInterval(() => {

@@ -60,7 +60,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { Agent, request, type Dispatcher } from 'undici'
 import { archiveName } from '../../shared/names.ts'
 import { bundleWorker, removeBundle, startWorkerGateway } from '../functions/targets.ts'
-import { makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
+import { everyReading, makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { stopChild } from '../support/process.ts'
 import { curlToNull } from './curl.ts'
@@ -352,7 +352,7 @@ async function main(): Promise<void> {
     const threads0 = pid ? await threadCpu(pid) : undefined
     let c0 = pid ? await cpuSeconds(pid) : 0
     for (let i = 0; i < N; i++) {
-      const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive, sub: 'sam' })
+      const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive, namespaces: everyReading(archive), sub: 'sam' })
       await time(dl.direct, () => get(direct, agent.agent.url + archivePath, { headers: { authorization: `Bearer ${g}` } }), 200)
       await time(dl.via, () => get(plain, `${base}${LIST}/${encodeURIComponent(archive)}`, { headers: auth }), 200)
     }
@@ -422,7 +422,7 @@ async function main(): Promise<void> {
     const cpu = { nginx: 0, gateway: 0 }
     const mb = { nginx: 0, gateway: 0 }
     for (let i = 0; i < ROUNDS; i++) {
-      const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive: name, sub: 'sam' })
+      const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive: name, namespaces: everyReading(name), sub: 'sam' })
       let c0 = await treeCpuSeconds(px.pid)
       let r = await curl(`${px.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${g}` })
       cpu.nginx += (await treeCpuSeconds(px.pid)) - c0

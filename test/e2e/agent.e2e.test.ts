@@ -16,7 +16,7 @@ import { connectRuntime, type Runtime } from '../../agent/cri/client.ts'
 import { NDJSON, parseEvent, type AcceptedEvent, type CheckpointEvent, type CompletedEvent, type ResolvedEvent } from '../../shared/events.ts'
 import type { ArchiveEntry } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
-import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { everyReading, makeIdentities, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
 import { counter, holdMemory, undumpable } from '../runtime/workloads.ts'
 import { stopE2e } from '../support/teardown.ts'
@@ -85,7 +85,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     return ((await res.body.json()) as { items: ArchiveEntry[] }).items
   }
   const download = async (name: string, headers: Record<string, string> = {}): Promise<{ res: Response; bytes: Buffer; ms: number }> => {
-    const grant = await ta.mint({ op: 'checkpoint:read', archive: name })
+    const grant = await ta.mint({ op: 'checkpoint:read', archive: name, namespaces: everyReading(name) })
     const t0 = performance.now()
     const res = await within(ta.fetch(`/checkpoints/${encodeURIComponent(name)}`, { headers: { authorization: `Bearer ${grant}`, ...headers } }), 10_000, `GET /checkpoints/${name}`)
     const bytes = Buffer.from(await within(res.body.arrayBuffer(), 60_000, `body of ${name}`))
@@ -292,7 +292,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
         const p = await problem(await post(POD, { accept, grant: await createGrant(POD, disabled), agent: disabled }))
         assert.deepEqual([p.status, p.code], [404, 'checkpointing_disabled'])
       }
-      assert.deepEqual(await readdir(disabled.agent.store.dir), [])
+      assert.deepEqual((await readdir(disabled.agent.store.dir)).filter(notJournal), [])
     } finally {
       await disabled.stop()
       disabled = undefined
@@ -406,7 +406,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     assert.equal(outcome?.code, 'timeout')
 
     // The kept archive downloads whole and matches its digest.
-    const grant = await ta.mint({ op: 'checkpoint:read', archive: archive.name })
+    const grant = await ta.mint({ op: 'checkpoint:read', archive: archive.name, namespaces: everyReading(archive.name) })
     const d0 = performance.now()
     const dl = await within(ta.fetch(`/checkpoints/${encodeURIComponent(archive.name)}`, { headers: { authorization: `Bearer ${grant}` } }), 10_000, 'large download')
     assert.equal(dl.statusCode, 200)

@@ -1,6 +1,7 @@
 /**
  * A fake node agent for gateway tests: HTTPS on 127.0.0.1 with client certificates required,
- * grants verified with jose against the gateway's key set and checked with checkGrantCovers.
+ * grants verified with jose against the gateway's key set and checked with checkGrantCovers (and,
+ * for archives, checkGrantCoversArchive against the target each archive was made for).
  * One server plays every node: the gateway's agent URL template is `https://127.0.0.1:<port>/n/{node}`.
  *
  * Behaviour is chosen by the pod name, so the same requests work from Node and from workerd:
@@ -26,7 +27,7 @@ import type { AddressInfo } from 'node:net'
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose'
 import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../../shared/errors.ts'
 import { encodeEvent, NDJSON, type ArchiveEntry, type CheckpointEvent } from '../../shared/events.ts'
-import { checkGrantCovers, GRANT_TYP, grantAudience, type GrantClaims, type GrantRequirement } from '../../shared/grant.ts'
+import { checkGrantCovers, checkGrantCoversArchive, GRANT_TYP, grantAudience, type GrantClaims, type GrantRequirement } from '../../shared/grant.ts'
 import { archiveName, checkName, checkTarget, isArchiveName, archiveReadings, parseTimeout } from '../../shared/names.ts'
 import type { TestPki } from './certs.ts'
 
@@ -199,6 +200,8 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
           entry.claims = await verify(req.headers.authorization, { op: req.method === 'GET' ? 'checkpoint:read' : 'checkpoint:delete', node, archive: name })
           const bytes = store.get(name)
           if (!bytes) throw new CheckpointError('archive_not_found', 'no such archive')
+          // As the agent: the grant must be authorized in the archive's recorded namespace.
+          checkGrantCoversArchive(entry.claims, name, targets.get(name) ?? null)
           if (req.method === 'DELETE') {
             store.delete(name)
             res.writeHead(204)

@@ -115,6 +115,7 @@ export async function makeWorld(): Promise<World> {
             { id: 'team-a', subjects: ['alice'], actions: ['create', 'read'], clusters: ['prod', 'edge'], namespaces: ['team-a'] },
             { id: 'ci', clients: ['ci-bot'], actions: ['read'], clusters: ['edge'], namespaces: ['ci-*'] },
             { id: 'team', subjects: ['tess'], actions: ['read'], clusters: ['edge'], namespaces: ['team'] },
+            { id: 'team-ops', subjects: ['tom'], actions: ['read', 'delete'], clusters: ['edge'], namespaces: ['team'] },
           ],
         },
         grants: { issuer: GRANT_ISSUER },

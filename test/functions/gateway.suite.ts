@@ -537,6 +537,47 @@ export function gatewaySuite(make: MakeTarget): void {
     })
   })
 
+  describe('an archive name never chooses its own namespace', () => {
+    // team-a/app and team/a-app share one archive name: checkpoint-web_team-a-app-<time>.tar.
+    let name: string
+    let tom: string
+    const at = (ns?: string) => `/v1/clusters/edge/nodes/node-x/checkpoints/${encodeURIComponent(name)}${ns ? `?namespace=${ns}` : ''}`
+    before(async () => {
+      const r = await post('/v1/clusters/edge/nodes/node-x/checkpoint/team-a/web/app', sre)
+      assert.equal(r.status, 200)
+      name = ((await r.json()) as { archive: { name: string } }).archive.name
+      tom = await world.token({ sub: 'tom', scope: 'checkpoint:read checkpoint:delete' })
+    })
+    it('a caller of namespace "team" reading it as team/a-app → 404, the bytes never sent', async () => {
+      const r = await get(at('team'), tom)
+      assert.equal(r.status, 404)
+      const p = await problem(r)
+      assert.deepEqual([p.code, p.field], ['archive_not_found', 'namespace'])
+      const seen = world.agent.seen.findLast((s) => s.path.endsWith(encodeURIComponent(name)))!
+      assert.deepEqual((seen.claims as { namespaces?: string[] }).namespaces, ['team'])
+    })
+    it('… nor delete it: 404, and the archive is still there', async () => {
+      const r = await gw.fetch(at('team'), { method: 'DELETE', headers: { authorization: `Bearer ${tom}` } })
+      assert.equal(r.status, 404)
+      assert.equal((await problem(r)).code, 'archive_not_found')
+      assert.ok(world.agent.archives.get('node-x')?.has(name))
+    })
+    it('the grant names the namespace authorized; the owner\'s reading is served', async () => {
+      const r = await get(at('team-a'), alice)
+      assert.equal(r.status, 200)
+      assert.equal(new Uint8Array(await r.arrayBuffer()).byteLength, 4096)
+      const seen = world.agent.seen.findLast((s) => s.path.endsWith(encodeURIComponent(name)))!
+      assert.deepEqual((seen.claims as { namespaces?: string[] }).namespaces, ['team-a'])
+    })
+    it('without ?namespace= every reading is authorized and granted', async () => {
+      const r = await get(at(), sre)
+      assert.equal(r.status, 200)
+      await r.body?.cancel()
+      const seen = world.agent.seen.findLast((s) => s.path.endsWith(encodeURIComponent(name)))!
+      assert.deepEqual((seen.claims as { namespaces?: string[] }).namespaces, ['team', 'team-a'])
+    })
+  })
+
   describe('key set outage', () => {
     let down: Target
     before(async () => {

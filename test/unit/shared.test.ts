@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { CheckpointError, ERROR_STATUS, isErrorCode, toProblem } from '../../shared/errors.ts'
 import { decodeEvents, encodeEvent, parseEvent, type CheckpointEvent } from '../../shared/events.ts'
-import { checkGrantCovers } from '../../shared/grant.ts'
+import { checkGrantCovers, checkGrantCoversArchive } from '../../shared/grant.ts'
 import { archiveMatches, archiveName, checkName, checkQuery, checkTarget, isArchiveName, isDns1123Label, isDns1123Subdomain, archiveReadings, archiveInNamespace, parseTimeout } from '../../shared/names.ts'
 
 const code = (fn: () => unknown) => {
@@ -119,5 +119,19 @@ describe('grant coverage', () => {
       assert.deepEqual(code(() => checkGrantCovers(claims, { op: 'checkpoint:create', node: 'n', target: t })), ['grant_mismatch', field])
     }
     assert.deepEqual(code(() => checkGrantCovers({ op: 'checkpoint:read', node: 'n' }, { op: 'checkpoint:read', node: 'n', archive: 'x' })), ['grant_mismatch', 'archive'])
+  })
+  it('an archive grant covers the recorded namespace, or every reading of an unrecorded name', () => {
+    // a/b-c and a-b/c are one name.
+    const name = archiveName({ namespace: 'a-b', pod: 'p', container: 'c' }, new Date('2026-01-01T00:00:00Z'))
+    const owner = { namespace: 'a-b', pod: 'p', container: 'c' }
+    const covers = (namespaces: unknown, recorded: typeof owner | null) => code(() => checkGrantCoversArchive({ namespaces } as never, name, recorded))
+    assert.equal(covers(['a-b'], owner), null)
+    assert.equal(covers(['a', 'a-b'], owner), null)
+    for (const bad of [['a'], [], undefined, 'a-b', [['a-b']]]) assert.deepEqual(covers(bad, owner), ['grant_mismatch', 'namespace'], JSON.stringify(bad))
+    // A record that does not match the name (written by someone else) covers nothing.
+    assert.deepEqual(covers(['a'], { namespace: 'a', pod: 'p', container: 'x' }), ['grant_mismatch', 'namespace'])
+    assert.equal(covers(['a', 'a-b'], null), null)
+    assert.deepEqual(covers(['a'], null), ['grant_mismatch', 'namespace'])
+    assert.deepEqual(covers(['a-b'], null), ['grant_mismatch', 'namespace'])
   })
 })
