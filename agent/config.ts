@@ -6,7 +6,7 @@
 import { hostname } from 'node:os'
 import { parseArgs } from 'node:util'
 
-type Kind = 'string' | 'int' | 'bool' | 'list' | 'duration'
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'duration' | 'size'
 
 interface Option {
   kind: Kind
@@ -39,7 +39,7 @@ export const OPTIONS = {
   'max-concurrent': { kind: 'int', default: '1', min: 1, max: 64, help: 'checkpoints running at once on this node' },
   'max-queue': { kind: 'int', default: '8', min: 0, max: 10000, help: 'checkpoints waiting; beyond it 429 with Retry-After' },
   'heartbeat-interval': { kind: 'duration', default: '5s', min: 1, max: 10, help: 'interval of heartbeat events while a checkpoint runs' },
-  'disk-margin': { kind: 'int', default: String(256 * 1024 * 1024), min: 0, max: Number.MAX_SAFE_INTEGER, help: 'bytes that must stay free beyond the container\'s working set' },
+  'disk-margin': { kind: 'size', default: '256Mi', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'space that must stay free beyond the container\'s working set: bytes, or with a unit (Ki, Mi, Gi, Ti, or k, M, G, T)' },
   'retention-max-per-container': { kind: 'int', default: '10', min: 0, max: 100000, help: 'archives kept per container, oldest deleted first (0 = no limit)' },
   'retention-max-total-bytes': { kind: 'int', default: '0', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'bytes of archives kept in all (0 = no limit)' },
   'retention-max-age': { kind: 'duration', default: '0s', min: 0, max: 10 * 365 * 86400, help: 'archives older than this are deleted (0 = no limit)' },
@@ -85,6 +85,14 @@ export function envName(option: string): string {
 
 const UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 }
 
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 }
+
+/** "268435456", "256Mi", "1Gi", "500M" (Kubernetes quantity suffixes) → bytes. */
+export function parseSize(raw: string): number | null {
+  const m = /^(\d+)(k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(raw.trim())
+  return m ? Number(m[1]) * SIZE_UNITS[m[2] ?? '']! : null
+}
+
 /** "90", "90s", "5m", "1h", "500ms" → seconds. */
 export function parseDuration(raw: string): number | null {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim())
@@ -108,6 +116,7 @@ function convert(name: string, opt: Option, raw: string): string | number | bool
       throw new ConfigError(name, `${JSON.stringify(raw)} is not true or false`)
     case 'int': return bounded(/^\d+$/.test(raw) ? Number(raw) : null, 'a whole number')
     case 'duration': return bounded(parseDuration(raw), 'a duration like 30s, 5m, 1h')
+    case 'size': return bounded(parseSize(raw), 'a size like 268435456, 256Mi or 1Gi')
   }
 }
 

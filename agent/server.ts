@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { asCheckpointError, CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
+import { asCheckpointError, CheckpointError, parserErrorAnswer, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
 import { encodeEvent, isRuntimeLog, NDJSON, type ArchiveEntry, type CheckpointEvent, type FailedEvent } from '../shared/events.ts'
 import { checkGrantCoversArchive } from '../shared/grant.ts'
 import { checkQuery, checkTarget, parseTimeout, type Target } from '../shared/names.ts'
@@ -90,6 +90,11 @@ export function createAgentServer(d: AgentDeps): AgentServer {
   server.requestTimeout = 0
   server.headersTimeout = 30_000
   server.keepAliveTimeout = 5_000
+  // A request the HTTP parser refuses (oversized headers) still gets a problem body.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code?.startsWith('HPE_') && socket.writable) socket.end(parserErrorAnswer(err.code))
+    else socket.destroy()
+  })
   return {
     server,
     listen: (port, host) => new Promise((resolve, reject) => {

@@ -5,8 +5,9 @@
  * shutdown can wait for — and keep the dependency list short.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
+import { CheckpointError, parserErrorAnswer, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
 import { abortIncoming, incomingRequest } from './node-request.ts'
 
 export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
@@ -28,7 +29,7 @@ export interface Served {
  * @example
  * const { url, close } = await serveFetch(app.fetch, { host: '127.0.0.1', port: 0 })
  */
-export async function serveFetch(handler: FetchHandler, opts: { host: string; port: number }): Promise<Served> {
+export async function serveFetch(handler: FetchHandler, opts: { host: string; port: number; tls?: { cert: string; key: string } }): Promise<Served> {
   const background = new Set<Promise<unknown>>()
   const ctx: ExecutionContextLike = {
     waitUntil(p) {
@@ -38,14 +39,18 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
     passThroughOnException() {},
     props: {},
   }
-  const server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(handler, ctx, req, res).catch((err) => {
       if (!res.headersSent) {
         res.writeHead(500, { 'content-type': PROBLEM_CONTENT_TYPE })
         res.end(JSON.stringify(toProblem(new CheckpointError('internal', 'internal error'))))
       } else res.destroy(err as Error)
     })
-  })
+  }
+  const timeouts = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 }
+  // HTTPS when given a certificate: agents fetch /.well-known/jwks.json only over https.
+  const server: Server = opts.tls ? createHttpsServer({ ...timeouts, ...opts.tls, minVersion: 'TLSv1.2' }, onRequest) : createServer(timeouts, onRequest)
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerParserError(err, socket))
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(opts.port, opts.host, () => resolve())
@@ -54,7 +59,7 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   return {
     server,
-    url: `http://${host}:${addr.port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`,
     async close(graceMs = 10_000) {
       const closed = new Promise<void>((r) => server.close(() => r()))
       server.closeIdleConnections()
@@ -113,4 +118,10 @@ async function handle(handler: FetchHandler, ctx: ExecutionContextLike, req: Inc
   }
   if (gone) res.destroy()
   else res.end()
+}
+
+/** A request the HTTP parser refused still gets a problem body (a reset connection gets nothing). */
+function answerParserError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (err.code?.startsWith('HPE_') && socket.writable) socket.end(parserErrorAnswer(err.code))
+  else socket.destroy()
 }

@@ -9,7 +9,8 @@
  * - GATEWAY_CLIENT_CERT_FILE, GATEWAY_CLIENT_KEY_FILE — the gateway's mTLS identity
  * - kube token secrets named by `clusters.*.kube.tokenSecret`
  * - HOST (default 127.0.0.1), PORT (default 8080), SHUTDOWN_GRACE_MS (default 10000)
- * - OPERATIONS_DB (default ./operations.sqlite) — node:sqlite file of webhook jobs, when `hooks` is configured
+ * - TLS_CERT_FILE, TLS_KEY_FILE — serve HTTPS (agents' --grant-jwks-url must be https)
+ * - OPERATIONS_DB — node:sqlite file of webhook jobs; required when `hooks` is configured
  */
 import { readFileSync } from 'node:fs'
 import { createGateway, type Log } from './app.ts'
@@ -27,6 +28,8 @@ export interface NodeGatewayOptions {
   client: ClientIdentity
   host?: string
   port?: number
+  /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
+  tls?: { cert: string; key: string }
   log?: Log
   clock?: { now(): number }
   /** node:sqlite file for operation records (default in memory: lost on restart). Used when `config.hooks` is set. */
@@ -48,7 +51,7 @@ export async function startNodeGateway(o: NodeGatewayOptions): Promise<Served> {
   const store = db && sqlOperationStore(db)
   const jobs = store && nodeJobQueue({ store, run: (id) => gateway.runOperation(id), now: () => clock.now(), log, ...o.queue })
   const gateway = createGateway({ config: o.config, agents, kube, keys: o.keys, clock, log, ...(store && jobs ? { operations: { store, queue: jobs } } : {}) })
-  const served = await serveFetch(gateway.app.fetch as unknown as FetchHandler, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080 })
+  const served = await serveFetch(gateway.app.fetch as unknown as FetchHandler, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080, ...(o.tls ? { tls: o.tls } : {}) })
   await jobs?.start()
   return {
     ...served,
@@ -95,7 +98,17 @@ async function main(): Promise<void> {
   if (!cert || !key) throw new Error('GATEWAY_CLIENT_CERT(_FILE) and GATEWAY_CLIENT_KEY(_FILE) must be set')
   const port = Number(process.env.PORT ?? 8080)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('PORT must be a port number')
-  const gw = await startNodeGateway({ config, keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port, operationsDb: process.env.OPERATIONS_DB ?? 'operations.sqlite' })
+  const operationsDb = process.env.OPERATIONS_DB
+  // Accepted alerts live in this file: no silent default inside whatever directory we started in.
+  if (config.hooks && !operationsDb) throw new Error('OPERATIONS_DB must name the node:sqlite file for webhook operations (hooks is configured)')
+  const tlsCert = fromEnvOrFile('TLS_CERT')
+  const tlsKey = fromEnvOrFile('TLS_KEY')
+  if (!tlsCert !== !tlsKey) throw new Error('TLS_CERT(_FILE) and TLS_KEY(_FILE) go together')
+  const gw = await startNodeGateway({
+    config, keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port,
+    ...(operationsDb ? { operationsDb } : {}),
+    ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey } } : {}),
+  })
   const grace = Number(process.env.SHUTDOWN_GRACE_MS ?? 10_000)
   process.stdout.write(JSON.stringify({ type: 'listening', url: gw.url }) + '\n')
   let stopping = false

@@ -10,6 +10,9 @@ export const ERROR_STATUS = {
   invalid_body: 400,
   invalid_archive_name: 400,
   invalid_range: 416,
+  /** The HTTP parser refused the request before any route saw it. */
+  malformed_request: 400,
+  headers_too_large: 431,
   // 401 / 403: identity and permission.
   unauthenticated: 401,
   invalid_grant: 401,
@@ -106,4 +109,18 @@ export function toProblem(err: CheckpointError): Problem {
 /** Anything that is not a CheckpointError is a bug of ours: `internal`, with the cause kept. */
 export function asCheckpointError(err: unknown): CheckpointError {
   return err instanceof CheckpointError ? err : new CheckpointError('internal', 'internal error', { cause: err })
+}
+
+/**
+ * The raw HTTP/1.1 answer to a request the server's parser refused before any handler ran (Node's
+ * `clientError`): oversized headers are 431 `headers_too_large`, anything else 400
+ * `malformed_request` — a problem body either way, and the connection closed.
+ */
+export function parserErrorAnswer(parserCode: string | undefined): string {
+  const err = parserCode === 'HPE_HEADER_OVERFLOW'
+    ? new CheckpointError('headers_too_large', 'the request headers are larger than this server accepts')
+    : new CheckpointError('malformed_request', 'the request is not valid HTTP/1.1')
+  const body = JSON.stringify(toProblem(err))
+  const reason = err.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'
+  return `HTTP/1.1 ${err.status} ${reason}\r\ncontent-type: ${PROBLEM_CONTENT_TYPE}\r\ncache-control: no-store\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`
 }

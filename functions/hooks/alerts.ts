@@ -2,12 +2,14 @@
  * Webhook payloads: Alertmanager's (version "4") and Grafana Alerting's (version "1", the same
  * fields plus orgId, title, state, message and per-alert values and URLs). Only what we act on
  * is checked; unknown keys (notification_reason, routeLabels, …) are ignored. A body that is
- * not such a payload is 400 `invalid_body` with the `field` at fault.
+ * not such a payload is 400 `invalid_body` with the `field` at fault; an alert in it that is not
+ * usable is skipped on its own (`invalid_alert`).
  */
 import { CheckpointError } from '../../shared/errors.ts'
 import type { HookSource } from '../operations/store.ts'
 
 export interface Alert {
+  /** The alert's own status, else the notification's; meaningless when `invalid` is set. */
   status: 'firing' | 'resolved'
   labels: Record<string, string>
   annotations: Record<string, string>
@@ -15,6 +17,11 @@ export interface Alert {
   endsAt?: string
   /** Given by the sender, or derived from the labels when missing. */
   fingerprint: string
+  /**
+   * The field that made this alert unusable (`alerts[3].startsAt`). One odd alert never sinks the
+   * notification: Alertmanager does not retry a 4xx, so a 400 would lose every alert in it.
+   */
+  invalid?: string
 }
 
 export interface Notification {
@@ -66,25 +73,9 @@ export async function parseNotification(source: HookSource, text: string): Promi
   if (b.status !== undefined && typeof b.status !== 'string') throw bad('status', 'must be a string')
   const truncated = b.truncatedAlerts ?? 0
   if (typeof truncated !== 'number' || !Number.isInteger(truncated) || truncated < 0) throw bad('truncatedAlerts', 'must be a non-negative integer')
+  const groupStatus = b.status === 'firing' || b.status === 'resolved' ? b.status : undefined
   const alerts: Alert[] = []
-  for (const [i, x] of b.alerts.entries()) {
-    const f = `alerts[${i}]`
-    if (!x || typeof x !== 'object' || Array.isArray(x)) throw bad(f, 'must be an object')
-    const a = x as Record<string, unknown>
-    if (a.status !== 'firing' && a.status !== 'resolved') throw bad(`${f}.status`, 'must be "firing" or "resolved"')
-    if (typeof a.startsAt !== 'string' || Number.isNaN(Date.parse(a.startsAt))) throw bad(`${f}.startsAt`, 'must be an RFC 3339 time')
-    if (a.fingerprint !== undefined && (typeof a.fingerprint !== 'string' || a.fingerprint.length > 128)) throw bad(`${f}.fingerprint`, 'must be a string')
-    const labels = strMap(a.labels, `${f}.labels`)
-    const alert: Alert = {
-      status: a.status,
-      labels,
-      annotations: strMap(a.annotations, `${f}.annotations`),
-      startsAt: a.startsAt,
-      fingerprint: typeof a.fingerprint === 'string' && a.fingerprint !== '' ? a.fingerprint : await labelFingerprint(labels),
-    }
-    if (typeof a.endsAt === 'string') alert.endsAt = a.endsAt
-    alerts.push(alert)
-  }
+  for (const [i, x] of b.alerts.entries()) alerts.push(await parseAlert(x, `alerts[${i}]`, groupStatus))
   const n: Notification = {
     source,
     receiver: typeof b.receiver === 'string' ? b.receiver : '',
@@ -94,4 +85,37 @@ export async function parseNotification(source: HookSource, text: string): Promi
   }
   if (typeof b.groupKey === 'string') n.groupKey = b.groupKey
   return n
+}
+
+/**
+ * One alert. Some senders omit the per-alert `status`: the notification's own status stands in.
+ * Anything else wrong makes the alert `invalid` (skipped with that field), not the notification.
+ */
+async function parseAlert(x: unknown, f: string, groupStatus: Alert['status'] | undefined): Promise<Alert> {
+  const a = (x && typeof x === 'object' && !Array.isArray(x) ? x : {}) as Record<string, unknown>
+  let labels: Record<string, string> = {}
+  let annotations: Record<string, string> = {}
+  let invalid: string | undefined
+  try {
+    labels = strMap(a.labels, `${f}.labels`)
+    annotations = strMap(a.annotations, `${f}.annotations`)
+  } catch (err) {
+    invalid = (err as CheckpointError).field
+  }
+  const status = a.status === 'firing' || a.status === 'resolved' ? a.status : a.status === undefined ? groupStatus : undefined
+  const fingerprintOk = a.fingerprint === undefined || (typeof a.fingerprint === 'string' && a.fingerprint.length <= 128)
+  if (x !== a) invalid = f
+  else if (status === undefined) invalid = `${f}.status`
+  else if (typeof a.startsAt !== 'string' || Number.isNaN(Date.parse(a.startsAt))) invalid ??= `${f}.startsAt`
+  else if (!fingerprintOk) invalid ??= `${f}.fingerprint`
+  const alert: Alert = {
+    status: status ?? 'firing',
+    labels,
+    annotations,
+    startsAt: typeof a.startsAt === 'string' ? a.startsAt : '',
+    fingerprint: fingerprintOk && typeof a.fingerprint === 'string' && a.fingerprint !== '' ? a.fingerprint : await labelFingerprint(labels),
+  }
+  if (typeof a.endsAt === 'string') alert.endsAt = a.endsAt
+  if (invalid !== undefined) alert.invalid = invalid
+  return alert
 }

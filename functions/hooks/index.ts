@@ -44,8 +44,10 @@ export interface AlertSummary {
   outcome: 'accepted' | 'duplicate' | 'skipped'
   operation?: string
   state?: OperationState
-  reason?: 'resolved' | 'not_selected' | 'missing_label' | 'invalid_label' | 'unknown_cluster' | 'forbidden' | 'cooldown' | 'storm'
+  reason?: 'invalid_alert' | 'resolved' | 'not_selected' | 'missing_label' | 'invalid_label' | 'unknown_cluster' | 'forbidden' | 'cooldown' | 'storm'
   label?: string
+  /** For `invalid_alert`: the payload field at fault (`alerts[2].startsAt`). */
+  field?: string
 }
 
 const NO_STORE = { 'cache-control': 'no-store' }
@@ -155,6 +157,7 @@ export function createOperations(core: OperationsCore) {
   async function onAlert(h: HooksConfig, source: HookSource, caller: Caller, requestId: string, index: number, a: Alert, state: { counted: number }): Promise<AlertSummary> {
     const base = { index, fingerprint: a.fingerprint, alertname: a.labels.alertname ?? '' }
     const skip = (reason: NonNullable<AlertSummary['reason']>, extra: Partial<AlertSummary> = {}): AlertSummary => ({ ...base, outcome: 'skipped', reason, ...extra })
+    if (a.invalid !== undefined) return skip('invalid_alert', { field: a.invalid })
     if (a.status !== 'firing') return skip('resolved')
     if (!h.select.some((s) => Object.entries(s).every(([k, vs]) => a.labels[k] !== undefined && vs.includes(a.labels[k])))) return skip('not_selected')
     const L = h.labels

@@ -4,17 +4,18 @@
  * demand; the real-runtime behaviour is in test/e2e/agent.e2e.test.ts.
  */
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm, stat, writeFile, copyFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { SignJWT } from 'jose'
 import { GRPC } from '../../agent/cri/errors.ts'
 import { ROUTES } from '../../agent/server.ts'
 import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { archiveName, archiveReadings } from '../../shared/names.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
-import { poll } from '../support/wait.ts'
+import { poll, within } from '../support/wait.ts'
 import { makeIdentities, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 
 const T = { namespace: 'prod', pod: 'web-0', container: 'app' }
@@ -202,6 +203,23 @@ describe('grants', () => {
     }
   })
 
+  it('accepts a grant minted by hand with the audience on the wire, checkpoint-agent:<node>', async () => {
+    // Literals, not grantAudience(): the gateway, the fake agent and the harness all compute it.
+    assert.equal(s.a.node, 'node-a')
+    const now = Math.floor(Date.now() / 1000)
+    const g = await new SignJWT({ op: 'checkpoint:list', node: 'node-a' })
+      .setProtectedHeader({ alg: 'EdDSA', kid: ids.kid, typ: 'checkpoint-grant+jwt' })
+      .setAudience('checkpoint-agent:node-a')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .setJti(randomUUID())
+      .setSubject('user:test')
+      .sign(ids.grantKey)
+    const r = await s.a.fetch('/checkpoints', { headers: { authorization: `Bearer ${g}` } })
+    assert.equal(r.statusCode, 200)
+    await r.body.dump()
+  })
+
   it('never logs the grant', async () => {
     const g = await s.a.mint({ op: 'checkpoint:create', ...T })
     await (await post(`Bearer ${g}`)).body.dump()
@@ -344,7 +362,7 @@ describe('runtime faults', () => {
   let s: Awaited<ReturnType<typeof stack>>
   before(async () => { s = await stack() })
   after(async () => { await s.stop() })
-  const reset = () => Object.assign(s.cri.behaviour, { checkpointError: undefined, writeNothing: false, checkpointDelayMs: 0, hang: false })
+  const reset = () => Object.assign(s.cri.behaviour, { checkpointError: undefined, writeNothing: false, checkpointDelayMs: 0, hang: false, hold: false })
 
   it('UNIMPLEMENTED → 500 runtime_unimplemented naming the runtime and the versions needed', async () => {
     s.cri.behaviour.checkpointError = { code: GRPC.UNIMPLEMENTED, details: 'method CheckpointContainer not implemented' }
@@ -419,17 +437,27 @@ describe('runtime faults', () => {
   })
 
   it('the caller’s timeout ends the wait (504), not the runtime call; the archive is kept', async () => {
-    s.cri.behaviour.checkpointDelayMs = 2500
+    // The runtime call is held until the caller has its answer: the 504 can only come first.
+    s.cri.behaviour.hold = true
     try {
-      const t0 = Date.now()
-      const r = await checkpoint(s.a, T, '?timeout=1')
+      const before = s.cri.checkpointCalls.length
+      // The bound only turns "never answered" into a failure instead of a hang.
+      const r = await within(checkpoint(s.a, T, '?timeout=1'), 20_000, 'the 504 while the runtime call is held')
       assert.equal(r.statusCode, 504)
       assert.equal((await body(r)).code, 'timeout')
-      assert.ok(Date.now() - t0 < 2400)
-      assert.equal(s.cri.checkpointCalls.at(-1)!.deadlineMs, null)
+      assert.equal(s.cri.checkpointCalls.length - before, 1)
+      const call = s.cri.checkpointCalls.at(-1)!
+      assert.equal(call.answered, false, 'the caller was answered while the runtime call was still pending')
+      assert.equal(s.a.agent.checkpointer.runtimeCalls, 1)
+      assert.equal(call.deadlineMs, null)
+      s.cri.release()
       for (let i = 0; i < 50 && (await s.a.agent.store.list()).length === 0; i++) await new Promise((r) => setTimeout(r, 100))
       assert.equal((await s.a.agent.store.list()).length, 1)
-    } finally { reset() }
+      assert.equal(call.answered, true)
+    } finally {
+      s.cri.release()
+      reset()
+    }
   })
 
   it('stats unavailable still checkpoints (disk check uses the margin only)', async () => {
@@ -700,10 +728,11 @@ describe('lifecycle', () => {
       await poll(async () => (s.cri.checkpointCalls.length === 1 ? true : undefined), 10_000, 'the first checkpoint in the runtime', 10)
       const queued = checkpoint(s.a, { ...T, pod: 'web-1' })
       await poll(async () => (s.a.agent.metrics.queueDepth === 1 ? true : undefined), 10_000, 'the second one queued', 10)
-      const result = await s.a.agent.shutdown(100)
-      assert.deepEqual(result, { clean: false })
-      // A lower bound only: the fake runtime answers 1500 ms after the call arrived.
-      assert.ok(Date.now() - s.cri.checkpointCalls[0]!.at >= 1490, 'waited for the runtime call')
+      // Their answers are read below: a cut connection must not fail the test first as an unhandled rejection.
+      for (const p of [running, queued]) p.catch(() => {})
+      // Whether the runtime call had been answered when shutdown resolved, read at that moment.
+      const result = await s.a.agent.shutdown(100).then((r) => ({ ...r, runtimeAnswered: s.cri.checkpointCalls[0]!.answered }))
+      assert.deepEqual(result, { clean: false, runtimeAnswered: true }, 'shutdown waited for the runtime call')
       const [a, b] = await Promise.all([running, queued])
       assert.equal(a.statusCode, 200)
       await a.body.dump()

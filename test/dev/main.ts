@@ -1,8 +1,10 @@
 /**
  * `npm run dev`: the whole product on this machine, loopback only (test/support/stack.ts) — a
  * private containerd 2.1 with a demo pod, the agent over mTLS, and the gateway's Worker bundle in
- * workerd — then prints a dev token and curl commands to paste. Ctrl-C stops everything (a second
- * Ctrl-C exits at once).
+ * workerd, with the alert webhooks on — then prints a dev token and curl commands to paste. Ctrl-C,
+ * SIGTERM and SIGHUP (the terminal closing) all stop everything in order (a second Ctrl-C exits at
+ * once). Whatever a run could not stop (killed with SIGKILL, that second Ctrl-C) the next run finds
+ * in its dev dir and stops first (./leftovers.ts).
  *
  * Environment:
  * - CHECKPOINT_DEV_PORT — the gateway's port on 127.0.0.1 (default 8787; 0 = any free port)
@@ -11,15 +13,18 @@
  * - CHECKPOINT_DEV_CRI_ENDPOINT (or CONTAINER_RUNTIME_ENDPOINT) — the CRI endpoint for `external`
  */
 import { spawn } from 'node:child_process'
-import { createWriteStream, type WriteStream } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs'
+import { mkdir, readdir } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createLogger } from '../../agent/log.ts'
 import { removeBundle } from '../functions/targets.ts'
-import { ALL_SCOPES, startStack, type Stack } from '../support/stack.ts'
+import { ALL_SCOPES, CLUSTER, startStack, type Stack } from '../support/stack.ts'
 import { counter } from '../runtime/workloads.ts'
+import { describeStack, parseStat, processRef, reclaim, removeState, runningDev, STATE_FILE, writeState, type DevState, type Reclaimed } from './leftovers.ts'
 
 const DEMO = { namespace: 'demo', pod: 'counter', container: 'app' }
 /** Counts once a second without forking (test/runtime/workloads.ts). */
@@ -27,11 +32,44 @@ const COUNTER = counter(1)
 const TOKEN_HOURS = 12
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const LOG_DIR = join(REPO, '.dev')
+/**
+ * Everything the running stack writes, one dir per checkout: the stack's state dir with containerd's
+ * root, workerd's temp dir with the D1 operations database, the Worker bundle (the child points
+ * TMPDIR here), and the state file that lets the next run stop what this one could not. Not under
+ * the checkout: the unix sockets under containerd's root must stay within 108 bytes.
+ */
+const DEV_DIR = join(tmpdir(), `checkpoint-dev-${createHash('sha256').update(REPO).digest('hex').slice(0, 8)}`)
+/**
+ * The dev stack's webhooks (functions/hooks/config.ts): alerts labelled `checkpoint="true"` that name
+ * namespace/pod/container act; no cooldown, so every try takes a checkpoint (production default
+ * 600 s); short retries. The dev token may post them: the `dev` policy rule allows it everything.
+ */
+const HOOKS = {
+  select: [{ checkpoint: 'true' }],
+  defaultCluster: CLUSTER,
+  cooldownSec: 0,
+  timeoutSec: 60,
+  retry: { maxAttempts: 3, baseDelayMs: 1_000, maxDelayMs: 10_000 },
+}
 /** Set in the child that runs the stack (see supervise). */
 const SUPERVISED = 'CHECKPOINT_DEV_SUPERVISED'
 
-const out = (s = '') => process.stdout.write(s + '\n')
-const err = (s: string) => process.stderr.write(s + '\n')
+/**
+ * Terminal output that cannot kill the process: once the terminal is gone (closed window, SIGHUP)
+ * a write fails with EIO, and an unhandled stream error would end the dev process in the middle of
+ * its teardown. Main installs the error handlers.
+ */
+let terminalGone = false
+const write = (stream: NodeJS.WriteStream, s: string) => {
+  if (terminalGone) return
+  try {
+    stream.write(s + '\n')
+  } catch {
+    terminalGone = true
+  }
+}
+const out = (s = '') => write(process.stdout, s)
+const err = (s: string) => write(process.stderr, s)
 
 function usage(problem: string): never {
   err(`npm run dev: ${problem}
@@ -53,6 +91,29 @@ The tests that need no runtime run anywhere: npm run test:unit, npm run test:fun
   process.exit(2)
 }
 
+function procStat(pid: number) {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * [pid, parent] for this process and each ancestor below its session's leader (none without
+ * /proc). `process.ppid` is read once, at start: /proc is where a change shows.
+ */
+function ancestry(): Array<[number, number]> {
+  const chain: Array<[number, number]> = []
+  for (let pid = process.pid; chain.length < 32;) {
+    const st = procStat(pid)
+    if (!st || st.session === pid || st.ppid <= 1) break
+    chain.push([pid, st.ppid])
+    pid = st.ppid
+  }
+  return chain
+}
+
 /** `port` if nothing listens on it on 127.0.0.1, else 0 (any free port). */
 async function portOrAny(port: number): Promise<number> {
   if (port === 0) return 0
@@ -63,10 +124,19 @@ async function portOrAny(port: number): Promise<number> {
   })
 }
 
+/** What a request was about when its outcome line does not say (a webhook: its decision lines do), by request id. */
+const requestTopics = new Map<unknown, string>()
+
 function gatewayLine(l: Record<string, unknown>): string | undefined {
+  if (l.type === 'decision' && typeof l.via === 'string') requestTopics.set(l.requestId, l.via)
   if (l.type === 'outcome') {
-    const what = [l.op, l.namespace && `${l.namespace}/${l.pod}/${l.container}`, l.archive].filter(Boolean).join(' ')
-    return `[gateway] ${l.method} ${what} → ${l.status}${l.code ? ` ${l.code}` : ''} sub=${l.sub ?? '-'} ${l.durationMs} ms`
+    const what = [l.op, l.namespace && `${l.namespace}/${l.pod}/${l.container}`, l.archive].filter(Boolean).join(' ') || requestTopics.get(l.requestId)
+    requestTopics.delete(l.requestId)
+    return `[gateway] ${l.method}${what ? ` ${what}` : ''} → ${l.status}${l.code ? ` ${l.code}` : ''} sub=${l.sub ?? '-'} ${l.durationMs} ms`
+  }
+  if (l.type === 'operation') {
+    const what = [l.namespace && `${l.namespace}/${l.pod}/${l.container}`, l.state, l.code, l.attempt && `attempt ${l.attempt}`].filter(Boolean).join(' ')
+    return `[gateway] operation ${l.operation} ${what}${l.durationMs !== undefined ? ` ${l.durationMs} ms` : ''}`
   }
   if (l.type === 'error') return `[gateway] error ${String(l.error).split('\n')[0]}`
   return undefined
@@ -91,17 +161,22 @@ function settings(): { mode: 'local' | 'external'; external: string | undefined;
 }
 
 /**
- * Runs the stack in a child process in its own process group and passes signals on. A terminal's
- * Ctrl-C goes to the whole foreground process group: without this, containerd, the registry and
- * workerd (spawned in our group) would die at once and the orderly teardown (remove pods, then
- * stop containerd) could not run — test/runtime/containerd.ts's fallback then leaves the containers'
- * processes and cgroups behind. Signals arriving twice within 200 ms (the terminal's and npm's
- * copy of one Ctrl-C) count once.
+ * Runs the stack in a child process in its own session (so its own process group) and passes
+ * signals on. A terminal's Ctrl-C, and its SIGHUP when it closes, go to the whole foreground
+ * process group: without this, containerd, the registry and workerd (spawned in our group) would
+ * die at once and the orderly teardown (remove pods, then stop containerd) could not run —
+ * test/runtime/containerd.ts's fallback then leaves the containers' processes and cgroups behind.
+ * Signals arriving twice within 200 ms (the terminal's and npm's copy of one Ctrl-C) count once.
+ * The IPC channel is how the child learns that this process died without passing anything on
+ * (SIGKILL, a SIGHUP before the handlers were in place): it closes, and the child stops. And this
+ * process watches its ancestors up to its session's leader (sh, npm, the shell): `kill -HUP <npm>`
+ * or a SIGKILL ends one of them without a word to us, and its child being reparented is the only
+ * sign of it — it counts as a SIGHUP.
  */
 function supervise(): void {
   const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
     detached: true,
-    stdio: 'inherit',
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, [SUPERVISED]: '1' },
   })
   let last = 0
@@ -113,7 +188,16 @@ function supervise(): void {
   }
   process.on('SIGINT', () => pass('SIGINT'))
   process.on('SIGTERM', () => pass('SIGTERM'))
-  process.on('SIGHUP', () => pass('SIGTERM'))
+  process.on('SIGHUP', () => pass('SIGHUP'))
+  const chain = ancestry()
+  if (chain.length > 0) {
+    const watch = setInterval(() => {
+      if (chain.every(([pid, ppid]) => procStat(pid)?.ppid === ppid)) return
+      clearInterval(watch)
+      pass('SIGHUP')
+    }, 500)
+    watch.unref()
+  }
   child.on('error', (e) => {
     err(`npm run dev: cannot start ${process.execPath}: ${e.message}`)
     process.exit(1)
@@ -122,8 +206,16 @@ function supervise(): void {
 }
 
 async function main(): Promise<void> {
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => (terminalGone = true))
   const { mode, external, port: wanted } = settings()
-  const port = await portOrAny(wanted)
+  /** The state file and the reclaiming need /proc; elsewhere (external runtime on macOS) they are skipped. */
+  const tracked = process.platform === 'linux'
+  // Before anything is opened: the logs of a running dev stack must not be truncated.
+  const other = tracked ? await runningDev(DEV_DIR) : undefined
+  if (other) {
+    err(`npm run dev: another npm run dev of this checkout is running (pid ${other.dev.pid}, since ${other.startedAt}); stop it first (Ctrl-C in its terminal, or kill ${other.dev.pid})`)
+    process.exit(2)
+  }
 
   // Full logs go to .dev/ (gitignored); the terminal gets one line per gateway request.
   await mkdir(LOG_DIR, { recursive: true })
@@ -132,12 +224,17 @@ async function main(): Promise<void> {
   const agentLog = createWriteStream(agentLogFile)
   const gatewayLog = createWriteStream(gatewayLogFile)
 
+  const note = (line: string) => agentLog.writableEnded || agentLog.write(JSON.stringify({ time: new Date().toISOString(), msg: `dev: ${line}` }) + '\n')
+
   let stack: Stack | undefined
   let starting: Promise<Stack> | undefined
   let stopping = false
+  /** DEV_DIR's state file is this run's (not, while reclaiming, an earlier run's). */
+  let ownState = false
   const closeLogs = () => Promise.all([agentLog, gatewayLog].map((f: WriteStream) => new Promise<void>((r) => f.end(r))))
-  const stop = async (code: number) => {
-    out(`\nstopping: gateway, agent${mode === 'local' ? ', containerd, registry' : ''}… (Ctrl-C again to exit at once)`)
+  const stop = async (code: number, why: string) => {
+    note(`stopping (${why})`)
+    out(`\nstopping (${why}): gateway, agent${mode === 'local' ? ', containerd, registry' : ''}… (Ctrl-C again to exit at once)`)
     try {
       // A signal during start-up: let the start finish (or fail and clean up), then stop it.
       const s = stack ?? (await starting?.catch(() => undefined))
@@ -147,34 +244,67 @@ async function main(): Promise<void> {
       code = 1
     }
     removeBundle()
+    if (code === 0 && ownState) await removeState(DEV_DIR).catch(() => {})
+    note(`stopped (exit ${code})`)
     await closeLogs()
     out('stopped.')
     process.exit(code)
   }
-  const onSignal = (signal: string) => {
+  /**
+   * SIGINT (Ctrl-C), SIGTERM, SIGHUP (the terminal closed; the supervisor passes it on) and the
+   * supervisor's death all stop the stack in order. Only a second Ctrl-C cuts that short: the
+   * other three come in bursts nobody chose (a closing terminal signals the shell, npm and us).
+   */
+  const onSignal = (why: string) => {
     if (stopping) {
-      err(`${signal} again: exiting now${stack?.runtime ? `; containerd may be left running under ${stack.runtime.root}` : ''}`)
+      if (why !== 'SIGINT') return note(`${why} while stopping: ignored`)
+      err(`${why} again: exiting now; the next npm run dev stops what is left (${DEV_DIR})`)
       process.exit(130)
     }
     stopping = true
-    void stop(0)
+    void stop(0, why)
   }
   fail = (e) => {
     err(`npm run dev: ${(e as Error).stack ?? e}`)
     if (stopping) return
     stopping = true
-    void stop(1)
+    void stop(1, 'error')
   }
-  process.on('SIGINT', () => onSignal('SIGINT'))
-  process.on('SIGTERM', () => onSignal('SIGTERM'))
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => onSignal(sig))
+  if (process.channel) {
+    process.on('disconnect', () => onSignal('npm run dev exited'))
+    process.channel.unref()
+  }
+
+  // An earlier run that could not stop (SIGKILL, a second Ctrl-C) left its stack in DEV_DIR.
+  await mkdir(DEV_DIR, { recursive: true, mode: 0o700 })
+  const earlier: Reclaimed = tracked ? await reclaim(DEV_DIR, note) : { outcome: 'clean' }
+  if (earlier.outcome === 'busy') {
+    err(`npm run dev: another npm run dev of this checkout started meanwhile (pid ${earlier.dev.pid})`)
+    await closeLogs()
+    process.exit(2)
+  }
+  if (earlier.outcome === 'reclaimed') out(reclaimedLine(earlier))
+  if (stopping) return
+  // workerd's temp dir (the D1 operations database) and the Worker bundle go under DEV_DIR too.
+  process.env.TMPDIR = DEV_DIR
+  const dev = tracked ? await processRef(process.pid) : undefined
+  const startedAt = new Date().toISOString()
+  if (dev) {
+    await writeState(DEV_DIR, { version: 1, dev, startedAt, processes: [], mounts: [], cgroups: [] })
+    ownState = true
+  }
+  const port = await portOrAny(wanted)
 
   out(mode === 'local'
     ? 'starting containerd 2.1 + registry (the first run fetches ≈160 MB of Debian packages), agent, gateway in workerd…'
     : `starting the agent against ${external} and the gateway in workerd…`)
   const t0 = performance.now()
   starting = startStack({
+    dir: DEV_DIR,
     gatewayPort: port,
     ownSignals: true,
+    hooks: HOOKS,
     ...(mode === 'external' ? { runtimeEndpoint: external! } : {}),
     log: (line) => agentLog.write(JSON.stringify({ time: new Date().toISOString(), msg: `stack: ${line}` }) + '\n'),
     agentLog: createLogger({ level: 'debug', write: (line) => agentLog.write(line) }),
@@ -190,6 +320,7 @@ async function main(): Promise<void> {
     if (stopping) return
     err(`\nnpm run dev: the stack did not start: ${(e as Error).message}\n(details: ${agentLogFile})`)
     removeBundle()
+    if (ownState) await removeState(DEV_DIR).catch(() => {})
     await closeLogs()
     process.exit(1)
   }
@@ -213,6 +344,13 @@ async function main(): Promise<void> {
     target = `${DEMO.namespace}/${DEMO.pod}/${DEMO.container}`
   }
   if (stopping) return
+  let state: DevState | undefined
+  if (dev) {
+    state = await describeStack(dev, startedAt, stack.runtime?.root, stack.gatewayUrl)
+    await writeState(DEV_DIR, state)
+  }
+  // miniflare keeps each D1 database as a SQLite file in this dir (created on first use).
+  const operationsDb = await findDir(DEV_DIR, 'miniflare-D1DatabaseObject', 3)
   const token = await stack.mintToken(ALL_SCOPES, { expiresInSec: TOKEN_HOURS * 3600 })
   const seconds = ((performance.now() - t0) / 1000).toFixed(1)
   const base = `/v1/clusters/${stack.cluster}/nodes/${stack.node}`
@@ -227,6 +365,9 @@ ${rule}
    runtime            ${stack.agent.runtimeInfo.name} ${stack.agent.runtimeInfo.version} at ${stack.endpoint}
    ${stack.runtime ? `demo pod           ${target}  (busybox, a counter in /tmp/count)` : 'demo pod           none (external runtime): use any running pod with kubelet labels'}
    archives           ${stack.agent.store.dir}
+   webhooks           POST /v1/hooks/alertmanager, /v1/hooks/grafana: alerts labelled checkpoint="true", no cooldown
+   operations (D1)    ${operationsDb ? `${operationsDb}/ (SQLite, created on first use)` : `under ${DEV_DIR}`}
+   dev dir            ${DEV_DIR}${state ? ` (all state; ${STATE_FILE} names ${state.processes.length} processes, ${state.mounts.length} mounts, ${state.cgroups.length} cgroups)` : ''}
    logs               ${agentLogFile}, ${gatewayLogFile}
    token              subject "${stack.subject}", scopes ${ALL_SCOPES.join(' ')}, valid ${TOKEN_HOURS} h
 ${rule}
@@ -251,8 +392,50 @@ ${stack.runtime ? `${join(stack.runtime.binDir, 'checkpointctl')} show checkpoin
 curl -sS -H "Authorization: Bearer $TOKEN" -H 'Range: bytes=0-511' "$GW$DOWNLOAD" | wc -c
 curl -sS -X DELETE -o /dev/null -w '%{http_code}\\n' -H "Authorization: Bearer $TOKEN" "$GW$DOWNLOAD"
 
+# 5. An Alertmanager webhook (version "4") with one firing alert naming the ${stack.runtime ? 'demo ' : ''}container: the answer (202)
+#    names the operation it queued; the checkpoint runs in the background (queued → running → succeeded):
+ALERT='${alertmanagerBody(target, stack.runtime ? undefined : stack.node)}'
+RESULT=$(curl -sS -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data "$ALERT" "$GW/v1/hooks/alertmanager"); echo "$RESULT"
+OP=$(echo "$RESULT" | sed -E 's/.*"operation":"([^"]+)".*/\\1/')
+sleep 3; curl -sS -w '\\n' -H "Authorization: Bearer $TOKEN" "$GW/v1/operations/$OP"
+
 Errors are application/problem+json with a stable "code" (README.md, "Errors"). Ctrl-C stops everything.
 ${rule}`)
+}
+
+/**
+ * An Alertmanager notification (version "4", README "Alert-triggered checkpoints") for a shell's
+ * single quotes, with one firing alert whose labels name `target` (`ns/pod/container`) as the dev
+ * hooks read them; `startsAt` is the moment it is pasted, so each paste is a new alert instance.
+ * The node label only for an external runtime, whose pods the stack's fake Kubernetes API does
+ * not know.
+ */
+function alertmanagerBody(target: string, node: string | undefined): string {
+  const [namespace, pod, container] = target.split('/')
+  const labels = { alertname: 'DevCheckpoint', severity: 'critical', checkpoint: 'true', namespace, pod, container, ...(node ? { node } : {}) }
+  const now = '@NOW@'
+  return JSON.stringify({ version: '4', status: 'firing', receiver: 'checkpoint', alerts: [{ status: 'firing', labels, startsAt: now }] })
+    .replace(now, `'$(date -u +%Y-%m-%dT%H:%M:%SZ)'`)
+}
+
+function reclaimedLine(r: Extract<Reclaimed, { outcome: 'reclaimed' }>): string {
+  const killed = r.killed.map((p) => `${p.name} ${p.pid}`).join(', ')
+  return [
+    `an earlier npm run dev${r.dev ? ` (pid ${r.dev.pid})` : ''} left its stack behind in ${DEV_DIR}; stopped it:`,
+    `  processes killed: ${killed || 'none'}`,
+    `  unmounted: ${r.mounts.length}, cgroups removed: ${r.cgroups.length}`,
+  ].join('\n')
+}
+
+/** The first dir called `name` under `dir`, at most `depth` levels down (not into the stack's state dir). */
+async function findDir(dir: string, name: string, depth: number): Promise<string | undefined> {
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (!e.isDirectory() || e.name.startsWith('cpgw-stack-')) continue
+    if (e.name === name) return join(dir, e.name)
+    const found = depth > 1 ? await findDir(join(dir, e.name), name, depth - 1) : undefined
+    if (found) return found
+  }
+  return undefined
 }
 
 if (process.env[SUPERVISED] === '1') {

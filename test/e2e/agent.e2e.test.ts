@@ -349,7 +349,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     assert.equal((await listArchives()).length, before + 1)
   })
 
-  it('frozen-container rule: ?timeout=1 → 504 timeout at ~1 s; the runtime finishes, the archive is kept, nothing frozen or partial', async () => {
+  it('frozen-container rule: ?timeout=1 → 504 timeout while the runtime works; the runtime finishes, the archive is kept, nothing frozen or partial', async () => {
     await poll(async () => ((await readInContainer(big.containerId, '/tmp/ready').catch(() => '')).includes('ready') ? true : undefined), 60_000, `${BIG_MB} MB container filling its memory`)
     timings[`large container start to ${BIG_MB} MB resident`] = `${Math.round(performance.now() - bigStarted)} ms`
     const ws = (await runtime.containerStats(big.containerId)).workingSetBytes ?? 0
@@ -363,9 +363,13 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     const answeredMs = performance.now() - t0
     timings['?timeout=1 answered after'] = `${Math.round(answeredMs)} ms`
     assert.deepEqual([p.status, p.code], [504, 'timeout'])
-    assert.ok(answeredMs >= 950, `504 after ${Math.round(answeredMs)} ms`)
-    // Answered while the runtime still works (no upper bound on a shared machine: this is the
-    // proof): the job is still pending and nothing partial is listed.
+    // Order and state, not durations (a fast machine dumps 500 MB in under a second; then the
+    // 504 comes while the archive is hashed): the agent took the caller's 1 s, and answered while
+    // the job was still pending, before its archive was written; nothing partial is listed.
+    const bigLine = (msg: string) => (l: Record<string, unknown>) => l.msg === msg && l.pod === BIG.pod
+    const writtenLine = (l: Record<string, unknown>) => l.msg === 'checkpoint written' && archiveRe(BIG).test(String(l.archive))
+    assert.equal(ta.logs.find(bigLine('checkpoint accepted'))?.timeoutSeconds, 1)
+    assert.ok(!ta.logs.some(writtenLine), 'answered before the archive was written')
     assert.equal(ta.agent.checkpointer.busy, 1, 'the checkpoint must go on after the caller gave up')
     assert.ok(!(await listArchives()).some((a) => archiveRe(BIG).test(a.name)), 'no archive before the runtime finished')
     const seen = new Set<string>()
@@ -383,17 +387,18 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     await within(statusPoll, 10_000, 'task status poll')
     const written = ta.logs.find((l) => l.msg === 'checkpoint written' && l.archive === archive.name)
     assert.ok(written, 'checkpoint written log line')
+    const answeredAt = ta.logs.findIndex((l) => bigLine('checkpoint outcome')(l) && l.code === 'timeout')
+    assert.ok(answeredAt >= 0 && answeredAt < ta.logs.indexOf(written), 'the 504 went out before the archive was written')
     const runtimeMs = Number(written.runtimeMs)
     timings['large checkpoint: CRI CheckpointContainer'] = `${runtimeMs} ms`
     timings['large checkpoint: request to archive listed (incl. sha256)'] = `${Math.round(listedMs)} ms`
-    const accepted = ta.logs.find((l) => l.msg === 'checkpoint accepted' && l.pod === BIG.pod)
+    const accepted = ta.logs.find(bigLine('checkpoint accepted'))
     if (accepted) {
       const afterRuntime = Date.parse(String(written.time)) - Date.parse(String(accepted.time)) - runtimeMs
       timings['large checkpoint: accepted to archive written, minus CheckpointContainer (≈ chmod + sha256 + link)'] = `${Math.round(afterRuntime)} ms`
     }
     timings['large archive size'] = `${(archive.size / 1e6).toFixed(0)} MB`
     timings['task states seen while the checkpoint ran after the 504'] = [...seen].join(', ')
-    assert.ok(runtimeMs > 1_000, `runtime took ${runtimeMs} ms; the test needs a checkpoint longer than the 1 s timeout`)
     assert.ok(archive.size >= BIG_MB * 0.9e6, `archive ${archive.size} bytes`)
 
     // Nothing is left frozen and nothing partial remains.
@@ -402,8 +407,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
     const leftovers = (await readdir(checkpointDir())).filter((n) => n.startsWith('.inprogress-'))
     assert.deepEqual(leftovers, [])
     assert.equal((await stat(join(checkpointDir(), archive.name))).mode & 0o777, 0o600)
-    const outcome = ta.logs.find((l) => l.msg === 'checkpoint outcome' && l.pod === BIG.pod)
-    assert.equal(outcome?.code, 'timeout')
+    assert.equal(ta.logs.find(bigLine('checkpoint outcome'))?.code, 'timeout')
 
     // The kept archive downloads whole and matches its digest.
     const grant = await ta.mint({ op: 'checkpoint:read', archive: archive.name, namespaces: everyReading(archive.name) })

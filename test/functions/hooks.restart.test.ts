@@ -1,6 +1,6 @@
 /**
- * Node only: nothing accepted is lost across a restart (same node:sqlite file), and the webhook
- * answer latency for a 10-alert notification (printed as a JSON line figure).
+ * Node only: nothing accepted is lost across a restart (same node:sqlite file), and a run of
+ * 10-alert notifications is accepted whole.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
@@ -30,7 +30,7 @@ describe('webhooks on node: restarts', { timeout: 90_000 }, () => {
   const post = async (gw: Target, body: unknown) => {
     const r = await gw.fetch('/v1/hooks/alertmanager', { method: 'POST', headers: { authorization: `Bearer ${am}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
     assert.equal(r.status, 202)
-    return (await r.json()) as { alerts: Array<{ outcome: string; operation: string }> }
+    return (await r.json()) as { accepted: number; alerts: Array<{ outcome: string; operation: string }> }
   }
 
   /** The suite's config plus cluster `flaky`, whose agent URL the test chooses. */
@@ -121,21 +121,14 @@ describe('webhooks on node: restarts', { timeout: 90_000 }, () => {
     await stop(second)
   })
 
-  it('figure: answer latency of a 10-alert notification', async (t) => {
+  it('10-alert notifications, one after another, are each accepted whole', async () => {
+    // Its answer latency was printed here as a figure; figures belong to test/bench.
     const gw = await start(hooksConfig(world, { maxPerNotification: 10, cooldownSec: 0 }), 'c.sqlite')
-    const times: number[] = []
     for (let i = 0; i < 40; i++) {
       const alerts = Array.from({ length: 10 }, (_, j) => firing('shop-bench', `web-${i}-${j}`, { node: 'node-a' }))
-      const body = JSON.stringify(alertmanagerPayload(alerts))
-      const t0 = performance.now()
-      const r = await gw.fetch('/v1/hooks/alertmanager', { method: 'POST', headers: { authorization: `Bearer ${am}`, 'content-type': 'application/json' }, body })
-      const a = (await r.json()) as { accepted: number }
-      times.push(performance.now() - t0)
+      const a = await post(gw, alertmanagerPayload(alerts))
       assert.equal(a.accepted, 10)
     }
-    const sorted = times.slice(5).sort((x, y) => x - y)
-    const p = (q: number) => Number(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!.toFixed(2))
-    t.diagnostic(JSON.stringify({ name: 'hooks.alertmanager.10_alerts.answer_p50', value: p(0.5), unit: 'ms', p90: p(0.9), runs: sorted.length }))
     await stop(gw)
   })
 })

@@ -48,15 +48,17 @@ describe('hooks config', () => {
     assert.equal(c.maxBodyBytes, 1 << 20)
     assert.equal(c.grafana, undefined)
   })
-  for (const [name, raw] of [
-    ['empty select', { select: [] }],
-    ['select value not a string', { select: [{ a: 1 }] }],
-    ['negative cooldown', { cooldownSec: -1 }],
-    ['zero attempts', { retry: { maxAttempts: 0 } }],
-    ['unset grafana secret', { grafana: { secretName: 'NOPE' } }],
-    ['empty label name', { labels: { pod: '' } }],
+  // Configuration errors are plain Errors without a code: the check is the setting the message
+  // opens with, and never a TypeError (a crash on the way would pass a bare `Error`).
+  for (const [name, raw, setting] of [
+    ['empty select', { select: [] }, /^config: hooks\.select /],
+    ['select value not a string', { select: [{ a: 1 }] }, /^config: hooks\.select\[0\]\.a /],
+    ['negative cooldown', { cooldownSec: -1 }, /^config: hooks\.cooldownSec /],
+    ['zero attempts', { retry: { maxAttempts: 0 } }, /^config: hooks\.retry\.maxAttempts /],
+    ['unset grafana secret', { grafana: { secretName: 'NOPE' } }, /^config: secret NOPE \(hooks\.grafana\.secretName\)/],
+    ['empty label name', { labels: { pod: '' } }, /^config: hooks\.labels\.pod /],
   ] as const) {
-    it(`rejects ${name}`, () => assert.throws(() => parseHooksConfig(raw, secret), Error))
+    it(`rejects ${name}`, () => assert.throws(() => parseHooksConfig(raw, secret), (err) => err instanceof Error && !(err instanceof TypeError) && setting.test(err.message)))
   }
   it('resolves the grafana secret by name', () => {
     const c = parseHooksConfig({ grafana: { secretName: 'S', timestampHeader: 'X-Ts' } }, secret)
@@ -87,12 +89,32 @@ describe('payloads', () => {
   })
   for (const [name, body, field] of [
     ['not an object', '[]', 'body'],
-    ['bad startsAt', JSON.stringify({ version: '4', alerts: [{ status: 'firing', startsAt: 'yesterday' }] }), 'alerts[0].startsAt'],
     ['bad truncatedAlerts', JSON.stringify({ version: '4', alerts: [], truncatedAlerts: -1 }), 'truncatedAlerts'],
-    ['annotations not strings', JSON.stringify({ version: '4', alerts: [{ status: 'firing', startsAt: '2026-01-01T00:00:00Z', annotations: { a: {} } }] }), 'alerts[0].annotations'],
   ] as const) {
     it(`rejects ${name}`, async () => {
       await assert.rejects(parseNotification('alertmanager', body), (e: CheckpointError) => e.code === 'invalid_body' && e.field === field)
+    })
+  }
+  it('an alert without its own status takes the notification\'s', async () => {
+    const body = (status?: string) => JSON.stringify({ version: '4', ...(status ? { status } : {}), alerts: [{ labels: { a: 'b' }, startsAt: '2026-01-01T00:00:00Z' }] })
+    assert.deepEqual((await parseNotification('alertmanager', body('firing'))).alerts.map((a) => [a.status, a.invalid]), [['firing', undefined]])
+    assert.deepEqual((await parseNotification('alertmanager', body('resolved'))).alerts.map((a) => [a.status, a.invalid]), [['resolved', undefined]])
+    // Neither says: that alert is unusable, the notification is not.
+    assert.deepEqual((await parseNotification('alertmanager', body())).alerts.map((a) => a.invalid), ['alerts[0].status'])
+  })
+  const ok = { status: 'firing', labels: { a: 'b' }, startsAt: '2026-01-01T00:00:00Z' }
+  for (const [name, odd, field] of [
+    ['bad startsAt', { status: 'firing', startsAt: 'yesterday' }, 'alerts[0].startsAt'],
+    ['annotations not strings', { ...ok, annotations: { a: {} } }, 'alerts[0].annotations'],
+    ['labels not strings', { ...ok, labels: { a: 1 } }, 'alerts[0].labels'],
+    ['an unknown status', { ...ok, status: 'pending' }, 'alerts[0].status'],
+    ['a long fingerprint', { ...ok, fingerprint: 'f'.repeat(129) }, 'alerts[0].fingerprint'],
+    ['not an object', 'x', 'alerts[0]'],
+  ] as const) {
+    it(`an alert with ${name} is marked invalid; the one beside it is kept`, async () => {
+      const n = await parseNotification('alertmanager', JSON.stringify({ version: '4', status: 'firing', alerts: [odd, ok] }))
+      assert.deepEqual(n.alerts.map((a) => a.invalid), [field, undefined])
+      assert.equal(n.alerts[1]!.status, 'firing')
     })
   }
 })
@@ -192,6 +214,8 @@ describe('runner', () => {
   async function run(outcomes: JobOutcome[]) {
     const store = sqlOperationStore(sqliteDriver(':memory:'))
     const sent: Array<[string, number | undefined]> = []
+    // The runner catches what its dependencies throw: calls are recorded and asserted afterwards.
+    const reconciled: unknown[] = []
     let now = 1000
     const runner = createRunner(runnerDeps({
       store,
@@ -200,18 +224,19 @@ describe('runner', () => {
         await job.dispatching?.('n1')
         return outcomes.shift()!
       },
-      reconcile: async () => assert.fail('reconcile without a dispatch'),
+      reconcile: async (job, since) => (reconciled.push([job.requestId, since]), null),
       clock: { now: () => now++ },
       retry,
     }))
     const a = op()
     await store.createIfAbsent(a, 0)
-    return { store, sent, runner, id: a.id }
+    return { store, sent, reconciled, runner, id: a.id }
   }
   const fail = (status: number, retryable: boolean): JobOutcome => ({ ok: false, status, code: 'x', message: 'm', retryable })
   it('retries a retryable failure with backoff, then fails', async () => {
-    const { store, sent, runner, id } = await run([fail(503, true), fail(503, true)])
+    const { store, sent, reconciled, runner, id } = await run([fail(503, true), fail(503, true)])
     await runner(id)
+    assert.deepEqual(reconciled, [], 'reconcile without a dispatch')
     const q = await store.get(id)
     assert.deepEqual([q?.state, q?.attempts, q?.dispatchedAt], ['queued', 1, undefined])
     assert.deepEqual(sent, [[id, 100]])
@@ -220,16 +245,19 @@ describe('runner', () => {
     assert.deepEqual([f?.state, f?.attempts, f?.error?.status], ['failed', 2, 503])
     await runner(id) // a late redelivery is a no-op
     assert.equal((await store.get(id))?.attempts, 2)
+    assert.deepEqual(reconciled, [], 'reconcile without a dispatch')
   })
   it('a non-retryable failure is final at once', async () => {
-    const { store, runner, id } = await run([fail(404, false)])
+    const { store, reconciled, runner, id } = await run([fail(404, false)])
     await runner(id)
+    assert.deepEqual(reconciled, [], 'reconcile without a dispatch')
     assert.deepEqual([(await store.get(id))?.state, (await store.get(id))?.attempts], ['failed', 1])
   })
   it('records success', async () => {
     const archive = { name: 'checkpoint-w_shop-app-2026-01-01T00:00:00Z.tar', size: 1, sha256: 'a'.repeat(64), created: '2026-01-01T00:00:00Z' }
-    const { store, runner, id } = await run([{ ok: true, node: 'n1', archive, download: '/d' }])
+    const { store, reconciled, runner, id } = await run([{ ok: true, node: 'n1', archive, download: '/d' }])
     await runner(id)
+    assert.deepEqual(reconciled, [], 'reconcile without a dispatch')
     const s = await store.get(id)
     assert.deepEqual([s?.state, s?.node, s?.result?.archive.sha256], ['succeeded', 'n1', archive.sha256])
   })
@@ -241,14 +269,20 @@ describe('runner: a job found again after its dispatch', () => {
   async function lost(found: Array<JobOutcome | null>) {
     const store = sqlOperationStore(sqliteDriver(':memory:'))
     const sent: Array<[string, number | undefined]> = []
+    // The runner catches what its dependencies throw: calls are recorded and asserted afterwards.
     const looked: number[] = []
+    const lookedOn: string[] = []
+    const resent: string[] = []
     let now = 2000
     const runner = createRunner(runnerDeps({
       store,
       queue: { send: async (id, d) => void sent.push([id, d]) },
-      checkpoint: async () => assert.fail('a dispatched job was sent to the agent again'),
+      checkpoint: async (job) => {
+        resent.push(job.requestId)
+        return { ok: false, status: 500, code: 'internal', message: 'sent again', retryable: false }
+      },
       reconcile: async (job, since) => {
-        assert.equal(job.node, 'n1')
+        lookedOn.push(job.node)
         looked.push(since)
         return found.shift()!
       },
@@ -259,18 +293,25 @@ describe('runner: a job found again after its dispatch', () => {
     await store.claim(a.id, 1000, 0)
     await store.markDispatched(a.id, 1000, 'n1')
     await store.requeueRunning(1500) // the restart
-    return { store, sent, looked, runner, id: a.id, at: (t: number) => void (now = t) }
+    /** Nothing went to the agent again, and every look was on the dispatch's node. */
+    const neverResent = () => {
+      assert.deepEqual(resent, [], 'a dispatched job was sent to the agent again')
+      assert.deepEqual(lookedOn, looked.map(() => 'n1'), 'looked on the node the job was dispatched to')
+    }
+    return { store, sent, looked, neverResent, runner, id: a.id, at: (t: number) => void (now = t) }
   }
   it('its archive on the node → succeeded with it, no second request', async () => {
-    const { store, looked, runner, id } = await lost([{ ok: true, node: 'n1', archive, download: '/d' }])
+    const { store, looked, neverResent, runner, id } = await lost([{ ok: true, node: 'n1', archive, download: '/d' }])
     await runner(id)
+    neverResent()
     const s = await store.get(id)
     assert.deepEqual([s?.state, s?.result?.archive.name, s?.node], ['succeeded', archive.name, 'n1'])
     assert.deepEqual(looked, [1000])
   })
   it('none yet → waits within the dispatch window, then fails as interrupted; never re-sent', async () => {
-    const { store, sent, looked, runner, id, at } = await lost([null, null, null])
+    const { store, sent, looked, neverResent, runner, id, at } = await lost([null, null, null])
     await runner(id)
+    neverResent()
     let s = await store.get(id)
     assert.deepEqual([s?.state, s?.dispatchedAt, sent.length], ['queued', 1000, 1])
     at(5900)
@@ -283,11 +324,14 @@ describe('runner: a job found again after its dispatch', () => {
     s = await store.get(id)
     assert.deepEqual([s?.state, s?.error?.code, s?.error?.status], ['failed', 'checkpoint_failed', 500])
     assert.deepEqual(looked, [1000, 1000, 1000])
+    neverResent()
   })
   it('a list that cannot be read is not a retry of the checkpoint either', async () => {
-    const { store, runner, id, at } = await lost([{ ok: false, status: 502, code: 'bad_gateway', message: 'm', retryable: false }])
+    const { store, looked, neverResent, runner, id, at } = await lost([{ ok: false, status: 502, code: 'bad_gateway', message: 'm', retryable: false }])
     at(9000)
     await runner(id)
+    neverResent()
+    assert.deepEqual(looked, [1000])
     assert.deepEqual([(await store.get(id))?.state, (await store.get(id))?.error?.code], ['failed', 'checkpoint_failed'])
   })
   it('a dispatch the store could not record is not sent, and is retried', async () => {

@@ -56,7 +56,9 @@ describe('webhooks on workerd: lost messages', { timeout: 60_000 }, () => {
       await old.cron()
       const reader = await world.token({ sub: 'sam', groups: ['sre'], scope: 'checkpoint:read' })
       assert.equal((await waitFor(old, reader, id)).state, 'succeeded')
-      assert.equal((await db.all('SELECT dispatched_at FROM operations WHERE id = ?', [id]))[0]?.dispatched_at !== null, true)
+      const rows = await db.all('SELECT dispatched_at FROM operations WHERE id = ?', [id])
+      assert.equal(rows.length, 1, 'the migrated row is still there')
+      assert.equal(typeof rows[0]!.dispatched_at, 'number', 'its dispatch was recorded in the new column')
     } finally {
       await old.close()
     }

@@ -35,8 +35,11 @@ describe('policy', () => {
     assert.equal(decideArchive(p, caller('s', ['checkpoint:read']), 'read', 'c', 'checkpoint-web_team-app-2026-01-01.tar').allow, false)
   })
   it('rejects a rule naming nobody, or an unknown action', () => {
-    assert.throws(() => parsePolicy({ rules: [{ actions: ['read'], clusters: ['*'], namespaces: ['*'] }] }))
-    assert.throws(() => parsePolicy({ rules: [{ subjects: ['s'], actions: ['write'], clusters: ['*'], namespaces: ['*'] }] }))
+    // Policy errors are plain Errors without a code: the check is what the message opens with,
+    // and never a TypeError (a crash on the way would pass a bare assert.throws).
+    const policyError = (what: RegExp) => (err: unknown) => err instanceof Error && !(err instanceof TypeError) && what.test(err.message)
+    assert.throws(() => parsePolicy({ rules: [{ actions: ['read'], clusters: ['*'], namespaces: ['*'] }] }), policyError(/^policy: rule-0 names no /))
+    assert.throws(() => parsePolicy({ rules: [{ subjects: ['s'], actions: ['write'], clusters: ['*'], namespaces: ['*'] }] }), policyError(/^policy: rule-0\.actions: /))
   })
 })
 

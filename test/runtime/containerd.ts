@@ -15,7 +15,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
-import { createWriteStream, existsSync, openSync, readSync, closeSync, statSync } from 'node:fs'
+import { createWriteStream, existsSync, openSync, readdirSync, readSync, closeSync, statSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
@@ -511,15 +511,46 @@ async function teardown(s: {
   started.delete(s.endpoint)
   if (containerd) await stopChild(containerd)
   if (registry) await stopChild(registry)
-  // Shims outlive containerd by design; they and their containers are ours if they point into root.
-  await killStragglers(s.root, s.log, cgroupName(s.root))
-  await unmountUnder(s.root, s.log)
-  await removeCgroups(cgroupName(s.root))
+  await reclaimRuntime(s.root, s.log)
+  await rm(s.root, { recursive: true, force: true, maxRetries: 3 }).catch((e) => errors.push(e))
+  if (errors.length) s.log(`teardown: ${errors.length} error(s): ${errors.map(String).join('; ')}`)
+}
+
+/** What a local runtime under a root still holds on this machine. */
+export interface RuntimeResidue {
+  /** Its processes: containerd, the registry, shims, containers (see {@link reclaimRuntime}). */
+  pids: number[]
+  /** Mount points at or under the root, deepest first. */
+  mounts: string[]
+  /** Its cgroup dirs, one per hierarchy that has one. */
+  cgroups: string[]
+}
+
+/** What the runtime under `root` runs, mounts and owns in cgroups right now; changes nothing (frozen cgroups excepted: they are thawed). */
+export async function runtimeResidue(root: string): Promise<RuntimeResidue> {
+  return {
+    pids: await runtimeProcesses(root),
+    mounts: mountsUnder(await readFile('/proc/self/mountinfo', 'utf8'), root),
+    cgroups: cgroupDirs(cgroupName(root)),
+  }
+}
+
+/**
+ * Stops whatever the local runtime under `root` left behind: SIGKILLs its processes (containerd,
+ * the registry, shims — they outlive containerd by design — and containers), lazily unmounts
+ * everything under `root`, removes its cgroups. The end of {@link LocalRuntime.stop}, and how
+ * `npm run dev` cleans up after an earlier run that was killed (test/dev/leftovers.ts). Leaves
+ * `root` itself in place. Resolves to what it found.
+ */
+export async function reclaimRuntime(root: string, log: (line: string) => void = () => {}): Promise<RuntimeResidue> {
+  const found = await runtimeResidue(root)
+  const killed = await killStragglers(root, log)
+  const mounts = await unmountUnder(root, log)
+  await removeCgroups(cgroupName(root))
   // Shim sockets (and ctr's default fifos) live under containerd's compiled-in /run/containerd,
   // whatever the config says; drop those dirs if we left them empty.
   for (const dir of ['/run/containerd/s', '/run/containerd/fifo', '/run/containerd']) await rmdir(dir).catch(() => {})
-  await rm(s.root, { recursive: true, force: true, maxRetries: 3 }).catch((e) => errors.push(e))
-  if (errors.length) s.log(`teardown: ${errors.length} error(s): ${errors.map(String).join('; ')}`)
+  return { pids: [...new Set([...found.pids, ...killed])], mounts, cgroups: found.cgroups }
 }
 
 /** Pids in the cgroup trees named `name` (all hierarchies), after thawing any frozen ones. */
@@ -538,54 +569,88 @@ async function cgroupPids(name: string): Promise<number[]> {
 }
 
 /**
- * SIGKILLs processes whose command line or root directory lies under `root`, and every process in
- * this runtime's cgroups (containers live in their own mount namespace, so the first test misses
- * them when containerd died before it could remove them, e.g. on a terminal's Ctrl-C).
+ * The runtime's processes: those whose command line or root directory lies under `root`
+ * (containerd, the registry, shims: `-address <root>/containerd.sock`), and every process in its
+ * cgroups (containers live in their own mount namespace, so the first test misses them when
+ * containerd died before it could remove them, e.g. on a terminal's Ctrl-C). Never this process.
  */
-async function killStragglers(root: string, log: (line: string) => void, cgroup: string): Promise<void> {
-  for (let round = 0; round < 5; round++) {
-    const victims: number[] = (await cgroupPids(cgroup)).filter((pid) => pid !== process.pid)
-    for (const name of await readdir('/proc')) {
-      const pid = Number(name)
-      if (!Number.isInteger(pid) || pid === process.pid) continue
-      try {
-        const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ')
-        const procRoot = await readlink(`/proc/${pid}/root`).catch(() => '')
-        if (cmdline.includes(root) || procRoot.startsWith(root)) victims.push(pid)
-      } catch {
-        // exited meanwhile
-      }
+async function runtimeProcesses(root: string): Promise<number[]> {
+  const pids = new Set((await cgroupPids(cgroupName(root))).filter((pid) => pid !== process.pid))
+  for (const name of await readdir('/proc')) {
+    const pid = Number(name)
+    if (!Number.isInteger(pid) || pid === process.pid) continue
+    try {
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ')
+      const procRoot = await readlink(`/proc/${pid}/root`).catch(() => '')
+      if (cmdline.includes(root) || procRoot.startsWith(root)) pids.add(pid)
+    } catch {
+      // exited meanwhile
     }
-    if (victims.length === 0) return
+  }
+  return [...pids]
+}
+
+/** SIGKILLs the runtime's processes (see {@link runtimeProcesses}) until none is left (5 rounds); resolves to the pids it killed. */
+async function killStragglers(root: string, log: (line: string) => void): Promise<number[]> {
+  const killed = new Set<number>()
+  for (let round = 0; round < 5; round++) {
+    const victims = await runtimeProcesses(root)
+    if (victims.length === 0) break
     log(`killing leftover processes ${victims.join(' ')}`)
     for (const pid of victims) {
       try {
         process.kill(pid, 'SIGKILL')
+        killed.add(pid)
       } catch {
         // gone
       }
     }
     await new Promise((r) => setTimeout(r, 200))
   }
+  return [...killed]
 }
 
-/** Lazily unmounts every mount point under `root`, deepest first. */
-async function unmountUnder(root: string, log: (line: string) => void): Promise<void> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8')
-  const points = mountinfo
+/**
+ * Mount points at or under `dir` in a `/proc/<pid>/mountinfo` text (octal escapes such as `\040`
+ * decoded), deepest first.
+ *
+ * @example
+ * mountsUnder(await readFile('/proc/self/mountinfo', 'utf8'), '/tmp/cpgw-rt-x') // ['/tmp/cpgw-rt-x/state/…/rootfs', …]
+ */
+export function mountsUnder(mountinfo: string, dir: string): string[] {
+  const base = dir.replace(/\/+$/, '')
+  return mountinfo
     .split('\n')
     .map((l) => l.split(' ')[4])
-    .filter((p): p is string => Boolean(p) && (p === root || p.startsWith(`${root}/`)))
-    .map((p) => p.replace(/\\040/g, ' '))
+    .filter((p): p is string => Boolean(p))
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === base || p.startsWith(`${base}/`))
     .sort((a, b) => b.length - a.length)
+}
+
+/** Lazily unmounts every mount point under `root`, deepest first; resolves to those it found. */
+async function unmountUnder(root: string, log: (line: string) => void): Promise<string[]> {
+  const points = mountsUnder(await readFile('/proc/self/mountinfo', 'utf8'), root)
   for (const p of points) {
     log(`unmounting leftover ${p}`)
     await execFileP('umount', ['-l', p], { timeout: 10_000 }).catch((e) => log(`umount ${p}: ${e}`))
   }
+  return points
 }
 
 function cgroupName(root: string): string {
   return basename(root)
+}
+
+/** The cgroup v1 dirs named `name` at the top of every hierarchy. */
+function cgroupDirs(name: string): string[] {
+  let hierarchies: string[]
+  try {
+    hierarchies = readdirSync('/sys/fs/cgroup')
+  } catch {
+    return []
+  }
+  return hierarchies.map((h) => join('/sys/fs/cgroup', h, name)).filter((dir) => existsSync(dir))
 }
 
 /** Removes (empty) cgroup v1 dirs named `name` at the top of every hierarchy, deepest first. */
@@ -595,10 +660,7 @@ async function removeCgroups(name: string): Promise<void> {
     for (const e of entries) if (e.isDirectory()) await removeTree(join(dir, e.name))
     await rmdir(dir).catch(() => {})
   }
-  for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [])) {
-    const dir = join('/sys/fs/cgroup', hierarchy, name)
-    if (existsSync(dir)) await removeTree(dir)
-  }
+  for (const dir of cgroupDirs(name)) await removeTree(dir)
 }
 
 // ---- helpers -------------------------------------------------------------------------------

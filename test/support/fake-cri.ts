@@ -29,6 +29,8 @@ export interface FakeBehaviour {
   checkpointError?: { code: number; details: string }
   /** Never answer CheckpointContainer (until the server stops). */
   hang: boolean
+  /** Hold CheckpointContainer calls until `release()`, then go on as usual (delay, write, answer). */
+  hold: boolean
   /** Report success without writing a file. */
   writeNothing: boolean
   statsError?: number
@@ -38,9 +40,13 @@ export interface FakeCri {
   endpoint: string
   containers: FakeContainer[]
   behaviour: FakeBehaviour
-  /** Every CheckpointContainer request seen, with its deadline (ms from the call) if any. */
-  /** Every CheckpointContainer call, with when it arrived (Date.now()). */
-  checkpointCalls: { containerId: string; location: string; deadlineMs: number | null; at: number }[]
+  /**
+   * Every CheckpointContainer call: its deadline (ms from the call) if any, when it arrived
+   * (Date.now()), and whether the fake has answered it yet (`answered`, set when the answer goes out).
+   */
+  checkpointCalls: { containerId: string; location: string; deadlineMs: number | null; at: number; answered: boolean }[]
+  /** Lets held calls (`behaviour.hold`) go on. */
+  release(): void
   stop(): Promise<void>
 }
 
@@ -53,11 +59,16 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
   const fake: FakeCri = {
     endpoint: `unix://${socketPath}`,
     containers,
-    behaviour: { runtimeName: 'fake-cri', runtimeVersion: '9.9.9', checkpointDelayMs: 0, archiveBytes: 4096, hang: false, writeNothing: false, ...init },
+    behaviour: { runtimeName: 'fake-cri', runtimeVersion: '9.9.9', checkpointDelayMs: 0, archiveBytes: 4096, hang: false, hold: false, writeNothing: false, ...init },
     checkpointCalls: [],
+    release: () => {
+      for (const h of held) h.go()
+      held.clear()
+    },
     stop: () => new Promise((r) => server.tryShutdown(() => r())),
   }
   const hanging = new Set<(e: grpc.ServiceError | null, v?: unknown) => void>()
+  const held = new Set<{ go: () => void; cb: grpc.sendUnaryData<unknown> }>()
   const fail = (code: number, details: string) => Object.assign(new Error(details), { code, details }) as grpc.ServiceError
   const unimplemented = (_c: unknown, cb: (e: grpc.ServiceError) => void) => cb(fail(grpc.status.UNIMPLEMENTED, 'not in the fake'))
   const impl: Record<string, unknown> = {}
@@ -88,14 +99,19 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
       if (!c) return cb(fail(grpc.status.NOT_FOUND, `container ${call.request.containerId} not found`))
       cb(null, { stats: { attributes: { id: c.id }, memory: { workingSetBytes: { value: String(c.workingSetBytes ?? 1_000_000) } } } })
     },
-    CheckpointContainer(call: grpc.ServerUnaryCall<any, unknown>, cb: grpc.sendUnaryData<unknown>) {
+    CheckpointContainer(call: grpc.ServerUnaryCall<any, unknown>, callback: grpc.sendUnaryData<unknown>) {
       const b = fake.behaviour
       const deadline = call.getDeadline()
       const deadlineMs = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) && deadline !== Infinity ? Number(deadline) - Date.now() : null
-      fake.checkpointCalls.push({ containerId: call.request.containerId, location: call.request.location, deadlineMs, at: Date.now() })
+      const record = { containerId: call.request.containerId, location: call.request.location, deadlineMs, at: Date.now(), answered: false }
+      fake.checkpointCalls.push(record)
+      const cb: grpc.sendUnaryData<unknown> = (e, v) => {
+        record.answered = true
+        callback(e, v)
+      }
       if (b.hang) return void hanging.add(cb)
       if (!fake.containers.some((c) => c.id === call.request.containerId)) return cb(fail(grpc.status.NOT_FOUND, 'no such container'))
-      setTimeout(async () => {
+      const work = () => setTimeout(async () => {
         if (b.checkpointError) return cb(fail(b.checkpointError.code, b.checkpointError.details))
         if (!b.writeNothing) {
           // As containerd: open without truncation, write the archive.
@@ -106,6 +122,8 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
         }
         cb(null, {})
       }, b.checkpointDelayMs)
+      if (b.hold) held.add({ go: work, cb })
+      else work()
     },
   })
   server.addService(pkg.runtime.v1.RuntimeService.service, impl as grpc.UntypedServiceImplementation)
@@ -114,6 +132,8 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
   fake.stop = async () => {
     for (const cb of hanging) cb(fail(grpc.status.UNAVAILABLE, 'fake stopping'))
     hanging.clear()
+    for (const h of held) h.cb(fail(grpc.status.UNAVAILABLE, 'fake stopping'))
+    held.clear()
     server.forceShutdown()
     await stop().catch(() => {})
   }

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test'
 import { ArchiveStore } from '../../agent/archives.ts'
 import { Checkpointer, type Resolved } from '../../agent/checkpointer.ts'
 import type { Runtime } from '../../agent/cri/client.ts'
-import { ConfigError, envName, helpText, loadConfig, OPTIONS, parseDuration } from '../../agent/config.ts'
+import { ConfigError, envName, helpText, loadConfig, OPTIONS, parseDuration, parseSize } from '../../agent/config.ts'
 import { fromGrpc, GRPC } from '../../agent/cri/errors.ts'
 import { memoryLogger } from '../../agent/log.ts'
 import { Metrics } from '../../agent/metrics.ts'
@@ -43,6 +43,18 @@ describe('config', () => {
       assert.throws(() => loadConfig(argv, {}), (e: unknown) => e instanceof ConfigError && e.option === option, option)
     }
     assert.throws(() => loadConfig([...REQUIRED, '--no-such-flag=1'], {}), { code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' })
+  })
+
+  it('sizes: bytes or Kubernetes quantity suffixes, as the README writes them', () => {
+    assert.equal(parseSize('268435456'), 268435456)
+    assert.equal(parseSize('256Mi'), 256 * 2 ** 20)
+    assert.equal(parseSize('1Gi'), 2 ** 30)
+    assert.equal(parseSize('500M'), 500e6)
+    for (const bad of ['256 MiB', '1.5Gi', '-1', 'Mi', '']) assert.equal(parseSize(bad), null, bad)
+    assert.equal(loadConfig(REQUIRED, {}).diskMarginBytes, 256 * 2 ** 20)
+    assert.equal(loadConfig([...REQUIRED, '--disk-margin=1Gi'], {}).diskMarginBytes, 2 ** 30)
+    assert.equal(loadConfig([...REQUIRED, '--disk-margin=0'], {}).diskMarginBytes, 0)
+    assert.throws(() => loadConfig([...REQUIRED, '--disk-margin=256 MiB'], {}), (e: unknown) => e instanceof ConfigError && e.option === 'disk-margin')
   })
 
   it('durations and help', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { CheckpointError, ERROR_STATUS, isErrorCode, toProblem } from '../../shared/errors.ts'
 import { decodeEvents, encodeEvent, parseEvent, type CheckpointEvent } from '../../shared/events.ts'
-import { checkGrantCovers, checkGrantCoversArchive } from '../../shared/grant.ts'
+import { checkGrantCovers, checkGrantCoversArchive, grantAudience } from '../../shared/grant.ts'
 import { archiveMatches, archiveName, checkName, checkQuery, checkTarget, isArchiveName, isDns1123Label, isDns1123Subdomain, archiveReadings, archiveInNamespace, parseTimeout } from '../../shared/names.ts'
 
 const code = (fn: () => unknown) => {
@@ -119,6 +119,10 @@ describe('grant coverage', () => {
       assert.deepEqual(code(() => checkGrantCovers(claims, { op: 'checkpoint:create', node: 'n', target: t })), ['grant_mismatch', field])
     }
     assert.deepEqual(code(() => checkGrantCovers({ op: 'checkpoint:read', node: 'n' }, { op: 'checkpoint:read', node: 'n', archive: 'x' })), ['grant_mismatch', 'archive'])
+  })
+  it('the audience on the wire is checkpoint-agent:<node>', () => {
+    // Gateway, agent, fake agent and harness all call grantAudience(): only a literal pins it.
+    assert.equal(grantAudience('node-a'), 'checkpoint-agent:node-a')
   })
   it('an archive grant covers the recorded namespace, or every reading of an unrecorded name', () => {
     // a/b-c and a-b/c are one name.

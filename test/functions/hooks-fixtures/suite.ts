@@ -17,6 +17,7 @@ interface Summary {
   operation?: string
   reason?: string
   label?: string
+  field?: string
 }
 interface HookAnswer {
   accepted: number
@@ -104,6 +105,17 @@ export function hooksSuite(make: MakeHooksTarget): void {
       assert.equal(seen.length, 1)
       assert.equal(seen[0]!.claims?.sub, 'system:serviceaccount:monitoring:alertmanager')
       assert.equal(seen[0]!.requestId, op.id)
+    })
+
+    it('alerts without their own status take the notification\'s; an odd alert is skipped alone, never a 400', async () => {
+      const n = freshNs()
+      const body = alertmanagerPayload([firing(n, 'web', { node: 'node-a' }), firing(n, 'api', { node: 'node-a' })])
+      const alerts = body.alerts as Array<Record<string, unknown>>
+      for (const a of alerts) delete a.status
+      alerts.push({ labels: { alertname: 'Odd' }, startsAt: 'not a time' })
+      const a = await answer(await hook('alertmanager', body))
+      assert.deepEqual(a.alerts.map((x) => [x.outcome, x.reason, x.field]), [['accepted', undefined, undefined], ['accepted', undefined, undefined], ['skipped', 'invalid_alert', 'alerts[2].startsAt']])
+      for (const x of a.alerts.slice(0, 2)) assert.equal((await waitFor(gw, reader, x.operation!)).state, 'succeeded')
     })
 
     it('without a node label the node comes from the Kubernetes API', async () => {
@@ -258,14 +270,21 @@ export function hooksSuite(make: MakeHooksTarget): void {
     for (const [name, body, field] of [
       ['wrong version', { ...alertmanagerPayload([]), version: '3' }, 'version'],
       ['alerts not a list', { ...alertmanagerPayload([]), alerts: {} }, 'alerts'],
-      ['bad alert status', alertmanagerPayload([{ labels: {}, status: 'pending' as 'firing' }]), 'alerts[0].status'],
-      ['labels not strings', alertmanagerPayload([{ labels: { pod: 3 as unknown as string } }]), 'alerts[0].labels'],
     ] as const) {
       it(`${name} is 400 with the field`, async () => {
         const r = await hook('alertmanager', body)
         assert.equal(r.status, 400)
         const p = (await r.json()) as { code: string; field: string }
         assert.deepEqual([p.code, p.field], ['invalid_body', field])
+      })
+    }
+    for (const [name, body, field] of [
+      ['bad alert status', alertmanagerPayload([{ labels: {}, status: 'pending' as 'firing' }]), 'alerts[0].status'],
+      ['labels not strings', alertmanagerPayload([{ labels: { pod: 3 as unknown as string } }]), 'alerts[0].labels'],
+    ] as const) {
+      it(`${name}: that alert is skipped as invalid_alert with the field (200, not 400)`, async () => {
+        const a = await answer(await hook('alertmanager', body), 200)
+        assert.deepEqual(a.alerts.map((x) => [x.outcome, x.reason, x.field]), [['skipped', 'invalid_alert', field]])
       })
     }
     it('a body over the limit is 413 payload_too_large', async () => {

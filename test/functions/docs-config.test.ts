@@ -1,0 +1,133 @@
+/**
+ * Every gateway configuration the README and wrangler.toml show starts the real Node entry
+ * (`node functions/node.ts`, the same parseConfig the Worker uses) and answers: documentation
+ * cannot drift from the code unnoticed. The README's `hooks` fragment is tried inside its main
+ * example.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { exportJWK, generateKeyPair } from 'jose'
+import { createPki, type Issued } from '../support/certs.ts'
+import { stopChild } from '../support/process.ts'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+
+async function documentedConfigs(): Promise<Array<[string, Record<string, unknown>]>> {
+  const readme = await readFile(join(root, 'README.md'), 'utf8')
+  const configs: Array<[string, Record<string, unknown>]> = []
+  let hooks: unknown
+  for (const [, block] of readme.matchAll(/```json\n([\s\S]*?)```/g)) {
+    const text = block!.trim()
+    if (text.startsWith('"hooks"')) hooks = (JSON.parse(`{${text}}`) as { hooks: unknown }).hooks
+    else {
+      const doc = JSON.parse(text) as Record<string, unknown>
+      if (doc.clusters) configs.push([`README example ${configs.length + 1}`, doc])
+    }
+  }
+  assert.ok(configs.length >= 1 && hooks, 'the README shows a gateway configuration and a hooks fragment')
+  configs.push(['README example 1 with its hooks fragment', { ...configs[0]![1], hooks }])
+  const toml = await readFile(join(root, 'wrangler.toml'), 'utf8')
+  for (const [i, [, doc]] of [...toml.matchAll(/GATEWAY_CONFIG = '''\n([\s\S]*?)'''/g)].entries()) {
+    configs.push([`wrangler.toml GATEWAY_CONFIG ${i + 1}`, JSON.parse(doc!) as Record<string, unknown>])
+  }
+  assert.ok(configs.length >= 4, 'wrangler.toml shows its configurations')
+  return configs
+}
+
+/** Starts the Node entry with `config`; resolves with its URL once it says it listens. */
+async function startEntry(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void>; output: () => string }> {
+  const child = spawn(process.execPath, [join(root, 'functions/node.ts')], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "listening" line within 20 s: ${out}`)), 20_000)
+    child.stdout.on('data', () => {
+      const m = /"type":"listening","url":"([^"]+)"/.exec(out)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1]!)
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`the gateway exited (${code}): ${out}`))
+    })
+  })
+  return { url, stop: () => stopChild(child), output: () => out }
+}
+
+describe('every documented gateway configuration starts', async () => {
+  let dir: string
+  let client: Issued
+  let grantKeys: string
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'docs-config-'))
+    const pki = await createPki(join(dir, 'pki'))
+    client = await pki.issue('gateway', { cn: 'gateway', usage: 'client' })
+    const { privateKey } = await generateKeyPair('EdDSA', { extractable: true })
+    grantKeys = JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'docs-1', alg: 'EdDSA' })
+  })
+  after(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const base = async () => ({
+    GRANT_SIGNING_KEYS: grantKeys,
+    GATEWAY_CLIENT_CERT_FILE: client.cert,
+    GATEWAY_CLIENT_KEY_FILE: client.key,
+    KUBE_TOKEN_PROD_EU: 'token',
+    GRAFANA_WEBHOOK_SECRET: 'secret',
+    PORT: '0',
+  })
+
+  it('with hooks but no OPERATIONS_DB the Node entry refuses to start (no file in whatever directory it ran from)', async () => {
+    const [, first] = (await documentedConfigs()).find(([n]) => n.includes('hooks'))!
+    await assert.rejects(startEntry({ ...(await base()), GATEWAY_CONFIG: JSON.stringify(first) }), /OPERATIONS_DB must name/)
+  })
+
+  it('TLS_CERT_FILE/TLS_KEY_FILE serve HTTPS: the JWKS an agent fetches with --grant-jwks-url', async () => {
+    const pki = await createPki(join(dir, 'pki-https'))
+    const server = await pki.issue('server', { cn: 'localhost', ips: ['127.0.0.1'] })
+    const [, first] = (await documentedConfigs())[0]!
+    const gw = await startEntry({ ...(await base()), GATEWAY_CONFIG: JSON.stringify(first), TLS_CERT_FILE: server.cert, TLS_KEY_FILE: server.key })
+    try {
+      assert.match(gw.url, /^https:\/\/127\.0\.0\.1:\d+$/)
+      const { Agent, request } = await import('undici')
+      const dispatcher = new Agent({ connect: { ca: pki.ca.certPem } })
+      const r = await request(`${gw.url}/.well-known/jwks.json`, { dispatcher })
+      assert.equal(r.statusCode, 200)
+      assert.deepEqual(((await r.body.json()) as { keys: Array<{ kid: string; d?: string }> }).keys.map((k) => [k.kid, k.d]), [['docs-1', undefined]])
+      await dispatcher.destroy()
+    } finally {
+      await gw.stop()
+    }
+  })
+
+  for (const [name, config] of await documentedConfigs()) {
+    it(name, async () => {
+      const gw = await startEntry({
+        ...(await base()),
+        GATEWAY_CONFIG: JSON.stringify(config),
+        OPERATIONS_DB: join(dir, `${name.replace(/\W+/g, '-')}.sqlite`),
+      })
+      try {
+        const health = await fetch(`${gw.url}/healthz`)
+        assert.equal(health.status, 200)
+        const jwks = (await (await fetch(`${gw.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }
+        assert.deepEqual(jwks.keys.map((k) => k.kid), ['docs-1'])
+        // The whole pipeline is built: an unauthenticated API call is refused by code.
+        const r = await fetch(`${gw.url}/v1/clusters/x/nodes/n/checkpoints`)
+        assert.equal(r.status, 401)
+        assert.equal(((await r.json()) as { code: string }).code, 'unauthenticated')
+      } finally {
+        await gw.stop()
+      }
+    })
+  }
+})
