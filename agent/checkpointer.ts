@@ -1,6 +1,7 @@
 /**
- * Checkpoints one container at a time per slot: resolve it through the CRI runtime, check that the
- * node can hold the archive, call the runtime, and turn its output into a named, hashed archive.
+ * Checkpoints one container at a time per slot. `start(target)` is the one entry: resolve the
+ * container through the CRI runtime, check that the node can hold the archive, queue the runtime
+ * call; the job then turns the runtime's output into a named, hashed archive.
  *
  * The runtime call is never given a deadline: containerd 2.1 ignores the request's timeout, and a
  * gRPC deadline that fires mid-checkpoint leaves the container frozen. A caller's timeout bounds
@@ -13,7 +14,6 @@ import type { Target } from '../shared/names.ts'
 import type { ArchiveMeta, ArchiveStore } from './archives.ts'
 import type { ContainerInfo, Runtime } from './cri/client.ts'
 import { dumpLogErrors } from './cri/dump-log.ts'
-import { fromGrpc } from './cri/errors.ts'
 import type { Logger } from './log.ts'
 import type { Metrics } from './metrics.ts'
 
@@ -33,7 +33,19 @@ export type Phase = 'queued' | 'checkpointing' | 'hashing' | 'done'
 export interface Resolved {
   target: Target
   container: ContainerInfo
+}
+
+/** What the preflight learned: the container's working set (null when stats failed) and the free space. */
+export interface Preflight {
   workingSetBytes: number | null
+  freeBytes: number
+}
+
+/** A submitted checkpoint: the job, whether it was already running, the caller's queue position (0 = running). */
+export interface Started {
+  job: Job
+  joined: boolean
+  queuePosition: number
 }
 
 export interface JobResult {
@@ -83,28 +95,32 @@ export class Checkpointer {
     return this.o.runtimeInfo
   }
 
+  /**
+   * Starts the checkpoint of a target, or joins the one already running for its container:
+   * resolve → preflight → submit. Every refusal comes before anything is frozen.
+   */
+  async start(target: Target): Promise<Started> {
+    const resolved = await this.resolve(target)
+    await this.preflight(resolved)
+    return this.submit(resolved)
+  }
+
   /** Finds the running container for a target, as the kubelet's labels name it. */
   async resolve(target: Target): Promise<Resolved> {
-    const { runtime, runtimeInfo } = this.o
-    let found: ContainerInfo[]
-    try {
-      found = await runtime.listContainers({
-        state: 'CONTAINER_RUNNING',
-        labels: {
-          'io.kubernetes.pod.namespace': target.namespace,
-          'io.kubernetes.pod.name': target.pod,
-          'io.kubernetes.container.name': target.container,
-        },
-      })
-    } catch (err) {
-      throw fromGrpc(err, { method: 'ListContainers', runtime: runtimeInfo })
-    }
+    const found = await this.o.runtime.listContainers({
+      state: 'CONTAINER_RUNNING',
+      labels: {
+        'io.kubernetes.pod.namespace': target.namespace,
+        'io.kubernetes.pod.name': target.pod,
+        'io.kubernetes.container.name': target.container,
+      },
+    })
     if (found.length === 0) {
       throw new CheckpointError('container_not_found', `no running container ${target.container} in pod ${target.namespace}/${target.pod} on this node`)
     }
     // The newest attempt wins (a restarted container keeps its name with a higher attempt).
     const container = found.reduce((a, b) => (b.attempt > a.attempt || (b.attempt === a.attempt && b.createdAtNs > a.createdAtNs) ? b : a))
-    return { target, container, workingSetBytes: null }
+    return { target, container }
   }
 
   /**
@@ -112,28 +128,28 @@ export class Checkpointer {
    * dumping) and hold the container's working set (CRI ContainerStats) plus the margin. The three
    * look-ups run at once; they sit on every checkpoint's path.
    */
-  async preflight(r: Resolved): Promise<void> {
+  async preflight(r: Resolved): Promise<Preflight> {
     const { store, diskMarginBytes, runtime, log } = this.o
-    const [stats, free] = await Promise.all([
+    const [stats, freeBytes] = await Promise.all([
       runtime.containerStats(r.container.id).catch((err) => {
         log.warn('container stats unavailable; disk preflight uses the margin only', { containerId: r.container.id, err })
         return null
       }),
       store.checkDir().then(() => store.freeBytes()),
     ])
-    r.workingSetBytes = stats?.workingSetBytes ?? null
-    const need = (r.workingSetBytes ?? 0) + diskMarginBytes
-    if (free < need) {
-      throw new CheckpointError('insufficient_storage', `checkpoint directory has ${free} bytes free; this container needs about ${need} (working set ${r.workingSetBytes ?? 'unknown'} + margin ${diskMarginBytes})`, { extra: { freeBytes: free, neededBytes: need } })
+    const workingSetBytes = stats?.workingSetBytes ?? null
+    const need = (workingSetBytes ?? 0) + diskMarginBytes
+    if (freeBytes < need) {
+      throw new CheckpointError('insufficient_storage', `checkpoint directory has ${freeBytes} bytes free; this container needs about ${need} (working set ${workingSetBytes ?? 'unknown'} + margin ${diskMarginBytes})`, { extra: { freeBytes, neededBytes: need } })
     }
+    return { workingSetBytes, freeBytes }
   }
 
   /**
-   * Starts or joins the checkpoint of a resolved container. Returns the job and the caller's
-   * position in the queue (0 = running). Throws `too_many_requests` when the queue is full and
-   * `shutting_down` after close().
+   * Starts or joins the checkpoint of a resolved container. Throws `too_many_requests` when the
+   * queue is full and `shutting_down` after close().
    */
-  submit(r: Resolved): { job: Job; joined: boolean; queuePosition: number } {
+  submit(r: Resolved): Started {
     if (this.closed) throw new CheckpointError('shutting_down', 'the agent is shutting down', { headers: { 'retry-after': '30' } })
     const existing = this.pending.get(r.container.id)
     if (existing) return { job: existing, joined: true, queuePosition: Math.max(0, this.waiting.indexOf(existing) + 1) }
@@ -186,8 +202,6 @@ export class Checkpointer {
       this.runtimeCalls++
       try {
         await runtime.checkpointContainer(job.containerId, temp)
-      } catch (err) {
-        throw fromGrpc(err, { method: 'CheckpointContainer', containerId: job.containerId, runtime: runtimeInfo })
       } finally {
         this.runtimeCalls--
       }
@@ -211,7 +225,8 @@ export class Checkpointer {
     } catch (err) {
       job.phase = 'done'
       if (temp) await store.discard(temp)
-      let e = err instanceof CheckpointError ? err : fromGrpc(err, { method: 'CheckpointContainer', containerId: job.containerId, runtime: runtimeInfo })
+      // The runtime's errors arrive mapped; anything else (the directory, hashing) is ours.
+      let e = err instanceof CheckpointError ? err : new CheckpointError('internal', `CheckpointContainer ${job.containerId}: ${String((err as Error | undefined)?.message ?? err)}`, { cause: err })
       if (e.code === 'checkpoint_failed') {
         const runtimeLog = await dumpLogErrors(e.message)
         if (runtimeLog.length) e = new CheckpointError(e.code, e.message, { extra: { ...e.extra, runtimeLog }, cause: e.cause })

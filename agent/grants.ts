@@ -2,7 +2,7 @@
  * Verifies the gateway's grants: signature (jose, asymmetric algorithms only), audience = this
  * node's agent, issuer when configured, a bounded lifetime, and a `jti` that is used once.
  */
-import { open, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises'
+import { open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
 import { CheckpointError } from '../shared/errors.ts'
 import { checkGrantCovers, GRANT_TYP, grantAudience, type GrantClaims, type GrantRequirement } from '../shared/grant.ts'
@@ -103,7 +103,11 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
       if (seen.size >= maxRemembered) throw new CheckpointError('too_many_requests', 'too many live grants', { headers: { 'retry-after': '5' } })
       seen.set(payload.jti!, payload.exp! * 1000)
       // Written down before the grant is honoured: a crash after this line cannot reopen it.
-      await journal?.append(payload.jti!, payload.exp! * 1000)
+      await journal?.append(payload.jti!, payload.exp! * 1000).catch((err: NodeJS.ErrnoException) => {
+        // A grant that cannot be written down is not honoured: a restart could reopen it.
+        if (err.code === 'ENOSPC' || err.code === 'EDQUOT') throw new CheckpointError('insufficient_storage', 'no space left to record the grant as used', { cause: err })
+        throw err
+      })
       return payload as VerifiedGrant
     },
   }
@@ -140,22 +144,40 @@ async function openJournal(path: string, seen: Map<string, number>, live: (expMs
   const rewrite = async () => {
     const tmp = `${path}.tmp`
     const body = [...seen].map(([j, e]) => JSON.stringify({ j, e }) + '\n').join('')
-    await writeFile(tmp, body, { mode: 0o600 })
+    try {
+      await writeFile(tmp, body, { mode: 0o600 })
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw err
+    }
     await rename(tmp, path)
     lines = seen.size
     fh = await open(path, 'a', 0o600)
   }
-  await rewrite()
+  // After a failed (maybe partial) write the next entry starts on a new line: a torn line must
+  // not swallow it.
+  let torn = false
+  // Compacting is an economy: on a full disk the journal stays as it is and is appended to.
+  await rewrite().catch(async () => {
+    lines = text.split('\n').length
+    torn = text !== '' && !text.endsWith('\n')
+    fh = await open(path, 'a', 0o600)
+  })
   // Appends and rewrites run one at a time, in order.
   let queue = Promise.resolve()
   return {
     append(jti, expMs) {
       const step = queue.then(async () => {
-        await fh.appendFile(JSON.stringify({ j: jti, e: expMs }) + '\n')
+        try {
+          await fh.appendFile((torn ? '\n' : '') + JSON.stringify({ j: jti, e: expMs }) + '\n')
+          torn = false
+        } catch (err) {
+          torn = true
+          throw err
+        }
         if (++lines >= 10_000 && lines > 2 * seen.size) {
           const old = fh
-          await rewrite()
-          await old.close()
+          if (await rewrite().then(() => true, () => false)) await old.close()
         }
       })
       queue = step.catch(() => {})

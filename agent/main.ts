@@ -2,7 +2,7 @@
  * The agent's process: parse config, start, and shut down gracefully on SIGTERM/SIGINT (a second
  * signal exits at once). The only file with process side effects.
  */
-import { startAgent } from './agent.ts'
+import { startAgent } from './start.ts'
 import { ConfigError, helpText, loadConfig } from './config.ts'
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {

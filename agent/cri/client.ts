@@ -6,13 +6,15 @@
  * fields), `longs: String` (int64/uint64 arrive as decimal strings and are converted here: byte
  * counts to `number`, nanosecond timestamps to `bigint`), `enums: String` and `defaults: true`.
  *
- * gRPC failures are thrown as {@link CriError} carrying the gRPC status code; mapping codes to
- * anything else (agent error codes, HTTP) is the caller's business.
+ * The {@link Runtime} methods map gRPC failures themselves, through the one table in `errors.ts`:
+ * they reject with a CheckpointError whose cause is the {@link CriError}. The raw {@link call}
+ * rejects with the CriError itself.
  */
 import * as grpc from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
 import { fileURLToPath } from 'node:url'
 import { existsSync } from 'node:fs'
+import { fromGrpc, type RuntimeIdentity } from './errors.ts'
 
 export interface RuntimeVersion {
   runtimeName: string
@@ -48,7 +50,10 @@ export interface ContainerFilterOptions {
   labels?: Record<string, string>
 }
 
-/** The narrow runtime interface the agent depends on (tests fake it with an object of functions). */
+/**
+ * The narrow runtime interface the agent depends on (tests fake it with an object of functions).
+ * Methods reject with CheckpointError (see `errors.ts`), never with a raw gRPC error.
+ */
 export interface Runtime {
   version(): Promise<RuntimeVersion>
   listContainers(filter?: ContainerFilterOptions): Promise<ContainerInfo[]>
@@ -60,6 +65,11 @@ export interface Runtime {
 export interface ConnectOptions {
   /** Deadline for the small calls (version, list, stats). Default 10 000 ms. */
   callTimeoutMs?: number
+  /**
+   * Who the runtime is, when a Version call already said so (a probe); otherwise learned from this
+   * client's own Version answers. Errors name it (UNIMPLEMENTED says which runtime lacks a method).
+   */
+  identity?: RuntimeIdentity
 }
 
 /** The usual CRI sockets, in the order {@link probeEndpoints} tries them. */
@@ -159,9 +169,19 @@ function toNumber(value: unknown): number | null {
 export function connectRuntime(endpoint: string, opts: ConnectOptions = {}): Runtime {
   const callTimeoutMs = opts.callTimeoutMs ?? 10_000
   const cri = criServices(endpoint)
+  let identity = opts.identity
+  /** Every runtime call goes through here: the method name that is called is the one the error names. */
+  const rpc = async (method: string, request: object, deadline: Date | number | undefined, containerId?: string): Promise<any> => {
+    try {
+      return await call(cri.runtime, method, request, deadline)
+    } catch (err) {
+      throw fromGrpc(err, { method, containerId, runtime: identity })
+    }
+  }
   return {
     async version() {
-      const res = await call(cri.runtime, 'Version', { version: 'v1' }, callTimeoutMs)
+      const res = await rpc('Version', { version: 'v1' }, callTimeoutMs)
+      identity = { name: res.runtimeName, version: res.runtimeVersion }
       return { runtimeName: res.runtimeName, runtimeVersion: res.runtimeVersion, runtimeApiVersion: res.runtimeApiVersion }
     },
 
@@ -172,7 +192,7 @@ export function connectRuntime(endpoint: string, opts: ConnectOptions = {}): Run
           labelSelector: filter.labels ?? {},
         },
       }
-      const res = await call(cri.runtime, 'ListContainers', request, callTimeoutMs)
+      const res = await rpc('ListContainers', request, callTimeoutMs)
       return (res.containers as any[]).map(
         (c): ContainerInfo => ({
           id: c.id,
@@ -189,7 +209,7 @@ export function connectRuntime(endpoint: string, opts: ConnectOptions = {}): Run
     },
 
     async containerStats(id) {
-      const res = await call(cri.runtime, 'ContainerStats', { containerId: id }, callTimeoutMs)
+      const res = await rpc('ContainerStats', { containerId: id }, callTimeoutMs, id)
       const memory = res.stats?.memory
       return {
         workingSetBytes: toNumber(memory?.workingSetBytes?.value),
@@ -199,7 +219,7 @@ export function connectRuntime(endpoint: string, opts: ConnectOptions = {}): Run
 
     async checkpointContainer(id, location, opts = {}) {
       const request = { containerId: id, location, timeout: String(opts.timeoutSeconds ?? 0) }
-      await call(cri.runtime, 'CheckpointContainer', request, opts.deadline)
+      await rpc('CheckpointContainer', request, opts.deadline, id)
     },
 
     close() {
@@ -224,7 +244,8 @@ export async function probeEndpoints(
     try {
       const version = await runtime.version()
       runtime.close()
-      return { endpoint, runtime: connectRuntime(endpoint, opts), version }
+      const identity = { name: version.runtimeName, version: version.runtimeVersion }
+      return { endpoint, runtime: connectRuntime(endpoint, { ...opts, identity }), version }
     } catch {
       runtime.close()
     }

@@ -1,6 +1,7 @@
 /**
  * The one table from gRPC status codes (what the CRI runtime says) to our error codes (what the
- * agent answers). Nothing else in the agent looks at gRPC codes.
+ * agent answers). The runtime client (client.ts) applies it to every call; nothing else in the
+ * agent looks at gRPC codes.
  */
 import { CheckpointError, type ErrorCode } from '../../shared/errors.ts'
 

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { GRPC } from '../../agent/cri/errors.ts'
-import { ROUTES } from '../../agent/server.ts'
+import { ROUTES } from '../../agent/http/server.ts'
 import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { archiveName, archiveReadings } from '../../shared/names.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
@@ -702,7 +702,7 @@ describe('lifecycle', () => {
     const { createServer } = await import('node:net')
     const port = await new Promise<number>((r) => { const srv = createServer().listen(0, '127.0.0.1', () => { const p = (srv.address() as { port: number }).port; srv.close(() => r(p)) }) })
     const { loadConfig } = await import('../../agent/config.ts')
-    const { startAgent } = await import('../../agent/agent.ts')
+    const { startAgent } = await import('../../agent/start.ts')
     const { memoryLogger } = await import('../../agent/log.ts')
     const cfg = loadConfig(['--listen=127.0.0.1:0', '--node-name=node-a', `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
       '--allowed-clients=uri:spiffe://test.local/gateway', `--grant-jwks-url=https://127.0.0.1:${port}/jwks.json`, `--checkpoint-dir=${join(sub, 'cp')}`, `--runtime-endpoint=${cri.endpoint}`], {})

@@ -43,7 +43,6 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createInterface } from 'node:readline'
 import { pipeline } from 'node:stream/promises'
 import { Agent, request } from 'undici'
 import { connectRuntime } from '../../agent/cri/client.ts'
@@ -52,7 +51,7 @@ import { everyReading, makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, ty
 import { startFakeCri } from '../support/fake-cri.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime } from '../runtime/containerd.ts'
 import { counter } from '../runtime/workloads.ts'
-import { stopChild as stopChildAfter } from '../support/process.ts'
+import { agentListening, stopChild as stopChildAfter } from '../support/process.ts'
 import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
 
@@ -448,23 +447,7 @@ async function rss(work: string, ids: Identities): Promise<void> {
   ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS ?? '' } })
   defer(() => stopChild(agent))
   const logs: string[] = []
-  agent.stderr!.on('data', (b: Buffer) => logs.push(b.toString()))
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not listen within 15s:\n${logs.join('').slice(-4000)}`)), 15_000)
-    agent.once('exit', (code) => reject(new Error(`agent exited with ${code}:\n${logs.join('').slice(-4000)}`)))
-    createInterface({ input: agent.stdout! }).on('line', (line) => {
-      logs.push(line + '\n')
-      try {
-        const l = JSON.parse(line) as { msg?: string; address?: string }
-        if (l.msg === 'agent listening') {
-          clearTimeout(timer)
-          resolve(`https://${l.address}`)
-        }
-      } catch {
-        // not a log line
-      }
-    })
-  })
+  const url = await agentListening(agent, logs)
   const client = new Agent({ connect: { ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost' } })
   defer(() => client.close())
   const ready = await request(`${url}/readyz`, { dispatcher: client })

@@ -9,6 +9,7 @@ import { mkdtemp, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { connectRuntime, CriError, type Runtime } from '../../agent/cri/client.ts'
+import { CheckpointError } from '../../shared/errors.ts'
 import { buildAndPushBusybox, criuErrors, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
 import { counter } from '../runtime/workloads.ts'
 
@@ -98,15 +99,18 @@ describe('CRI client against containerd', { timeout: 120_000 }, () => {
     assert.equal(c.state, 'CONTAINER_RUNNING')
   })
 
-  it('throws CriError NOT_FOUND for an unknown container', async () => {
+  it('maps NOT_FOUND for an unknown container to container_not_found, the CriError as its cause', async () => {
     const unknown = 'f'.repeat(64)
     await assert.rejects(runtime.checkpointContainer(unknown, join(rt.root, 'never.tar')), (err) => {
-      assert.ok(err instanceof CriError)
-      assert.equal(err.code, grpc.status.NOT_FOUND)
-      assert.equal(err.method, 'CheckpointContainer')
+      assert.ok(err instanceof CheckpointError)
+      assert.equal(err.code, 'container_not_found')
+      assert.ok(err.cause instanceof CriError)
+      assert.equal(err.cause.code, grpc.status.NOT_FOUND)
+      assert.equal(err.cause.method, 'CheckpointContainer')
       return true
     })
-    await assert.rejects(runtime.containerStats(unknown), (err) => err instanceof CriError && err.code === grpc.status.NOT_FOUND)
+    await assert.rejects(runtime.containerStats(unknown), (err) =>
+      err instanceof CheckpointError && err.code === 'container_not_found' && err.cause instanceof CriError && err.cause.code === grpc.status.NOT_FOUND)
   })
 
   it('restores the checkpoint into a new pod and the counter continues', async () => {

@@ -48,6 +48,8 @@ export interface FakeCri {
   /** Lets held calls (`behaviour.hold`) go on. */
   release(): void
   stop(): Promise<void>
+  /** Dies as a crashed runtime would: the server goes, pending calls are never answered (their connections drop). */
+  kill(): void
 }
 
 const PROTO = fileURLToPath(new URL('../../proto/runtime.proto', import.meta.url))
@@ -66,6 +68,11 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
       held.clear()
     },
     stop: () => new Promise((r) => server.tryShutdown(() => r())),
+    kill: () => {
+      hanging.clear()
+      held.clear()
+      server.forceShutdown()
+    },
   }
   const hanging = new Set<(e: grpc.ServiceError | null, v?: unknown) => void>()
   const held = new Set<{ go: () => void; cb: grpc.sendUnaryData<unknown> }>()
@@ -114,11 +121,16 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
       const work = () => setTimeout(async () => {
         if (b.checkpointError) return cb(fail(b.checkpointError.code, b.checkpointError.details))
         if (!b.writeNothing) {
-          // As containerd: open without truncation, write the archive.
+          // As containerd: open without truncation, write the archive; a failed write (ENOSPC) is its error.
           const fh = await open(call.request.location, 'a', 0o600)
-          const chunk = Buffer.alloc(Math.min(b.archiveBytes, 1 << 20), 7)
-          for (let left = b.archiveBytes; left > 0; left -= chunk.length) await fh.write(chunk, 0, Math.min(left, chunk.length))
-          await fh.close()
+          try {
+            const chunk = Buffer.alloc(Math.min(b.archiveBytes, 1 << 20), 7)
+            for (let left = b.archiveBytes; left > 0; left -= chunk.length) await fh.write(chunk, 0, Math.min(left, chunk.length))
+          } catch (err) {
+            return cb(fail(grpc.status.UNKNOWN, `writing checkpoint ${call.request.location}: ${(err as Error).message}`))
+          } finally {
+            await fh.close()
+          }
         }
         cb(null, {})
       }, b.checkpointDelayMs)

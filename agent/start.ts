@@ -12,7 +12,7 @@ import { connectRuntime, DEFAULT_ENDPOINTS, probeEndpoints, type Runtime, type R
 import { createGrantVerifier } from './grants.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
-import { createAgentServer, type AgentServer } from './server.ts'
+import { createAgentServer, type AgentServer } from './http/server.ts'
 import { readTls, watchFiles, watchTls } from './tls.ts'
 import type { RuntimeInfo } from '../shared/events.ts'
 

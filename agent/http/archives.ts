@@ -1,0 +1,90 @@
+/**
+ * The archives on this node: GET /checkpoints (list), GET and HEAD /checkpoints/{name} (download,
+ * with single ranges and validators), DELETE /checkpoints/{name}. A grant covers an archive only
+ * in the namespace the agent recorded when it wrote it (for one it did not write, in every
+ * namespace its name can be read as): the name never chooses its namespace (shared/grant.ts).
+ */
+import { CheckpointError } from '../../shared/errors.ts'
+import type { ArchiveEntry } from '../../shared/events.ts'
+import { checkGrantCoversArchive } from '../../shared/grant.ts'
+import { checkQuery, type Target } from '../../shared/names.ts'
+import { sendFileRange } from '../files.ts'
+import type { VerifiedGrant } from '../grants.ts'
+import { refuseBody, sendJson, type AgentDeps, type Ctx } from './context.ts'
+
+export async function listArchives(ctx: Ctx, d: AgentDeps): Promise<void> {
+  checkQuery(ctx.query, [])
+  await d.grants.verify(ctx.req.headers.authorization, { op: 'checkpoint:list' })
+  const items = (await d.store.list()).map(({ path: _p, mtimeMs: _m, ...entry }) => entry)
+  sendJson(ctx.res, 200, JSON.stringify({ items }))
+}
+
+export async function removeArchive(ctx: Ctx, d: AgentDeps): Promise<void> {
+  const name = ctx.params[0]!
+  checkQuery(ctx.query, [])
+  refuseBody(ctx.req)
+  const grant: VerifiedGrant = await d.grants.verify(ctx.req.headers.authorization, { op: 'checkpoint:delete', archive: name })
+  checkGrantCoversArchive(grant, name, recordedTarget(await d.store.get(name)))
+  await d.store.remove(name)
+  ctx.log.info('archive deleted', { client: ctx.client, sub: grant.sub, archive: name })
+  ctx.res.writeHead(204).end()
+}
+
+/** Parses a single `bytes=` range against `size`; null = serve it all; throws for unsatisfiable. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null {
+  if (!header) return null
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (!m || (m[1] === '' && m[2] === '')) return null // multiple or malformed ranges: whole body (RFC 9110 allows ignoring)
+  let start: number
+  let end: number
+  if (m[1] === '') {
+    const n = Number(m[2])
+    if (n === 0) throw new CheckpointError('invalid_range', 'empty suffix range')
+    start = Math.max(0, size - n)
+    end = size - 1
+  } else {
+    start = Number(m[1])
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
+    if (m[2] !== '' && Number(m[2]) < start) return null
+  }
+  if (start >= size) throw new CheckpointError('invalid_range', `range starts at ${start}, archive has ${size} bytes`, { headers: { 'content-range': `bytes */${size}` } })
+  return { start, end }
+}
+
+export async function download(ctx: Ctx, d: AgentDeps): Promise<void> {
+  const { req, res } = ctx
+  const name = ctx.params[0]!
+  checkQuery(ctx.query, [])
+  const grant = await d.grants.verify(req.headers.authorization, { op: 'checkpoint:read', archive: name })
+  const a = await d.store.get(name)
+  checkGrantCoversArchive(grant, name, recordedTarget(a))
+  const etag = a.sha256Known ? `"${a.sha256}"` : `W/"${a.size.toString(16)}-${Math.floor(a.mtimeMs).toString(16)}"`
+  const ifRange = req.headers['if-range']
+  const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, a.size)
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/x-tar',
+    'accept-ranges': 'bytes',
+    etag,
+    'last-modified': new Date(a.mtimeMs).toUTCString(),
+    'cache-control': 'no-store',
+    'content-disposition': `attachment; filename="${a.name}"`,
+  }
+  if (a.sha256Known) headers['x-checkpoint-sha256'] = a.sha256
+  if (req.headers['if-none-match'] === etag) return void res.writeHead(304, headers).end()
+  const start = range?.start ?? 0
+  const end = range?.end ?? a.size - 1
+  headers['content-length'] = a.size === 0 ? 0 : end - start + 1
+  if (range) headers['content-range'] = `bytes ${start}-${end}/${a.size}`
+  res.writeHead(range ? 206 : 200, headers)
+  ctx.log.info('archive download', { client: ctx.client, sub: grant.sub, archive: name, start, end })
+  if (req.method === 'HEAD' || a.size === 0) return void res.end()
+  await sendFileRange(a.path, start, end, res).catch((err) => {
+    ctx.log.warn('download cut', { archive: name, err })
+    res.destroy()
+  })
+}
+
+/** The target the agent recorded when it wrote the archive; null for one it did not write. */
+function recordedTarget(a: ArchiveEntry): Target | null {
+  return a.sha256Known ? { namespace: a.namespace, pod: a.pod, container: a.container } : null
+}
