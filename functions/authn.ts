@@ -6,10 +6,12 @@
  * Verified tokens are remembered for a short while (see {@link TokenCache}): a client sends the
  * same token with every request, and its signature check is most of a request's CPU.
  */
+import type { MiddlewareHandler } from 'hono'
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import { CheckpointError } from '../shared/errors.ts'
 import type { Caller } from './authz.ts'
 import type { AuthConfig } from './config.ts'
+import type { Env } from './context.ts'
 import { AuthUnavailableError } from './problem.ts'
 
 const INVALID_TOKEN = { 'WWW-Authenticate': 'Bearer error="invalid_token"' }
@@ -172,3 +174,15 @@ function callerOf(p: JWTPayload, groupsClaim: string): Caller {
   if (client !== undefined) caller.client = client
   return caller
 }
+
+/** The bearer-token middleware: a caller set before it (a signed webhook) stands. */
+export const bearerAuth = (authenticate: Authenticate): MiddlewareHandler<Env> =>
+  async function authn(c, next) {
+    if (c.get('caller')) return next()
+    const caller = await authenticate(c.req.header('authorization'))
+    c.set('caller', caller)
+    const a = c.get('audit')
+    a.sub = caller.sub
+    if (caller.client !== undefined) a.client = caller.client
+    await next()
+  }

@@ -6,6 +6,7 @@
  * `agentStatus`.
  */
 import { CheckpointError, ERROR_STATUS, PROBLEM_CONTENT_TYPE, isErrorCode, toProblem, type ErrorCode } from '../shared/errors.ts'
+import { isRuntimeLog, type FailedEvent } from '../shared/events.ts'
 
 /** 503 when the token issuer's key set cannot be fetched. */
 export class AuthUnavailableError extends CheckpointError {
@@ -80,6 +81,20 @@ export async function agentFailure(res: Response): Promise<AgentFailure> {
   })
   return { err, status }
 }
+
+/**
+ * A `failed` event as the error it reports: its code when it is one of ours (else `bad_gateway`),
+ * its status when that is an error status (else the code's). The one reading of a final event for
+ * the JSON answer, the outcome line and a job's record.
+ */
+export function failedEventFailure(f: FailedEvent): AgentFailure {
+  const code = isErrorCode(f.code) ? f.code : 'bad_gateway'
+  const status = Number.isInteger(f.status) && f.status >= 400 && f.status <= 599 ? f.status : ERROR_STATUS[code]
+  return { err: new CheckpointError(code, f.message, f.field ? { field: f.field } : {}), status }
+}
+
+/** The agent's `runtimeLog` (CRIU's error lines) of a failed event, as a spreadable member. */
+export const runtimeLogOf = (f: FailedEvent): { runtimeLog?: string[] } => (isRuntimeLog(f.runtimeLog) && f.runtimeLog.length ? { runtimeLog: f.runtimeLog } : {})
 
 async function readCapped(res: Response, max: number): Promise<string> {
   if (!res.body) return ''

@@ -6,7 +6,7 @@
  * usable is skipped on its own (`invalid_alert`).
  */
 import { CheckpointError } from '../../shared/errors.ts'
-import type { HookSource } from '../operations/store.ts'
+import type { HookSource } from '../operations/model.ts'
 
 export interface Alert {
   /** The alert's own status, else the notification's; meaningless when `invalid` is set. */

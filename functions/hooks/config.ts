@@ -11,6 +11,7 @@
  *   "grafana": { "secretName": "GRAFANA_WEBHOOK_SECRET", "timestampHeader": "X-Grafana-Alerting-Signature-Timestamp", "subject": "grafana" }
  * }
  */
+import type { RetryConfig } from '../operations/model.ts'
 
 export interface LabelNames {
   cluster: string
@@ -29,13 +30,6 @@ export interface GrafanaSignatureConfig {
   /** The identity a signed request acts as (policy rules name it like any caller). */
   subject: string
   groups: string[]
-}
-
-export interface RetryConfig {
-  /** Attempts in all, the first included. */
-  maxAttempts: number
-  baseDelayMs: number
-  maxDelayMs: number
 }
 
 export interface HooksConfig {
@@ -62,7 +56,8 @@ function obj(v: unknown, what: string): Raw {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`config: ${what} must be an object`)
   return v as Raw
 }
-function str(v: unknown, dflt: string | undefined, what: string): string {
+/** A non-empty string, or `dflt` when absent (no default: required). */
+function strOr(v: unknown, dflt: string | undefined, what: string): string {
   if (v === undefined && dflt !== undefined) return dflt
   if (typeof v !== 'string' || v === '') throw new Error(`config: ${what} must be a non-empty string`)
   return v
@@ -91,11 +86,11 @@ export function parseHooksConfig(raw: unknown, secret: (name: string) => string 
   })
   const l = h.labels === undefined ? {} : obj(h.labels, 'hooks.labels')
   const labels: LabelNames = {
-    cluster: str(l.cluster, 'cluster', 'hooks.labels.cluster'),
-    namespace: str(l.namespace, 'namespace', 'hooks.labels.namespace'),
-    pod: str(l.pod, 'pod', 'hooks.labels.pod'),
-    container: str(l.container, 'container', 'hooks.labels.container'),
-    node: str(l.node, 'node', 'hooks.labels.node'),
+    cluster: strOr(l.cluster, 'cluster', 'hooks.labels.cluster'),
+    namespace: strOr(l.namespace, 'namespace', 'hooks.labels.namespace'),
+    pod: strOr(l.pod, 'pod', 'hooks.labels.pod'),
+    container: strOr(l.container, 'container', 'hooks.labels.container'),
+    node: strOr(l.node, 'node', 'hooks.labels.node'),
   }
   const r = h.retry === undefined ? {} : obj(h.retry, 'hooks.retry')
   const retry: RetryConfig = {
@@ -113,22 +108,22 @@ export function parseHooksConfig(raw: unknown, secret: (name: string) => string 
     retry,
     leaseSec: int(h.leaseSec, 900, 'hooks.leaseSec', 1),
   }
-  if (h.defaultCluster !== undefined) cfg.defaultCluster = str(h.defaultCluster, undefined, 'hooks.defaultCluster')
+  if (h.defaultCluster !== undefined) cfg.defaultCluster = strOr(h.defaultCluster, undefined, 'hooks.defaultCluster')
   if (h.grafana !== undefined) {
     const g = obj(h.grafana, 'hooks.grafana')
-    const name = str(g.secretName, undefined, 'hooks.grafana.secretName')
+    const name = strOr(g.secretName, undefined, 'hooks.grafana.secretName')
     const key = secret(name)
     if (!key) throw new Error(`config: secret ${name} (hooks.grafana.secretName) is not set`)
     const groups = g.groups === undefined ? [] : g.groups
     if (!Array.isArray(groups) || !groups.every((x) => typeof x === 'string' && x !== '')) throw new Error('config: hooks.grafana.groups must be a list of strings')
     cfg.grafana = {
       secret: key,
-      header: str(g.header, 'X-Grafana-Alerting-Signature', 'hooks.grafana.header'),
+      header: strOr(g.header, 'X-Grafana-Alerting-Signature', 'hooks.grafana.header'),
       maxAgeSec: int(g.maxAgeSec, 300, 'hooks.grafana.maxAgeSec', 1),
-      subject: str(g.subject, 'grafana-webhook', 'hooks.grafana.subject'),
+      subject: strOr(g.subject, 'grafana-webhook', 'hooks.grafana.subject'),
       groups: groups as string[],
     }
-    if (g.timestampHeader !== undefined) cfg.grafana.timestampHeader = str(g.timestampHeader, undefined, 'hooks.grafana.timestampHeader')
+    if (g.timestampHeader !== undefined) cfg.grafana.timestampHeader = strOr(g.timestampHeader, undefined, 'hooks.grafana.timestampHeader')
   }
   return cfg
 }

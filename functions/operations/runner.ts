@@ -14,36 +14,7 @@
  * the checkpoint may still be in progress (the dispatch window) it waits and looks again; after
  * that, finding none, it fails with `checkpoint_failed` ("interrupted").
  */
-import type { ArchiveInfo } from '../../shared/events.ts'
-import type { Target } from '../../shared/names.ts'
-import type { RetryConfig } from '../hooks/config.ts'
-import type { JobQueue } from './queue.ts'
-import type { Operation, OperationStore } from './store.ts'
-
-export interface CheckpointJob {
-  /** The identity the grant is signed for (the webhook's). */
-  sub: string
-  requestId: string
-  cluster: string
-  node?: string
-  target: Target
-  timeoutSec: number
-  /** Called with the node right before the request goes to the agent; the runner records it. */
-  dispatching?: (node: string) => Promise<void>
-}
-
-export type JobOutcome =
-  | { ok: true; node: string; archive: ArchiveInfo; download: string }
-  | { ok: false; node?: string; status: number; code: string; message: string; retryable: boolean; retryAfterSec?: number; runtimeLog?: string[] }
-
-export type CheckpointFn = (job: CheckpointJob) => Promise<JobOutcome>
-
-/**
- * Looks on the job's node for the archive a dispatched attempt made (created at or after `since`):
- * a success outcome when there is one, null when there is none, a failure when the list could not
- * be read. Never takes a checkpoint.
- */
-export type ReconcileFn = (job: CheckpointJob & { node: string }, since: number) => Promise<JobOutcome | null>
+import type { CheckpointFn, JobOutcome, JobQueue, OperationRecord, Operations, OperationStore, ReconcileFn, RetryConfig } from './model.ts'
 
 export interface RunnerDeps {
   store: OperationStore
@@ -64,8 +35,8 @@ export const RETRYABLE_STATUS = new Set([429, 502, 503])
 
 /**
  * Final-event codes worth another attempt. `checkpoint_failed`: the runtime said the dump failed
- * (CRIU racing a fork or timing out while freezing, measured ≈ 1 in 120 under CPU load), the
- * container was thawed and the agent kept nothing, so a retry cannot make a second archive.
+ * (CRIU racing a fork or timing out while freezing), the container was thawed and the agent kept
+ * nothing, so a retry cannot make a second archive.
  */
 export const RETRYABLE_FINAL = new Set(['checkpoint_failed'])
 
@@ -80,18 +51,18 @@ export function backoffMs(retry: RetryConfig, attempt: number, retryAfterSec?: n
  * const runOperation = createRunner({ store, queue, checkpoint, reconcile, clock, log, retry, timeoutSec: 120, leaseMs: 900_000, dispatchWindowMs: 150_000 })
  * await runOperation(opId) // from the queue consumer
  */
-export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
+export function createRunner(deps: RunnerDeps): (opId: string) => Promise<void> {
   return async function runOperation(opId) {
-    const now = d.clock.now()
-    const op = await d.store.claim(opId, now, now - d.leaseMs)
+    const now = deps.clock.now()
+    const op = await deps.store.claim(opId, now, now - deps.leaseMs)
     if (!op) return
     if (op.dispatchedAt !== undefined) return reconcile(op, op.dispatchedAt)
     const target = { namespace: op.namespace, pod: op.pod, container: op.container }
-    const started = d.clock.now()
+    const started = deps.clock.now()
     let unrecorded: unknown
     const dispatching = async (node: string) => {
       try {
-        await d.store.markDispatched(op.id, d.clock.now(), node)
+        await deps.store.markDispatched(op.id, deps.clock.now(), node)
       } catch (err) {
         unrecorded = err
         throw err
@@ -99,68 +70,75 @@ export function createRunner(d: RunnerDeps): (opId: string) => Promise<void> {
     }
     let out: JobOutcome
     try {
-      out = await d.checkpoint({ sub: op.sub, requestId: op.id, cluster: op.cluster, ...(op.node ? { node: op.node } : {}), target, timeoutSec: d.timeoutSec, dispatching })
+      out = await deps.checkpoint({ sub: op.sub, requestId: op.id, cluster: op.cluster, ...(op.node ? { node: op.node } : {}), target, timeoutSec: deps.timeoutSec, dispatching })
     } catch (err) {
       out = { ok: false, status: 500, code: 'internal', message: 'internal error', retryable: false }
-      d.log({ type: 'error', operation: op.id, error: String((err as Error)?.stack ?? err) })
+      deps.log({ type: 'error', operation: op.id, error: String((err as Error)?.stack ?? err) })
     }
     if (unrecorded !== undefined) {
       // Nothing reached the agent: an ordinary retry (if the store is still down, the update below throws).
-      d.log({ type: 'error', operation: op.id, error: `recording the dispatch: ${String(unrecorded)}` })
+      deps.log({ type: 'error', operation: op.id, error: `recording the dispatch: ${String(unrecorded)}` })
       out = { ok: false, status: 503, code: 'internal', message: 'the operation store did not record the dispatch; nothing was sent', retryable: true }
     }
-    const at = d.clock.now()
+    const at = deps.clock.now()
     const line = { type: 'operation', operation: op.id, cluster: op.cluster, ...target, attempt: op.attempts, durationMs: at - started }
     if (out.ok) return succeeded(op, out, at, line)
     const error = { code: out.code, message: out.message, status: out.status, ...(out.runtimeLog ? { runtimeLog: out.runtimeLog } : {}) }
     const node = out.node ?? op.node
-    if (out.retryable && op.attempts < d.retry.maxAttempts) {
-      const delay = backoffMs(d.retry, op.attempts, out.retryAfterSec)
+    if (out.retryable && op.attempts < deps.retry.maxAttempts) {
+      const delay = backoffMs(deps.retry, op.attempts, out.retryAfterSec)
       // The agent answered before starting anything (or was never reached): a plain retry.
-      await d.store.update(op.id, { state: 'queued', updatedAt: at, notBefore: at + delay, error, dispatchedAt: null, ...(node ? { node } : {}) })
-      d.log({ ...line, state: 'queued', code: out.code, retryInMs: delay })
+      await deps.store.update(op.id, { state: 'queued', updatedAt: at, notBefore: at + delay, error, dispatchedAt: null, ...(node ? { node } : {}) })
+      deps.log({ ...line, state: 'queued', code: out.code, retryInMs: delay })
       // If this send is lost the record stays queued: Node's sweep or the queue's redelivery finds it.
-      await d.queue.send(op.id, delay)
+      await deps.queue.send(op.id, delay)
       return
     }
-    await d.store.update(op.id, { state: 'failed', updatedAt: at, error, ...(node ? { node } : {}) })
-    d.log({ ...line, state: 'failed', code: out.code })
+    await deps.store.update(op.id, { state: 'failed', updatedAt: at, error, ...(node ? { node } : {}) })
+    deps.log({ ...line, state: 'failed', code: out.code })
   }
 
   /** Records a success (the archive, where it is, how to get it) and logs it. */
-  async function succeeded(op: Operation, out: Extract<JobOutcome, { ok: true }>, at: number, line: Record<string, unknown>): Promise<void> {
-    await d.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download } })
-    d.log({ ...line, node: out.node, state: 'succeeded', sha256: out.archive.sha256 })
+  async function succeeded(op: OperationRecord, out: Extract<JobOutcome, { ok: true }>, at: number, line: Record<string, unknown>): Promise<void> {
+    await deps.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download } })
+    deps.log({ ...line, node: out.node, state: 'succeeded', sha256: out.archive.sha256 })
   }
 
   /** A claimed job whose attempt had been dispatched: find its archive, wait for it, or give up. */
-  async function reconcile(op: Operation, since: number): Promise<void> {
+  async function reconcile(op: OperationRecord, since: number): Promise<void> {
     const target = { namespace: op.namespace, pod: op.pod, container: op.container }
-    const job = { sub: op.sub, requestId: op.id, cluster: op.cluster, target, timeoutSec: d.timeoutSec }
+    const job = { sub: op.sub, requestId: op.id, cluster: op.cluster, target, timeoutSec: deps.timeoutSec }
     let out: JobOutcome | null = null
     if (op.node) {
       try {
-        out = await d.reconcile({ ...job, node: op.node }, since)
+        out = await deps.reconcile({ ...job, node: op.node }, since)
       } catch (err) {
         out = { ok: false, status: 500, code: 'internal', message: 'internal error', retryable: false }
-        d.log({ type: 'error', operation: op.id, error: String((err as Error)?.stack ?? err) })
+        deps.log({ type: 'error', operation: op.id, error: String((err as Error)?.stack ?? err) })
       }
     }
-    const at = d.clock.now()
+    const at = deps.clock.now()
     const line = { type: 'operation', operation: op.id, cluster: op.cluster, ...target, attempt: op.attempts, reconciled: true }
     if (out?.ok) return succeeded(op, out, at, line)
-    const deadline = since + d.dispatchWindowMs
+    const deadline = since + deps.dispatchWindowMs
     const seen = out ? `the agent's list could not be read (${out.code}: ${out.message})` : 'no archive of this target has appeared on the node'
     if (at < deadline) {
-      const delay = Math.min(backoffMs(d.retry, op.attempts), deadline - at + 1)
-      await d.store.update(op.id, { state: 'queued', updatedAt: at, notBefore: at + delay, error: { code: 'checkpoint_failed', status: 500, message: `interrupted after dispatch; looking for its archive: ${seen} so far` } })
-      d.log({ ...line, state: 'queued', retryInMs: delay })
-      await d.queue.send(op.id, delay)
+      const delay = Math.min(backoffMs(deps.retry, op.attempts), deadline - at + 1)
+      await deps.store.update(op.id, { state: 'queued', updatedAt: at, notBefore: at + delay, error: { code: 'checkpoint_failed', status: 500, message: `interrupted after dispatch; looking for its archive: ${seen} so far` } })
+      deps.log({ ...line, state: 'queued', retryInMs: delay })
+      await deps.queue.send(op.id, delay)
       return
     }
     // Never sent again: the first request may have taken the checkpoint we cannot see.
     const error = { code: 'checkpoint_failed', status: 500, message: `interrupted: the gateway lost this job after dispatching it to node ${op.node ?? '?'} and ${seen}; not retried, so no second checkpoint is taken` }
-    await d.store.update(op.id, { state: 'failed', updatedAt: at, error })
-    d.log({ ...line, state: 'failed', code: error.code })
+    await deps.store.update(op.id, { state: 'failed', updatedAt: at, error })
+    deps.log({ ...line, state: 'failed', code: error.code })
   }
+}
+
+/** Sends every due or abandoned operation to the queue again (Workers: a cron trigger calls it). */
+export async function sweepOperations({ store, queue }: Operations, now: number, leaseMs: number): Promise<number> {
+  const ids = await store.due(now, 100, now - leaseMs)
+  for (const id of ids) await queue.send(id)
+  return ids.length
 }

@@ -1,116 +1,14 @@
 /**
- * Operation records: one per checkpoint job an alert asked for. The handlers and the job runner
- * see only {@link OperationStore}; the SQL lives here once and runs on two drivers — D1 on Workers
- * (`d1.ts`) and node:sqlite on Node (`sqlite.ts`) — because both speak SQLite.
+ * The operation store in SQL. The handlers and the job runner see only {@link OperationStore}
+ * (model.ts); the SQL lives here once and runs on two drivers — D1 on Workers (workers/d1.ts) and
+ * node:sqlite on Node (node/sqlite.ts) — because both speak SQLite.
  *
  * Why D1 rather than KV on Workers: the status API filters by cluster, namespace, alert and
  * state, dedup needs an atomic "insert unless this alert instance or a recent checkpoint of the
  * target exists", and a job claim needs compare-and-set on the state. KV has none of these
  * (eventually consistent, no conditional writes, no secondary queries); D1 has all three.
  */
-import type { ArchiveInfo } from '../../shared/events.ts'
-
-export type OperationState = 'queued' | 'running' | 'succeeded' | 'failed' | 'skipped'
-export const OPERATION_STATES: readonly OperationState[] = ['queued', 'running', 'succeeded', 'failed', 'skipped']
-
-export type HookSource = 'alertmanager' | 'grafana'
-
-export interface OperationResult {
-  archive: ArchiveInfo
-  node: string
-  download: string
-}
-
-export interface OperationError {
-  code: string
-  message: string
-  status: number
-  /** The runtime's own error lines for a failed dump (the agent's `runtimeLog`). */
-  runtimeLog?: string[]
-}
-
-export interface Operation {
-  id: string
-  state: OperationState
-  source: HookSource
-  /** The alert's `alertname` label ('' when it has none). */
-  alert: string
-  fingerprint: string
-  startsAt: string
-  /** `fingerprint@startsAt`; absent for skipped records (they never block a later attempt). */
-  dedupKey?: string
-  cluster: string
-  namespace: string
-  pod: string
-  container: string
-  /** From the alert's labels, or resolved through the Kubernetes API when the job runs. */
-  node?: string
-  /** The identity that sent the webhook; grants are signed for it. */
-  sub: string
-  attempts: number
-  createdAt: number
-  updatedAt: number
-  /** When a retry is due (queued after a retryable failure). */
-  notBefore?: number
-  /**
-   * When the current attempt was handed to the agent (recorded just before the request). A job
-   * found again with this set (restart, lost lease, lost outcome write) may have taken its
-   * checkpoint already: it is reconciled against the agent's list, never sent again.
-   */
-  dispatchedAt?: number
-  reason?: string
-  result?: OperationResult
-  error?: OperationError
-}
-
-export interface OperationFilter {
-  cluster?: string
-  namespace?: string
-  alert?: string
-  state?: OperationState
-  limit: number
-}
-
-export type CreateOutcome =
-  | { outcome: 'created'; op: Operation }
-  | { outcome: 'duplicate'; op: Operation }
-  | { outcome: 'cooldown' }
-
-export interface OperationStore {
-  /**
-   * Records a queued operation unless one with the same dedup key exists (→ duplicate) or the
-   * same target got one created after `cooldownSince` (→ cooldown). Atomic.
-   */
-  createIfAbsent(op: Operation, cooldownSince: number): Promise<CreateOutcome>
-  /** Records an operation as is (skipped ones: no dedup key). */
-  insert(op: Operation): Promise<void>
-  get(id: string): Promise<Operation | null>
-  findByDedupKey(key: string): Promise<Operation | null>
-  list(filter: OperationFilter): Promise<Operation[]>
-  /**
-   * Moves a queued operation that is due (or a running one whose lease ran out: its worker died)
-   * to running and counts the attempt. Null when someone else has it, it is not due yet, or it
-   * is finished: at-least-once delivery stays at-most-once execution per attempt.
-   */
-  claim(id: string, now: number, staleBefore: number): Promise<Operation | null>
-  /**
-   * Sets the state and fields of an operation the caller has claimed. `dispatchedAt` is kept
-   * unless the patch names it (`null` clears it: the agent answered before starting anything).
-   */
-  update(id: string, patch: Pick<Operation, 'state' | 'updatedAt'> & Partial<Pick<Operation, 'node' | 'notBefore' | 'result' | 'error' | 'reason'>> & { dispatchedAt?: number | null }): Promise<void>
-  /** Records that the running attempt is about to reach the agent on `node` (before the request). */
-  markDispatched(id: string, at: number, node: string): Promise<void>
-  /**
-   * Queued operations that are due, and running ones not touched since `staleBefore` (their
-   * worker died), oldest first: restart, overflow and lost-message recovery.
-   */
-  due(now: number, limit: number, staleBefore?: number): Promise<string[]>
-  /**
-   * Running → queued for every operation (Node, at start: whatever ran died with the process).
-   * `dispatchedAt` stays: the runner reconciles those instead of sending them again.
-   */
-  requeueRunning(now: number): Promise<number>
-}
+import type { HookSource, OperationRecord, OperationState, OperationStore } from './model.ts'
 
 /** The two calls the SQL store needs from a driver. Parameters are positional `?`. */
 export interface SqlDriver {
@@ -163,7 +61,7 @@ function targetKey(o: { cluster: string; namespace: string; pod: string; contain
   return `${o.cluster}/${o.namespace}/${o.pod}/${o.container}`
 }
 
-function values(op: Operation): SqlValue[] {
+function values(op: OperationRecord): SqlValue[] {
   return [
     op.id,
     op.dedupKey ?? null,
@@ -188,7 +86,7 @@ function values(op: Operation): SqlValue[] {
   ]
 }
 
-function detail(op: Partial<Operation>): string | null {
+function detail(op: Partial<OperationRecord>): string | null {
   const d: Record<string, unknown> = {}
   if (op.reason !== undefined) d.reason = op.reason
   if (op.result !== undefined) d.result = op.result
@@ -196,8 +94,8 @@ function detail(op: Partial<Operation>): string | null {
   return Object.keys(d).length ? JSON.stringify(d) : null
 }
 
-function fromRow(r: Record<string, unknown>): Operation {
-  const op: Operation = {
+function fromRow(r: Record<string, unknown>): OperationRecord {
+  const op: OperationRecord = {
     id: String(r.id),
     state: r.state as OperationState,
     source: r.source as HookSource,
@@ -218,7 +116,7 @@ function fromRow(r: Record<string, unknown>): Operation {
   if (r.not_before != null) op.notBefore = Number(r.not_before)
   if (r.dispatched_at != null) op.dispatchedAt = Number(r.dispatched_at)
   if (typeof r.detail === 'string') {
-    const d = JSON.parse(r.detail) as Pick<Operation, 'reason' | 'result' | 'error'>
+    const d = JSON.parse(r.detail) as Pick<OperationRecord, 'reason' | 'result' | 'error'>
     if (d.reason !== undefined) op.reason = d.reason
     if (d.result !== undefined) op.result = d.result
     if (d.error !== undefined) op.error = d.error

@@ -14,7 +14,7 @@
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
-import { startNodeGateway } from '../../functions/node.ts'
+import { startNodeGateway } from '../../functions/node/start.ts'
 
 interface BenchGateway {
   config: Record<string, unknown>

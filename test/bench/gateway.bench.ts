@@ -6,7 +6,7 @@
  *
  *   npm run bench:gateway            (node test/bench/gateway.bench.ts)
  *
- * Set-up: a REAL agent (agent/agent.ts via test/support/agent-harness.ts, real mTLS and grant
+ * Set-up: a REAL agent (agent/start.ts via test/support/agent-harness.ts, real mTLS and grant
  * checks) on a no-op runtime (test/support/fake-cri.ts: CheckpointContainer answers at once and
  * writes 4 KiB), in this process. The Node gateway runs as its own process
  * (test/bench/gateway-server.ts: startNodeGateway, production logger to /dev/null, caller keys
@@ -460,7 +460,7 @@ async function main(): Promise<void> {
     const { build } = await import('esbuild')
     const min = join(work, 'worker.min.js')
     await build({
-      entryPoints: [fileURLToPath(new URL('../../functions/worker.ts', import.meta.url))],
+      entryPoints: [fileURLToPath(new URL('../../functions/workers/worker.ts', import.meta.url))],
       bundle: true, format: 'esm', platform: 'neutral', target: 'es2022', mainFields: ['module', 'main'],
       conditions: ['workerd', 'worker', 'browser', 'import'], outfile: min, logLevel: 'error', minify: true,
     })

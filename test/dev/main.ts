@@ -399,12 +399,12 @@ RESULT=$(curl -sS -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: ap
 OP=$(echo "$RESULT" | sed -E 's/.*"operation":"([^"]+)".*/\\1/')
 sleep 3; curl -sS -w '\\n' -H "Authorization: Bearer $TOKEN" "$GW/v1/operations/$OP"
 
-Errors are application/problem+json with a stable "code" (README.md, "Errors"). Ctrl-C stops everything.
+Errors are application/problem+json with a stable "code" (functions/README.md, "Errors"). Ctrl-C stops everything.
 ${rule}`)
 }
 
 /**
- * An Alertmanager notification (version "4", README "Alert-triggered checkpoints") for a shell's
+ * An Alertmanager notification (version "4", functions/README.md "Alert-triggered checkpoints") for a shell's
  * single quotes, with one firing alert whose labels name `target` (`ns/pod/container`) as the dev
  * hooks read them; `startsAt` is the moment it is pasted, so each paste is a new alert instance.
  * The node label only for an external runtime, whose pods the stack's fake Kubernetes API does

@@ -46,11 +46,11 @@ const POLICY = [
 /** How long an operation may take from webhook to succeeded. */
 const OPERATION_MS = 30_000
 
-/** The webhook's answer: counts, and one summary per alert (functions/hooks/index.ts AlertSummary). */
+/** The webhook's answer: counts, and one summary per alert (functions/hooks/routes.ts AlertSummary). */
 type HookAnswer = Record<'accepted' | 'duplicate' | 'skipped', number> & {
   alerts: Array<{ outcome: string; operation?: string; state?: string; reason?: string; label?: string }>
 }
-/** `GET /v1/operations/{id}` (functions/hooks/index.ts view()). */
+/** `GET /v1/operations/{id}` (functions/operations/routes.ts view()). */
 interface OperationView extends BaseView, Target {
   source: string
   cluster: string

@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { makeWorld, type World } from './fixtures.ts'
-import { nodeTarget, type Target } from './targets.ts'
+import { nodeTarget, type GatewayUnderTest } from './targets.ts'
 
 describe('archive delete on node: the policy decides, not the scope alone', { timeout: 60_000 }, () => {
   let world: World
-  let gw: Target
+  let gw: GatewayUnderTest
   let alice: string
   let name: string
   const path = () => `/v1/clusters/edge/nodes/node-d/checkpoints/${encodeURIComponent(name)}?namespace=team-a`

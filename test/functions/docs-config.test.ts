@@ -1,6 +1,6 @@
 /**
- * Every gateway configuration the README and wrangler.toml show starts the real Node entry
- * (`node functions/node.ts`, the same parseConfig the Worker uses) and answers: documentation
+ * Every gateway configuration the READMEs (top and functions/) and wrangler.toml show starts the real Node entry
+ * (`node functions/node/main.ts`, the same parseConfig the Worker uses) and answers: documentation
  * cannot drift from the code unnoticed. The README's `hooks` fragment is tried inside its main
  * example.
  */
@@ -18,7 +18,7 @@ import { stopChild } from '../support/process.ts'
 const root = fileURLToPath(new URL('../../', import.meta.url))
 
 async function documentedConfigs(): Promise<Array<[string, Record<string, unknown>]>> {
-  const readme = await readFile(join(root, 'README.md'), 'utf8')
+  const readme = (await Promise.all(['README.md', 'functions/README.md'].map((f) => readFile(join(root, f), 'utf8')))).join('\n')
   const configs: Array<[string, Record<string, unknown>]> = []
   let hooks: unknown
   for (const [, block] of readme.matchAll(/```json\n([\s\S]*?)```/g)) {
@@ -41,7 +41,7 @@ async function documentedConfigs(): Promise<Array<[string, Record<string, unknow
 
 /** Starts the Node entry with `config`; resolves with its URL once it says it listens. */
 async function startEntry(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void>; output: () => string }> {
-  const child = spawn(process.execPath, [join(root, 'functions/node.ts')], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [join(root, 'functions/node/main.ts')], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout.on('data', (c: Buffer) => (out += c.toString()))
   child.stderr.on('data', (c: Buffer) => (out += c.toString()))

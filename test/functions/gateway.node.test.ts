@@ -1,4 +1,4 @@
-/** The gateway suite against the Node entry (functions/node.ts) over real HTTP on loopback. */
+/** The gateway suite against the Node entry (functions/node/start.ts) over real HTTP on loopback. */
 import { describe } from 'node:test'
 import { gatewaySuite } from './gateway.suite.ts'
 import { nodeTarget } from './targets.ts'

@@ -1,5 +1,7 @@
 /**
- * The gateway suite: the same tests against every target (Node entry, Worker in workerd).
+ * The gateway suite: the same tests against every gateway under test (Node entry, Worker in
+ * workerd, mounted under a prefix in another Hono app). Download links are expected with the
+ * gateway's `basePath`.
  * Assertions are on status, `code`, `field` and headers — never on message text.
  */
 import assert from 'node:assert/strict'
@@ -10,7 +12,7 @@ import { NDJSON, type CheckpointEvent } from '../../shared/events.ts'
 import { grantAudience } from '../../shared/grant.ts'
 import { archiveBytes, FAKE_RUNTIME_LOG } from './fake-agent.ts'
 import { makeWorld, type World } from './fixtures.ts'
-import type { MakeTarget, Target } from './targets.ts'
+import type { GatewayUnderTest, MakeGatewayUnderTest } from './targets.ts'
 
 const ALL = 'checkpoint:create checkpoint:read checkpoint:delete'
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url')
@@ -40,9 +42,9 @@ async function events(r: Response): Promise<CheckpointEvent[]> {
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as CheckpointEvent)
 }
 
-export function gatewaySuite(make: MakeTarget): void {
+export function gatewaySuite(make: MakeGatewayUnderTest): void {
   let world: World
-  let gw: Target
+  let gw: GatewayUnderTest
   let sre: string
   let alice: string
 
@@ -77,6 +79,14 @@ export function gatewaySuite(make: MakeTarget): void {
         assert.equal(k.d, undefined)
         assert.equal(k.use, 'sig')
       }
+    })
+    it('describes itself at /openapi.json (OpenAPI 3.1, its own prefix as the server)', async () => {
+      const r = await gw.fetch('/openapi.json')
+      assert.equal(r.status, 200)
+      const d = (await r.json()) as { openapi: string; servers: Array<{ url: string }>; paths: Record<string, unknown> }
+      assert.equal(d.openapi, '3.1.0')
+      assert.deepEqual(d.servers, [{ url: gw.basePath || '/' }])
+      assert.ok(d.paths['/v1/clusters/{cluster}/nodes/{node}/checkpoints/{name}'])
     })
     it('unknown route is 404 not_found', async () => {
       const r = await gw.fetch('/nope')
@@ -273,7 +283,7 @@ export function gatewaySuite(make: MakeTarget): void {
       assert.equal(b.node, 'node-a')
       assert.equal(b.items.length, 1)
       assert.equal(b.archive.sha256, createHash('sha256').update(archiveBytes(4096)).digest('hex'))
-      assert.equal(b.download, `/v1/clusters/prod/nodes/node-a/checkpoints/${encodeURIComponent(b.archive.name)}?namespace=team-a`)
+      assert.equal(b.download, `${gw.basePath ?? ''}/v1/clusters/prod/nodes/node-a/checkpoints/${encodeURIComponent(b.archive.name)}?namespace=team-a`)
       const seen = world.agent.seen.findLast((s) => s.requestId === 'req-json-1')!
       assert.equal(seen.path, '/checkpoint/team-a/web/app')
       assert.equal(seen.claims!.op, 'checkpoint:create')
@@ -306,7 +316,7 @@ export function gatewaySuite(make: MakeTarget): void {
       if (last.type === 'completed') {
         assert.equal(last.cluster, 'prod')
         assert.equal(last.node, 'node-a')
-        assert.match(last.download ?? '', /^\/v1\/clusters\/prod\/nodes\/node-a\/checkpoints\/checkpoint-slow_team-a-app-/)
+        assert.ok((last.download ?? '').startsWith(`${gw.basePath ?? ''}/v1/clusters/prod/nodes/node-a/checkpoints/checkpoint-slow_team-a-app-`), last.download)
       }
     })
     it('a caller that disconnects does not abort the checkpoint on the node', async () => {
@@ -504,7 +514,7 @@ export function gatewaySuite(make: MakeTarget): void {
       assert.equal(r.status, 200)
       const mine = (await r.json()) as { items: Array<{ name: string; download: string; sha256Known: boolean }> }
       assert.deepEqual(mine.items.map((i) => [i.name, i.sha256Known]), [[plain, false]])
-      assert.equal(mine.items[0]!.download, `/v1/clusters/edge/nodes/node-k/checkpoints/${encodeURIComponent(plain)}`)
+      assert.equal(mine.items[0]!.download, `${gw.basePath ?? ''}/v1/clusters/edge/nodes/node-k/checkpoints/${encodeURIComponent(plain)}`)
       const all = (await (await get('/v1/clusters/edge/nodes/node-k/checkpoints', sre)).json()) as typeof mine
       assert.deepEqual(all.items.map((i) => i.name).sort(), [ambiguous, plain].sort())
     })
@@ -579,7 +589,7 @@ export function gatewaySuite(make: MakeTarget): void {
   })
 
   describe('key set outage', () => {
-    let down: Target
+    let down: GatewayUnderTest
     before(async () => {
       down = await make(world, world.rawConfig({ jwksUrl: world.deadUrl.replace('https:', 'http:') + '/jwks' }))
     })

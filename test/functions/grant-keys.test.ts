@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import { createGrantVerifier } from '../../agent/grants.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
 
-const script = fileURLToPath(new URL('../../functions/grant-keys.ts', import.meta.url))
+const script = fileURLToPath(new URL('../../functions/node/grant-keys.ts', import.meta.url))
 const run = (args: string[]) => promisify(execFile)(process.execPath, [script, ...args])
 
 describe('npm run grant-keys', () => {

@@ -8,8 +8,8 @@ import { makeWorld, type World } from './fixtures.ts'
 import { alertmanagerPayload } from './hooks-fixtures/payloads.ts'
 import { firing, waitFor } from './hooks-fixtures/suite.ts'
 import { AM_CLIENT, hooksConfig, nodeHooksTarget, tempDir } from './hooks-fixtures/targets.ts'
-import type { Target } from './targets.ts'
-import { sqliteDriver } from '../../functions/operations/sqlite.ts'
+import type { GatewayUnderTest } from './targets.ts'
+import { sqliteDriver } from '../../functions/node/sqlite.ts'
 import { sqlOperationStore } from '../../functions/operations/store.ts'
 
 describe('webhooks on node: restarts', { timeout: 90_000 }, () => {
@@ -17,17 +17,17 @@ describe('webhooks on node: restarts', { timeout: 90_000 }, () => {
   let am: string
   let reader: string
   const tmp = tempDir()
-  const open: Target[] = []
+  const open: GatewayUnderTest[] = []
   const start = async (raw: Record<string, unknown>, db: string, queue?: { concurrency?: number }) => {
     const gw = await nodeHooksTarget({ dbFile: `${tmp.dir}/${db}`, ...(queue ? { queue } : {}) })(world, raw)
     open.push(gw)
     return gw
   }
-  const stop = async (gw: Target) => {
+  const stop = async (gw: GatewayUnderTest) => {
     await gw.close()
     open.splice(open.indexOf(gw), 1)
   }
-  const post = async (gw: Target, body: unknown) => {
+  const post = async (gw: GatewayUnderTest, body: unknown) => {
     const r = await gw.fetch('/v1/hooks/alertmanager', { method: 'POST', headers: { authorization: `Bearer ${am}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
     assert.equal(r.status, 202)
     return (await r.json()) as { accepted: number; alerts: Array<{ outcome: string; operation: string }> }

@@ -9,16 +9,17 @@ import { CheckpointError } from '../../shared/errors.ts'
 import { parseNotification } from '../../functions/hooks/alerts.ts'
 import { parseHooksConfig } from '../../functions/hooks/config.ts'
 import { verifyGrafanaSignature } from '../../functions/hooks/signature.ts'
-import { consumeBatch, cloudflareQueue } from '../../functions/operations/queue.ts'
-import { nodeJobQueue } from '../../functions/operations/queue-node.ts'
-import { backoffMs, createRunner, type JobOutcome, type RunnerDeps } from '../../functions/operations/runner.ts'
-import { sqliteDriver } from '../../functions/operations/sqlite.ts'
-import { SCHEMA, sqlOperationStore, type Operation } from '../../functions/operations/store.ts'
+import { consumeBatch, cloudflareQueue } from '../../functions/workers/queue.ts'
+import { nodeJobQueue } from '../../functions/node/queue.ts'
+import type { JobOutcome, OperationRecord } from '../../functions/operations/model.ts'
+import { backoffMs, createRunner, type RunnerDeps } from '../../functions/operations/runner.ts'
+import { sqliteDriver } from '../../functions/node/sqlite.ts'
+import { SCHEMA, sqlOperationStore } from '../../functions/operations/store.ts'
 import { alertmanagerPayload, grafanaPayload } from './hooks-fixtures/payloads.ts'
 
 const secret = (n: string) => (n === 'S' ? 'k' : undefined)
 
-function op(over: Partial<Operation> = {}): Operation {
+function op(over: Partial<OperationRecord> = {}): OperationRecord {
   const id = over.id ?? crypto.randomUUID()
   return {
     id,

@@ -1,7 +1,7 @@
 /** The webhook suite against the Worker bundle in miniflare: D1 and Queues in real workerd. */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { d1Driver } from '../../functions/operations/d1.ts'
+import { d1Driver } from '../../functions/workers/d1.ts'
 import { SCHEMA, sqlOperationStore } from '../../functions/operations/store.ts'
 import { makeWorld, type World } from './fixtures.ts'
 import { waitFor, hooksSuite } from './hooks-fixtures/suite.ts'

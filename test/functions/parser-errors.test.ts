@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import { makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
 import { makeWorld, type World } from './fixtures.ts'
-import { nodeTarget, type Target } from './targets.ts'
+import { nodeTarget, type GatewayUnderTest } from './targets.ts'
 
 /** Sends raw bytes, returns status and parsed problem body of the answer. */
 async function rawExchange(open: () => import('node:stream').Duplex, request: string): Promise<{ status: number; code: string; contentType: string }> {
@@ -37,7 +37,7 @@ const GARBAGE = 'GET /healthz HTTP/1.1\r\nhost x\r\n\r\n'
 
 describe('parser errors on the Node gateway', () => {
   let world: World
-  let gw: Target
+  let gw: GatewayUnderTest
   before(async () => {
     world = await makeWorld()
     gw = await nodeTarget(world, world.rawConfig())

@@ -7,22 +7,29 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Hono } from 'hono'
+import { createGateway } from '../../functions/app.ts'
 import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
-import { startNodeGateway, type NodeGatewayOptions } from '../../functions/node.ts'
+import { serveFetch, type FetchHandler } from '../../functions/node/server.ts'
+import { startNodeGateway, type NodeGatewayOptions } from '../../functions/node/start.ts'
+import { nodeAgentTransport, nodeKubeTransport } from '../../functions/node/transport.ts'
 import { KUBE_TOKEN, type World } from './fixtures.ts'
 
-export interface Target {
+export interface GatewayUnderTest {
   name: string
-  /** The real loopback listener (`http://127.0.0.1:<port>`), for requests fetch will not send. */
+  /** The gateway on the real loopback listener (`http://127.0.0.1:<port>[basePath]`), for requests fetch will not send. */
   url: string
+  /** Where another app mounts the gateway (its links carry it); absent at the root. */
+  basePath?: string
+  /** A request to a path of the gateway's API (`/v1/…`), or to a link the gateway wrote. */
   fetch(path: string, init?: RequestInit): Promise<Response>
   /** Audit and log lines the gateway wrote. */
   logs: Array<Record<string, unknown>>
   close(): Promise<void>
 }
 
-export type MakeTarget = (world: World, raw: Record<string, unknown>) => Promise<Target>
+export type MakeGatewayUnderTest = (world: World, raw: Record<string, unknown>) => Promise<GatewayUnderTest>
 
 const secrets = (n: string) => (n === 'KUBE_TOKEN_PROD' ? KUBE_TOKEN : undefined)
 
@@ -35,7 +42,7 @@ export async function startNodeTarget(
   raw: Record<string, unknown>,
   secretOf: (name: string) => string | undefined,
   extra: Pick<NodeGatewayOptions, 'operationsDb' | 'queue'> = {},
-): Promise<Target> {
+): Promise<GatewayUnderTest> {
   const logs: Array<Record<string, unknown>> = []
   const gw = await startNodeGateway({
     config: parseConfig(structuredClone(raw), secretOf),
@@ -54,18 +61,56 @@ export async function startNodeTarget(
   }
 }
 
-export const nodeTarget: MakeTarget = (world, raw) => startNodeTarget(world, raw, secrets)
+export const nodeTarget: MakeGatewayUnderTest = (world, raw) => startNodeTarget(world, raw, secrets)
+
+/**
+ * The gateway mounted under `basePath` in another Hono app (`outer.route(basePath, gateway.app)`),
+ * served on Node with the Node transports; the outer app answers `GET /outer` itself.
+ */
+export function mountedTarget(basePath: string): MakeGatewayUnderTest {
+  return async (world, raw) => {
+    const logs: Array<Record<string, unknown>> = []
+    const agents = nodeAgentTransport({ cert: world.pki.clientCert, key: world.pki.clientKey })
+    const kube = nodeKubeTransport()
+    const gateway = createGateway({
+      config: parseConfig(structuredClone(raw), secrets),
+      agents,
+      kube,
+      keys: await loadGrantKeys(world.grantKeys),
+      clock: { now: Date.now },
+      log: (l) => logs.push(l),
+      basePath,
+    })
+    const outer = new Hono()
+    outer.get('/outer', (c) => c.text('outer'))
+    outer.route(basePath, gateway.app)
+    const served = await serveFetch(outer.fetch as unknown as FetchHandler, { host: '127.0.0.1', port: 0 })
+    const url = served.url + basePath
+    return {
+      name: `mounted at ${basePath}`,
+      url,
+      basePath,
+      logs,
+      // Links the gateway wrote carry the prefix already.
+      fetch: (path, init) => fetch(path.startsWith(`${basePath}/`) ? served.url + path : url + path, init),
+      async close() {
+        await served.close(2000)
+        await Promise.all([agents.close(), kube.close()])
+      },
+    }
+  }
+}
 
 let bundled: Promise<{ dir: string; script: string }> | undefined
 
-/** Bundles functions/worker.ts with esbuild once per process. */
+/** Bundles functions/workers/worker.ts with esbuild once per process. */
 export function bundleWorker(): Promise<{ dir: string; script: string }> {
   bundled ??= (async () => {
     const { build } = await import('esbuild')
     const dir = mkdtempSync(join(tmpdir(), 'cp-worker-'))
     const script = join(dir, 'worker.js')
     await build({
-      entryPoints: [fileURLToPath(new URL('../../functions/worker.ts', import.meta.url))],
+      entryPoints: [fileURLToPath(new URL('../../functions/workers/worker.ts', import.meta.url))],
       bundle: true,
       format: 'esm',
       platform: 'neutral',
@@ -210,7 +255,7 @@ export function worldBindings(world: World, raw: Record<string, unknown>, secret
   }
 }
 
-export const workerTarget: MakeTarget = async (world, raw) => {
+export const workerTarget: MakeGatewayUnderTest = async (world, raw) => {
   const gw = await startWorkerGateway(worldBindings(world, raw))
   return { name: 'workerd', url: gw.url, logs: gw.logs, fetch: gw.fetch, close: gw.close }
 }

@@ -19,7 +19,7 @@ import { isArchiveName, isClusterId, isDns1123Label, isDns1123Subdomain } from '
 import { archiveBytes } from '../functions/fake-agent.ts'
 import { makeWorld, type World } from '../functions/fixtures.ts'
 import { hooksConfig, nodeHooksTarget, tempDir } from '../functions/hooks-fixtures/targets.ts'
-import { nodeTarget, type Target } from '../functions/targets.ts'
+import { nodeTarget, type GatewayUnderTest } from '../functions/targets.ts'
 import {
   accept as acceptArb, archiveNameWire, bodySpec, hookCase, MAX_HOOK_BODY, padding, queryParams, queryStyle, requestId as requestIdArb, segment, suffix as suffixArb,
   overValue, validValue, writeQuery, type BodySpec, type FieldKind, type HookCase,
@@ -114,8 +114,8 @@ function judge(t: Tally, a: Answer, what: () => string): Extract<Answer, { kind:
 
 describe('abuse', { timeout: 900_000 }, () => {
   let world: World
-  let gw: Target
-  let hooksGw: Target
+  let gw: GatewayUnderTest
+  let hooksGw: GatewayUnderTest
   let client: Client
   let hooksClient: Client
   let model: PolicyModel

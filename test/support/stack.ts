@@ -27,7 +27,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import { startAgent, type RunningAgent } from '../../agent/agent.ts'
+import { startAgent, type RunningAgent } from '../../agent/start.ts'
 import { loadConfig } from '../../agent/config.ts'
 import { memoryLogger, type Logger } from '../../agent/log.ts'
 import type { Target } from '../../shared/names.ts'
@@ -129,7 +129,7 @@ export interface Stack {
 
 /**
  * Starts everything; on any failure tears down what was started before rethrowing.
- * One bundle of functions/worker.ts is built per process (test/functions/targets.ts); callers
+ * One bundle of functions/workers/worker.ts is built per process (test/functions/targets.ts); callers
  * that are done with stacks call its `removeBundle()`.
  */
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { makeWorld, type World } from '../fixtures.ts'
 import { FAKE_RUNTIME_LOG } from '../fake-agent.ts'
-import type { Target } from '../targets.ts'
+import type { GatewayUnderTest } from '../targets.ts'
 import { alertmanagerPayload, grafanaPayload, grafanaSignature, uniqueFingerprint, type AlertSpec } from './payloads.ts'
 import { AM_CLIENT, GRAFANA_SECRET, hooksConfig, type MakeHooksTarget } from './targets.ts'
 
@@ -46,7 +46,7 @@ export function firing(namespace: string, pod: string, extra: Record<string, str
 }
 
 /** Polls an operation until `done` says so (≤ 30 s: three attempts through workerd's queue take ≈ 5 s idle). */
-export async function waitFor(gw: Target, token: string, id: string, done: (op: OperationView) => boolean = (op) => op.state === 'succeeded' || op.state === 'failed'): Promise<OperationView> {
+export async function waitFor(gw: GatewayUnderTest, token: string, id: string, done: (op: OperationView) => boolean = (op) => op.state === 'succeeded' || op.state === 'failed'): Promise<OperationView> {
   const deadline = Date.now() + 30_000
   for (;;) {
     const r = await gw.fetch(`/v1/operations/${id}`, { headers: { authorization: `Bearer ${token}` } })
@@ -60,7 +60,7 @@ export async function waitFor(gw: Target, token: string, id: string, done: (op: 
 
 export function hooksSuite(make: MakeHooksTarget): void {
   let world: World
-  let gw: Target
+  let gw: GatewayUnderTest
   let am: string
   let reader: string
   let alice: string

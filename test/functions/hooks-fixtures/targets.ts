@@ -5,19 +5,19 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { NodeGatewayOptions } from '../../../functions/node.ts'
+import type { NodeGatewayOptions } from '../../../functions/node/start.ts'
 import { KUBE_TOKEN, type World } from '../fixtures.ts'
-import { startNodeTarget, startWorkerGateway, worldBindings, type Target } from '../targets.ts'
-import type { D1Like } from '../../../functions/operations/d1.ts'
+import { startNodeTarget, startWorkerGateway, worldBindings, type GatewayUnderTest } from '../targets.ts'
+import type { D1Like } from '../../../functions/workers/d1.ts'
 
 export const GRAFANA_SECRET = 'grafana-webhook-secret-for-tests'
 /** The JWT client id the Alertmanager's token carries; the policy rule names it. */
 export const AM_CLIENT = 'alertmanager'
 
-export type MakeHooksTarget = (world: World, raw: Record<string, unknown>) => Promise<Target>
+export type MakeHooksTarget = (world: World, raw: Record<string, unknown>) => Promise<GatewayUnderTest>
 
 /** workerd only: the operations D1 database and the cron trigger, for lost-message tests. */
-export interface WorkerHooksTarget extends Target {
+export interface WorkerHooksTarget extends GatewayUnderTest {
   d1(): Promise<D1Like>
   cron(): Promise<void>
 }

@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { exportJWK, generateKeyPair, type JWK } from 'jose'
-import { publicJwk } from './grants.ts'
+import { publicJwk } from '../grants.ts'
 
 /** A new signing key: its private JWK (with kid and alg) and the public key set to publish. */
 export async function newGrantKey(alg: 'EdDSA' | 'ES256', kid: string): Promise<{ privateJwk: JWK; jwks: { keys: JWK[] } }> {

@@ -4,8 +4,7 @@
  * retry whose timer died with the process, or a job that was running at a crash is found again
  * by the sweep (`store.due`) — at start and every `sweepMs` — so nothing accepted is lost.
  */
-import type { JobQueue } from './queue.ts'
-import type { OperationStore } from './store.ts'
+import type { JobQueue, OperationStore } from '../operations/model.ts'
 
 export interface NodeJobQueueOptions {
   store: OperationStore
@@ -31,10 +30,10 @@ export interface NodeJobQueue extends JobQueue {
  * const queue = nodeJobQueue({ store, run: (id) => runOperation(id), now: Date.now, log })
  * await queue.start()
  */
-export function nodeJobQueue(o: NodeJobQueueOptions): NodeJobQueue {
-  const concurrency = o.concurrency ?? 4
-  const capacity = o.capacity ?? 1000
-  const sweepMs = o.sweepMs ?? 5000
+export function nodeJobQueue(options: NodeJobQueueOptions): NodeJobQueue {
+  const concurrency = options.concurrency ?? 4
+  const capacity = options.capacity ?? 1000
+  const sweepMs = options.sweepMs ?? 5000
   const waiting: string[] = []
   const known = new Set<string>()
   const running = new Set<Promise<void>>()
@@ -52,9 +51,9 @@ export function nodeJobQueue(o: NodeJobQueueOptions): NodeJobQueue {
   function pump(): void {
     while (!closed && running.size < concurrency && waiting.length > 0) {
       const id = waiting.shift()!
-      const p = o
+      const p = options
         .run(id)
-        .catch((err) => o.log({ type: 'error', operation: id, error: String((err as Error)?.stack ?? err) }))
+        .catch((err) => options.log({ type: 'error', operation: id, error: String((err as Error)?.stack ?? err) }))
         .finally(() => {
           running.delete(p)
           known.delete(id)
@@ -69,9 +68,9 @@ export function nodeJobQueue(o: NodeJobQueueOptions): NodeJobQueue {
     const room = capacity - waiting.length
     if (room <= 0) return
     try {
-      for (const id of await o.store.due(o.now(), room)) push(id)
+      for (const id of await options.store.due(options.now(), room)) push(id)
     } catch (err) {
-      o.log({ type: 'error', error: `operation sweep: ${String(err)}` })
+      options.log({ type: 'error', error: `operation sweep: ${String(err)}` })
     }
   }
 
@@ -85,8 +84,8 @@ export function nodeJobQueue(o: NodeJobQueueOptions): NodeJobQueue {
       timers.add(t)
     },
     async start() {
-      const n = await o.store.requeueRunning(o.now())
-      if (n > 0) o.log({ type: 'operations_recovered', running: n })
+      const n = await options.store.requeueRunning(options.now())
+      if (n > 0) options.log({ type: 'operations_recovered', running: n })
       await sweep()
       sweeper = setInterval(() => void sweep(), sweepMs)
       sweeper.unref()

@@ -4,14 +4,15 @@
  * with `tlsOptions`, which has the same `fetch`). The app is built once per isolate, so the
  * remote JWKS cache and the pod → node cache live as long as the isolate.
  */
-import { CheckpointError } from '../shared/errors.ts'
-import { createGateway, type AgentTransport, type KubeTransport } from './app.ts'
-import { agentBase, parseConfig } from './config.ts'
-import { loadGrantKeys } from './grants.ts'
-import { problemResponse } from './problem.ts'
-import { d1Driver, type D1Like } from './operations/d1.ts'
-import { cloudflareQueue, consumeBatch, type QueueBindingLike, type QueueMessageLike } from './operations/queue.ts'
-import { sqlOperationStore } from './operations/store.ts'
+import { CheckpointError } from '../../shared/errors.ts'
+import { createGateway } from '../app.ts'
+import { agentBase, parseConfig } from '../config.ts'
+import type { AgentTransport, KubeTransport } from '../context.ts'
+import { loadGrantKeys } from '../grants.ts'
+import { sqlOperationStore } from '../operations/store.ts'
+import { problemResponse } from '../problem.ts'
+import { d1Driver, type D1Like } from './d1.ts'
+import { cloudflareQueue, consumeBatch, type QueueBindingLike, type QueueMessageLike } from './queue.ts'
 
 interface FetcherLike {
   fetch(input: string, init?: RequestInit): Promise<Response>

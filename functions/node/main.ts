@@ -1,6 +1,6 @@
 /**
- * Node entry. `startNodeGateway` composes the app with the Node adapters (tests call it); run
- * as a script it reads configuration from the environment, listens, and shuts down gracefully.
+ * `npm run start:gateway`: the Node gateway as a process. Reads configuration from the
+ * environment, listens, and shuts down gracefully (a second signal exits at once).
  *
  * Environment:
  * - GATEWAY_CONFIG (JSON) or GATEWAY_CONFIG_FILE — clusters, auth, policy, grants, limits
@@ -13,56 +13,9 @@
  * - OPERATIONS_DB — node:sqlite file of webhook jobs; required when `hooks` is configured
  */
 import { readFileSync } from 'node:fs'
-import { createGateway, type Log } from './app.ts'
-import { parseConfig, type GatewayConfig } from './config.ts'
-import { loadGrantKeys, type GrantKeys } from './grants.ts'
-import { serveFetch, type FetchHandler, type Served } from './node-server.ts'
-import { nodeAgentTransport, nodeKubeTransport, type ClientIdentity } from './transport-node.ts'
-import { nodeJobQueue, type NodeJobQueueOptions } from './operations/queue-node.ts'
-import { sqliteDriver } from './operations/sqlite.ts'
-import { sqlOperationStore } from './operations/store.ts'
-
-export interface NodeGatewayOptions {
-  config: GatewayConfig
-  keys: GrantKeys
-  client: ClientIdentity
-  host?: string
-  port?: number
-  /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
-  tls?: { cert: string; key: string }
-  log?: Log
-  clock?: { now(): number }
-  /** node:sqlite file for operation records (default in memory: lost on restart). Used when `config.hooks` is set. */
-  operationsDb?: string
-  queue?: Pick<NodeJobQueueOptions, 'concurrency' | 'capacity' | 'sweepMs'>
-}
-
-/**
- * @example
- * const gw = await startNodeGateway({ config, keys, client: { cert, key }, port: 0 })
- * await fetch(gw.url + '/healthz'); await gw.close()
- */
-export async function startNodeGateway(o: NodeGatewayOptions): Promise<Served> {
-  const agents = nodeAgentTransport(o.client)
-  const kube = nodeKubeTransport()
-  const clock = o.clock ?? { now: Date.now }
-  const log: Log = o.log ?? ((line) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n'))
-  const db = o.config.hooks ? sqliteDriver(o.operationsDb ?? ':memory:') : undefined
-  const store = db && sqlOperationStore(db)
-  const jobs = store && nodeJobQueue({ store, run: (id) => gateway.runOperation(id), now: () => clock.now(), log, ...o.queue })
-  const gateway = createGateway({ config: o.config, agents, kube, keys: o.keys, clock, log, ...(store && jobs ? { operations: { store, queue: jobs } } : {}) })
-  const served = await serveFetch(gateway.app.fetch as unknown as FetchHandler, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080, ...(o.tls ? { tls: o.tls } : {}) })
-  await jobs?.start()
-  return {
-    ...served,
-    async close(graceMs?: number) {
-      await served.close(graceMs)
-      await jobs?.close(graceMs ?? 10_000)
-      db?.close()
-      await Promise.all([agents.close(), kube.close()])
-    },
-  }
-}
+import { parseConfig } from '../config.ts'
+import { loadGrantKeys } from '../grants.ts'
+import { startNodeGateway } from './start.ts'
 
 function fromEnvOrFile(name: string): string | undefined {
   const inline = process.env[name]

@@ -1,14 +1,15 @@
 /**
- * Serves a fetch-style app with node:http. A hand-written bridge (about 80 lines) instead of
- * @hono/node-server: we need exactly three things from it — a streamed request, a streamed
- * response with backpressure that cancels upstream when the client goes, and a `waitUntil` the
- * shutdown can wait for — and keep the dependency list short.
+ * Serves a fetch-style app with node:http. A hand-written bridge instead of @hono/node-server: we
+ * need exactly three things from it — a streamed request, a streamed response with backpressure
+ * that cancels upstream when the client goes, and a `waitUntil` the shutdown can wait for — and
+ * keep the dependency list short.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { CheckpointError, parserErrorAnswer, PROBLEM_CONTENT_TYPE, toProblem } from '../shared/errors.ts'
-import { abortIncoming, incomingRequest } from './node-request.ts'
+import { CheckpointError, parserErrorAnswer } from '../../shared/errors.ts'
+import { problemResponse } from '../problem.ts'
+import { abortIncoming, incomingRequest } from './request.ts'
 
 export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
 
@@ -41,10 +42,8 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
   }
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(handler, ctx, req, res).catch((err) => {
-      if (!res.headersSent) {
-        res.writeHead(500, { 'content-type': PROBLEM_CONTENT_TYPE })
-        res.end(JSON.stringify(toProblem(new CheckpointError('internal', 'internal error'))))
-      } else res.destroy(err as Error)
+      if (res.headersSent) res.destroy(err as Error)
+      else answerInternal(res).catch(() => res.destroy())
     })
   }
   const timeouts = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 }
@@ -118,6 +117,13 @@ async function handle(handler: FetchHandler, ctx: ExecutionContextLike, req: Inc
   }
   if (gone) res.destroy()
   else res.end()
+}
+
+/** The app threw instead of answering (it never should): the gateway's own 500 problem. */
+async function answerInternal(res: ServerResponse): Promise<void> {
+  const problem = problemResponse(new CheckpointError('internal', 'internal error'))
+  res.writeHead(problem.status, Object.fromEntries(problem.headers))
+  res.end(await problem.text())
 }
 
 /** A request the HTTP parser refused still gets a problem body (a reset connection gets nothing). */

@@ -1,12 +1,8 @@
 /**
- * The job queue as the handlers see it: `send(opId)`. The consumer side calls `runOperation(opId)`
- * (runner.ts). Delivery is at least once; the runner's claim makes a repeat a no-op.
- * Adapters: Cloudflare Queues here (producer binding), an in-process queue on Node (queue-node.ts).
+ * Cloudflare Queues for webhook jobs: the producer behind {@link JobQueue} and the `queue()`
+ * handler's body. Delivery is at least once; the runner's claim makes a repeat a no-op.
  */
-export interface JobQueue {
-  /** Enqueues an operation id, to run after `delayMs` (retries with backoff). */
-  send(opId: string, delayMs?: number): Promise<void>
-}
+import type { JobQueue } from '../operations/model.ts'
 
 /** The message body on the wire. */
 export interface JobMessage {

@@ -1,9 +1,9 @@
 /**
- * A web `Request` over a node:http `IncomingMessage`, made lazily (helper of node-server.ts).
+ * A web `Request` over a node:http `IncomingMessage`, made lazily (helper of server.ts).
  *
  * Most gateway requests only read the method, the URL and a few headers. A platform `Request`
- * costs about 10 µs of CPU to build when it carries an abort signal (undici links the signal
- * with a finalization registry), so `method`, `url`, `headers` and `signal` are answered here, and
+ * is costly to build when it carries an abort signal (undici links the signal with a
+ * finalization registry), so `method`, `url`, `headers` and `signal` are answered here, and
  * the platform `Request` (with the body stream) is built only when anything else is used (body,
  * `json()`, `clone()`…). The object's prototype chain includes `Request.prototype`, so
  * `instanceof Request` holds.

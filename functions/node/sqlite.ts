@@ -1,10 +1,10 @@
 /**
  * The node:sqlite driver for the operation store (Node). A file survives restarts: operations
- * accepted before a crash are found again at start (see `queue-node.ts`). WAL mode so the
+ * accepted before a crash are found again at start (see `queue.ts`). WAL mode so the
  * status API reads while a job writes.
  */
 import { DatabaseSync } from 'node:sqlite'
-import type { SqlDriver } from './store.ts'
+import type { SqlDriver } from '../operations/store.ts'
 
 export interface SqliteDriver extends SqlDriver {
   close(): void

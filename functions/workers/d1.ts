@@ -2,7 +2,7 @@
  * The D1 driver for the operation store (Workers). Only the few D1 calls we use are typed here,
  * so the runtime-neutral build needs no Workers type package.
  */
-import type { SqlDriver, SqlValue } from './store.ts'
+import type { SqlDriver, SqlValue } from '../operations/store.ts'
 
 export interface D1Like {
   prepare(sql: string): {

@@ -1,0 +1,81 @@
+/**
+ * What the gateway's parts see of the world: the dependencies a runtime entry injects ({@link Deps})
+ * and the per-request context Hono carries ({@link Env}). Declarations only: every part imports
+ * them from here and none from app.ts.
+ */
+import type { Context, Hono } from 'hono'
+import type { Caller } from './authz.ts'
+import type { ClusterConfig, GatewayConfig } from './config.ts'
+import type { GrantKeys } from './grants.ts'
+import type { Operations } from './operations/model.ts'
+
+/** Reaches a node's agent over mutual TLS. `path` starts with '/'; the transport adds the base URL. */
+export interface AgentTransport {
+  fetch(cluster: ClusterConfig, node: string, path: string, init: RequestInit): Promise<Response>
+}
+
+/** Reaches a cluster's Kubernetes API (`path` starts with /api/). */
+export interface KubeTransport {
+  fetch(cluster: ClusterConfig, path: string, init: RequestInit): Promise<Response>
+}
+
+export interface Clock {
+  now(): number
+}
+
+/** Writes one structured log/audit line. Never given tokens, grants or keys. */
+export type Log = (line: Record<string, unknown>) => void
+
+export interface Deps {
+  config: GatewayConfig
+  agents: AgentTransport
+  kube?: KubeTransport
+  keys: GrantKeys
+  clock: Clock
+  log: Log
+  /** Operation records and the job queue; enables /v1/hooks/* and /v1/operations. */
+  operations?: Operations
+  /**
+   * The prefix another Hono app mounts the gateway under (`outer.route('/forensics', gateway.app)`
+   * → '/forensics'); absent when it serves at the root. Hono's route() does not tell a mounted
+   * app where it is, and the `download` links the gateway writes (answers and job records) must
+   * carry the prefix to be followed, so it is given here.
+   */
+  basePath?: string
+}
+
+/** The app, the queue consumer's entry and the lost-job sweep (no-ops without `deps.operations`). */
+export interface Gateway {
+  app: Hono<Env>
+  runOperation(opId: string): Promise<void>
+  sweepOperations(): Promise<number>
+}
+
+/** What an audit line says about a request; handlers fill it in as they learn. */
+export interface Audit {
+  requestId: string
+  method: string
+  route?: string
+  sub?: string
+  client?: string
+  op?: string
+  cluster?: string
+  node?: string
+  namespace?: string
+  pod?: string
+  container?: string
+  archive?: string
+  decision?: 'allow' | 'deny'
+  rule?: string
+  status?: number
+  code?: string
+  sha256?: string
+  /** The handler writes the outcome itself, when a stream ends. */
+  deferred?: boolean
+}
+
+export type Env = { Variables: { caller: Caller; audit: Audit; started: number } }
+export type Ctx = Context<Env>
+
+/** Answers about live state are never cached. */
+export const NO_STORE = { 'cache-control': 'no-store' }

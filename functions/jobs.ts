@@ -1,0 +1,108 @@
+/**
+ * Webhook jobs inside the gateway: the runner (operations/runner.ts) set up from the `hooks`
+ * configuration, and the two calls it makes into the gateway — a checkpoint in JSON mode through
+ * the same resolution, grant and forwarding as a caller's, and a look at the node's list for a job
+ * that was dispatched before its worker died.
+ */
+import { asCheckpointError } from '../shared/errors.ts'
+import type { ArchiveEntry } from '../shared/events.ts'
+import { archiveMatches, type Target } from '../shared/names.ts'
+import type { AgentClient } from './agent-client.ts'
+import type { AuditTrail } from './audit.ts'
+import type { GatewayConfig } from './config.ts'
+import type { Clock, Gateway } from './context.ts'
+import type { ResolveNode } from './kube.ts'
+import type { CheckpointFn, Operations, ReconcileFn } from './operations/model.ts'
+import { createRunner, RETRYABLE_FINAL, RETRYABLE_STATUS, sweepOperations } from './operations/runner.ts'
+import { failedEventFailure, runtimeLogOf } from './problem.ts'
+import { clusterOf } from './request.ts'
+
+export interface JobDeps {
+  config: GatewayConfig
+  operations: Operations
+  agent: AgentClient
+  resolveNode: ResolveNode
+  trail: AuditTrail
+  clock: Clock
+}
+
+/** How much earlier than the dispatch an agent's `created` stamp may be and still be that job's archive. */
+const DISPATCH_CLOCK_SLACK_MS = 2000
+
+/** The queue consumer's entry and the lost-job sweep. */
+export function createJobs(deps: JobDeps): Pick<Gateway, 'runOperation' | 'sweepOperations'> {
+  const { config, operations, clock } = deps
+  const hooks = config.hooks
+  const timeoutSec = hooks?.timeoutSec ?? config.limits.defaultTimeoutSec
+  /** How long a running job may go untouched before it counts as abandoned (its worker died). */
+  const leaseMs = (hooks?.leaseSec ?? 900) * 1000
+  const runOperation = createRunner({
+    ...operations,
+    checkpoint: checkpointJob(deps),
+    reconcile: reconcileJob(deps),
+    clock,
+    log: deps.trail.log,
+    retry: hooks?.retry ?? { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 },
+    timeoutSec,
+    leaseMs,
+    // The agent's checkpoint is not cut at the timeout; the grant's margin bounds how late it starts.
+    dispatchWindowMs: (timeoutSec + config.grants.marginSec) * 1000,
+  })
+  return { runOperation, sweepOperations: () => sweepOperations(operations, clock.now(), leaseMs) }
+}
+
+function checkpointJob({ config, agent, resolveNode, trail }: JobDeps): CheckpointFn {
+  return async function checkpointJob(j) {
+    let node = j.node
+    const { cluster, target } = j
+    try {
+      const cl = clusterOf(config, cluster)
+      node ??= await resolveNode(cl, target)
+      const headers = await agent.grantHeaders(j.sub, j.requestId, { op: 'checkpoint:create', cluster, node, ...target }, j.timeoutSec + config.grants.marginSec)
+      await j.dispatching?.(node)
+      const started = await agent.startCheckpoint(cl, node, target, j.timeoutSec, headers)
+      if ('failure' in started) {
+        const { err, status } = started.failure
+        const ra = Number(err.headers?.['Retry-After'])
+        return { ok: false, node, status, code: err.code, message: err.message, retryable: !started.final && (RETRYABLE_STATUS.has(status) || RETRYABLE_FINAL.has(err.code)), ...(ra > 0 ? { retryAfterSec: ra } : {}) }
+      }
+      const { relay } = started
+      relay.readable.cancel().catch(() => {})
+      const f = await relay.final
+      if (f.type === 'completed') return { ok: true, node, archive: f.archive, download: f.download! }
+      const { err, status } = failedEventFailure(f)
+      return { ok: false, node, status, code: err.code, message: err.message, retryable: RETRYABLE_FINAL.has(err.code), ...runtimeLogOf(f) }
+    } catch (err) {
+      const e = asCheckpointError(err)
+      trail.internal(e, j.requestId)
+      return { ok: false, ...(node ? { node } : {}), status: e.status, code: e.code, message: e.message, retryable: RETRYABLE_STATUS.has(e.status) }
+    }
+  }
+}
+
+function reconcileJob({ config, agent, trail }: JobDeps): ReconcileFn {
+  return async function reconcileJob(j, since) {
+    const { cluster, node, target } = j
+    try {
+      const cl = clusterOf(config, cluster)
+      const headers = await agent.grantHeaders(j.sub, j.requestId, { op: 'checkpoint:list', cluster, node }, config.grants.readTtlSec)
+      const items = await agent.list(cl, node, headers)
+      if (!Array.isArray(items)) return { ok: false, node, status: items.status, code: items.err.code, message: items.err.message, retryable: false }
+      const e = earliestSince(items, target, since)
+      if (!e) return null
+      return { ok: true, node, archive: { name: e.name, size: e.size, sha256: e.sha256, created: e.created }, download: agent.downloadPath(cluster, node, e.name, target.namespace) }
+    } catch (err) {
+      const e = asCheckpointError(err)
+      trail.internal(e, j.requestId)
+      return { ok: false, node, status: e.status, code: e.code, message: e.message, retryable: false }
+    }
+  }
+}
+
+/** The earliest archive of `target` the agent wrote since `since` (its own clock: some slack). */
+export function earliestSince(items: ArchiveEntry[], target: Target, since: number): ArchiveEntry | undefined {
+  const from = since - DISPATCH_CLOCK_SLACK_MS
+  return items
+    .filter((e) => e.sha256Known !== false && e.namespace === target.namespace && e.pod === target.pod && e.container === target.container && archiveMatches(e.name, target) && Date.parse(e.created) >= from)
+    .sort((a, b) => Date.parse(a.created) - Date.parse(b.created))[0]
+}

@@ -1,0 +1,203 @@
+/**
+ * The gateway's public HTTP API as one OpenAPI 3.1 document, served at `/openapi.json` so API
+ * gateways and clients can import it. Error codes come from the shared table, so the document
+ * cannot name a code that does not exist; `test/functions/openapi.test.ts` holds it against the
+ * routes the app registers and validates the gateway suite's real responses against its schemas.
+ * Each operation lists the codes it can answer in `x-error-codes`.
+ */
+import { ERROR_STATUS, type ErrorCode } from '../shared/errors.ts'
+
+type Schema = Record<string, unknown>
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` })
+const str = (pattern?: string, extra: Schema = {}): Schema => ({ type: 'string', ...(pattern ? { pattern } : {}), ...extra })
+
+const LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
+const SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'
+const pathParam = (name: string, schema: Schema, description: string) => ({ name, in: 'path', required: true, schema, description })
+const PARAMS = {
+  cluster: pathParam('cluster', str('^[a-z0-9][a-z0-9_-]{0,62}$'), 'a cluster id registered in the gateway'),
+  node: pathParam('node', str(SUBDOMAIN, { maxLength: 253 }), 'the node (DNS-1123 subdomain)'),
+  namespace: pathParam('namespace', str(LABEL, { maxLength: 63 }), 'DNS-1123 label'),
+  pod: pathParam('pod', str(SUBDOMAIN, { maxLength: 253 }), 'DNS-1123 subdomain'),
+  container: pathParam('container', str(LABEL, { maxLength: 63 }), 'DNS-1123 label'),
+  name: pathParam('name', str('^checkpoint-.+\\.tar$', { maxLength: 400 }), 'archive name: checkpoint-<pod>_<namespace>-<container>-<RFC3339>.tar'),
+  timeout: { name: 'timeout', in: 'query', schema: str('^\\d{1,9}$'), description: 'whole seconds the caller waits (0 = default)' },
+  archiveNamespace: { name: 'namespace', in: 'query', schema: str(LABEL, { maxLength: 63 }), description: 'the archive\'s namespace: picks one reading of the name; without it every reading must be allowed' },
+}
+
+/** Codes every authenticated route can answer. */
+const AUTH: ErrorCode[] = ['unauthenticated', 'auth_unavailable', 'forbidden', 'invalid_query', 'malformed_request', 'headers_too_large']
+/** What the agent can answer to a checkpoint, passed through with its status. */
+const AGENT_CHECKPOINT: ErrorCode[] = ['container_not_found', 'checkpointing_disabled', 'too_many_requests', 'shutting_down', 'runtime_unavailable', 'internal', 'runtime_error', 'runtime_unimplemented', 'checkpoint_failed', 'insufficient_storage', 'timeout', 'bad_gateway']
+const AGENT_ARCHIVE: ErrorCode[] = ['archive_not_found', 'invalid_range', 'bad_gateway', 'timeout', 'runtime_unavailable', 'shutting_down', 'internal']
+
+const problemResponses = (codes: ErrorCode[]) => {
+  const out: Record<string, unknown> = {}
+  for (const status of [...new Set(codes.map((c) => ERROR_STATUS[c]))].sort()) {
+    out[String(status)] = { description: codes.filter((c) => ERROR_STATUS[c] === status).join(', '), content: { 'application/problem+json': { schema: ref('Problem') } } }
+  }
+  return out
+}
+
+function op(summary: string, o: { params?: unknown[]; ok: Record<string, unknown>; codes: ErrorCode[]; auth?: boolean; body?: unknown }) {
+  const codes = [...new Set([...(o.auth === false ? [] : AUTH), ...o.codes])]
+  return {
+    summary,
+    ...(o.params ? { parameters: o.params } : {}),
+    ...(o.body ? { requestBody: o.body } : {}),
+    ...(o.auth === false ? { security: [] } : {}),
+    responses: { ...o.ok, ...problemResponses(codes) },
+    'x-error-codes': codes,
+  }
+}
+const json = (description: string, schema: Schema) => ({ description, content: { 'application/json': { schema } } })
+
+const checkpointOk = {
+  '200': {
+    description: 'With `Accept: application/x-ndjson` the agent\'s events as they come, one JSON object per line, the last one `completed` or `failed`; otherwise one JSON body',
+    content: { 'application/json': { schema: ref('CheckpointResult') }, 'application/x-ndjson': { schema: ref('CheckpointEvent') } },
+  },
+}
+const CREATE_CODES: ErrorCode[] = ['invalid_name', 'invalid_timeout', 'invalid_body', 'not_found', ...AGENT_CHECKPOINT]
+
+const alertSummary: Schema = {
+  type: 'object',
+  required: ['index', 'fingerprint', 'alertname', 'outcome'],
+  properties: {
+    index: { type: 'integer' }, fingerprint: { type: 'string' }, alertname: { type: 'string' },
+    outcome: { enum: ['accepted', 'duplicate', 'skipped'] }, operation: { type: 'string' }, state: { type: 'string' },
+    reason: { enum: ['invalid_alert', 'resolved', 'not_selected', 'missing_label', 'invalid_label', 'unknown_cluster', 'forbidden', 'cooldown', 'storm'] },
+    label: { type: 'string' }, field: { type: 'string' },
+  },
+}
+const hookOp = (source: string, version: string) => op(`Turn the firing alerts of a ${source} notification (version "${version}") into checkpoint operations`, {
+  body: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['version', 'alerts'], properties: { version: { const: version }, status: { type: 'string' }, alerts: { type: 'array' } } } } } },
+  ok: { '200': json('nothing was accepted (each alert says why)', ref('HookAnswer')), '202': json('one or more alerts became operations', ref('HookAnswer')) },
+  codes: ['invalid_body', 'payload_too_large', 'not_found'],
+})
+
+export const OPENAPI = {
+  openapi: '3.1.0',
+  info: {
+    title: 'checkpoint gateway',
+    version: '0.1.0',
+    description: 'Forensic container checkpoints for Kubernetes fleets: authenticated, authorized by policy, forwarded over mutual TLS to the node agent. Errors are RFC 9457 problem+json with a stable `code`; match on it, never on text.',
+  },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+    schemas: {
+      Problem: {
+        type: 'object',
+        required: ['type', 'title', 'status', 'code', 'detail'],
+        properties: {
+          type: { type: 'string' }, title: { type: 'string' }, status: { type: 'integer', minimum: 400, maximum: 599 },
+          code: { enum: Object.keys(ERROR_STATUS) }, detail: { type: 'string' }, field: { type: 'string' },
+          requestId: { type: 'string' }, missing: { type: 'string' }, cluster: { type: 'string' }, node: { type: 'string' },
+          runtimeLog: { type: 'array', items: { type: 'string' } }, agentCode: { type: 'string' }, agentStatus: { type: 'integer' },
+          agentField: { type: 'string' }, reason: { type: 'string' },
+        },
+        'x-status-of-code': ERROR_STATUS,
+      },
+      Runtime: { type: 'object', required: ['name', 'version'], properties: { name: { type: 'string' }, version: { type: 'string' } } },
+      Archive: {
+        type: 'object',
+        required: ['name', 'size', 'sha256', 'created'],
+        properties: { name: { type: 'string' }, size: { type: 'integer', minimum: 0 }, sha256: str('^([0-9a-f]{64})?$'), created: { type: 'string', format: 'date-time' } },
+      },
+      ArchiveListItem: {
+        allOf: [ref('Archive'), {
+          type: 'object',
+          required: ['namespace', 'pod', 'container', 'download'],
+          properties: { namespace: { type: 'string' }, pod: { type: 'string' }, container: { type: 'string' }, sha256Known: { type: 'boolean' }, download: { type: 'string' } },
+        }],
+      },
+      ArchiveList: { type: 'object', required: ['cluster', 'node', 'items'], properties: { cluster: { type: 'string' }, node: { type: 'string' }, items: { type: 'array', items: ref('ArchiveListItem') } } },
+      CheckpointResult: {
+        type: 'object',
+        required: ['items', 'archive', 'cluster', 'node', 'download', 'containerId', 'runtime', 'durationMs'],
+        properties: {
+          items: { type: 'array', items: { type: 'string' }, description: 'the archive paths on the node, as the kubelet answers' },
+          archive: ref('Archive'), cluster: { type: 'string' }, node: { type: 'string' }, download: { type: 'string' },
+          containerId: { type: 'string' }, runtime: ref('Runtime'), durationMs: { type: 'number' },
+        },
+      },
+      CheckpointEvent: {
+        type: 'object',
+        required: ['type', 'time'],
+        properties: { type: { enum: ['accepted', 'resolved', 'heartbeat', 'completed', 'failed'] }, time: { type: 'string' } },
+        oneOf: [
+          { properties: { type: { const: 'accepted' } }, required: ['requestId', 'node', 'target', 'timeoutSeconds', 'queuePosition'] },
+          { properties: { type: { const: 'resolved' } }, required: ['containerId', 'runtime'] },
+          { properties: { type: { const: 'heartbeat' }, phase: { enum: ['queued', 'checkpointing', 'hashing'] } }, required: ['elapsedMs', 'phase'] },
+          { properties: { type: { const: 'completed' }, archive: ref('Archive'), runtime: ref('Runtime') }, required: ['items', 'archive', 'runtime', 'containerId', 'durationMs'] },
+          { properties: { type: { const: 'failed' }, code: { enum: Object.keys(ERROR_STATUS) }, status: { type: 'integer' }, runtimeLog: { type: 'array', items: { type: 'string' } } }, required: ['status', 'code', 'message'] },
+        ],
+      },
+      HookAnswer: {
+        type: 'object',
+        required: ['accepted', 'duplicate', 'skipped', 'truncatedAlerts', 'alerts'],
+        properties: {
+          receiver: { type: 'string' }, status: { type: 'string' }, truncatedAlerts: { type: 'integer' },
+          accepted: { type: 'integer' }, duplicate: { type: 'integer' }, skipped: { type: 'integer' }, alerts: { type: 'array', items: alertSummary },
+        },
+      },
+      Operation: {
+        type: 'object',
+        required: ['id', 'state', 'source', 'alert', 'cluster', 'namespace', 'pod', 'container', 'attempts', 'createdAt', 'updatedAt'],
+        properties: {
+          id: { type: 'string' }, state: { enum: ['queued', 'running', 'succeeded', 'failed', 'skipped'] }, source: { enum: ['alertmanager', 'grafana'] },
+          alert: { type: 'object', properties: { name: { type: 'string' }, fingerprint: { type: 'string' }, startsAt: { type: 'string' } } },
+          cluster: { type: 'string' }, namespace: { type: 'string' }, pod: { type: 'string' }, container: { type: 'string' }, node: { type: 'string' },
+          attempts: { type: 'integer' }, createdAt: { type: 'string' }, updatedAt: { type: 'string' }, nextAttemptAt: { type: 'string' },
+          reason: { type: 'string' }, archive: ref('Archive'), download: { type: 'string' },
+          error: {
+            type: 'object',
+            required: ['code', 'status', 'attempts'],
+            properties: { code: { enum: Object.keys(ERROR_STATUS) }, status: { type: 'integer' }, message: { type: 'string' }, attempts: { type: 'integer' }, runtimeLog: { type: 'array', items: { type: 'string' } } },
+          },
+        },
+      },
+    },
+  },
+  security: [{ bearer: [] }],
+  paths: {
+    '/healthz': { get: op('Liveness', { auth: false, ok: { '200': json('ok', { type: 'object', required: ['status'], properties: { status: { const: 'ok' } } }) }, codes: [] }) },
+    '/openapi.json': { get: op('This document', { auth: false, ok: { '200': json('OpenAPI 3.1', { type: 'object' }) }, codes: [] }) },
+    '/.well-known/jwks.json': {
+      get: op('The public grant-signing keys, for the agents\' --grant-jwks-url', { auth: false, ok: { '200': json('a JWK set without private members', { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { type: 'object', not: { required: ['d'] } } } } }) }, codes: [] }),
+    },
+    '/v1/clusters/{cluster}/nodes/{node}/checkpoint/{namespace}/{pod}/{container}': {
+      post: op('Checkpoint a container on a named node', { params: [PARAMS.cluster, PARAMS.node, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout], ok: checkpointOk, codes: CREATE_CODES }),
+    },
+    '/v1/clusters/{cluster}/checkpoint/{namespace}/{pod}/{container}': {
+      post: op('Checkpoint a container; the node comes from the cluster\'s Kubernetes API', { params: [PARAMS.cluster, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout], ok: checkpointOk, codes: [...CREATE_CODES, 'conflict'] }),
+    },
+    '/v1/clusters/{cluster}/nodes/{node}/checkpoints': {
+      get: op('The node\'s archives the caller may read', { params: [PARAMS.cluster, PARAMS.node], ok: { '200': json('archives, each with its download path', ref('ArchiveList')) }, codes: ['invalid_name', 'invalid_body', 'not_found', 'bad_gateway', 'timeout', 'runtime_unavailable', 'shutting_down', 'internal'] }),
+    },
+    '/v1/clusters/{cluster}/nodes/{node}/checkpoints/{name}': {
+      get: op('Download an archive (Range, If-Range, If-None-Match)', {
+        params: [PARAMS.cluster, PARAMS.node, PARAMS.name, PARAMS.archiveNamespace],
+        ok: {
+          '200': { description: 'the archive, streamed', content: { 'application/x-tar': { schema: { type: 'string', format: 'binary' } } } },
+          '206': { description: 'the requested range', content: { 'application/x-tar': { schema: { type: 'string', format: 'binary' } } } },
+          '304': { description: 'not modified (If-None-Match)' },
+        },
+        codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'not_found', ...AGENT_ARCHIVE],
+      }),
+      delete: op('Delete an archive', { params: [PARAMS.cluster, PARAMS.node, PARAMS.name, PARAMS.archiveNamespace], ok: { '204': { description: 'deleted' } }, codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'not_found', ...AGENT_ARCHIVE] }),
+    },
+    '/v1/hooks/alertmanager': { post: hookOp('Alertmanager', '4') },
+    '/v1/hooks/grafana': { post: hookOp('Grafana Alerting', '1') },
+    '/v1/operations': {
+      get: op('Alert-triggered operations the caller may read', {
+        params: ['cluster', 'namespace', 'alert', 'state', 'limit'].map((name) => ({ name, in: 'query', schema: { type: 'string' } })),
+        ok: { '200': json('newest first', { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Operation') } } }) },
+        codes: ['invalid_name', 'not_found'],
+      }),
+    },
+    '/v1/operations/{id}': {
+      get: op('One operation', { params: [pathParam('id', { type: 'string' }, 'the operation id')], ok: { '200': json('the operation', ref('Operation')) }, codes: ['not_found'] }),
+    },
+  },
+} as const

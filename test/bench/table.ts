@@ -1,0 +1,72 @@
+/**
+ * Turns `npm run bench` output (JSON figure lines) into the reference table of test/README.md:
+ *
+ *   npm run bench > bench.jsonl && node test/bench/table.ts bench.jsonl --write
+ *
+ * Without --write the table goes to stdout. The goals are the project's (issue "Performance");
+ * a figure with no goal is shown for reference. Lines that are not figures are ignored.
+ */
+import { readFile, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+
+interface Figure { name: string; value: number; unit: string; baseline?: number; ratio?: number }
+
+/** name → [goal text, met?(figure)] */
+const GOALS: Record<string, [string, (f: Figure) => boolean]> = {
+  agent_checkpoint_overhead: ['ratio ≤ 1.02', (f) => (f.ratio ?? Infinity) <= 1.02],
+  agent_download_throughput: ['ratio ≥ 0.95 (nginx TLS)', (f) => (f.ratio ?? 0) >= 0.95],
+  agent_rss_idle: ['≤ 60 MiB', (f) => f.value <= 60],
+  agent_rss_streaming_2gib: ['≤ 70 MiB', (f) => f.value <= 70],
+  'gateway.node.authenticated_list.per_gateway_cpu_s': ['≥ 2,000', (f) => f.value >= 2000],
+  'gateway.node.download_4k.added_latency.p50': ['≤ 1.0 ms', (f) => f.value <= 1],
+  'gateway.node.checkpoint.added_latency.p50': ['≤ 1.0 ms', (f) => f.value <= 1],
+  'gateway.workerd.download_4k.added_latency.p50': ['≤ 1.0 ms', (f) => f.value <= 1],
+  'gateway.workerd.checkpoint.added_latency.p50': ['≤ 1.0 ms', (f) => f.value <= 1],
+  'gateway.node.download_throughput': ['ratio ≥ 1.1 (nginx reverse proxy)', (f) => (f.ratio ?? 0) >= 1.1],
+  'gateway.node.rss_streaming_max': ['≤ 100 MiB', (f) => f.value <= 100],
+  'worker.bundle.gzip': ['≤ 150 KiB', (f) => f.value <= 150],
+}
+/** Which npm script measures a figure, by name prefix. */
+const HOW: Array<[string, string]> = [['agent_', 'npm run bench:agent'], ['gateway.', 'npm run bench:gateway'], ['worker.', 'npm run bench:gateway']]
+
+const BEGIN = '<!-- bench:begin -->'
+const END = '<!-- bench:end -->'
+
+export function table(figures: Figure[], when: string): string {
+  const n = (x: number | undefined) => (x === undefined ? '' : Number.isInteger(x) ? String(x) : x.toFixed(Math.abs(x) >= 100 ? 0 : 2))
+  const rows = figures.map((f) => {
+    const goal = GOALS[f.name]
+    const verdict = goal ? `${goal[0]} — ${goal[1](f) ? 'met' : 'missed'}` : ''
+    const how = HOW.find(([p]) => f.name.startsWith(p))?.[1] ?? 'npm run bench'
+    return `| \`${f.name}\` | ${n(f.value)} ${f.unit} | ${n(f.baseline)} | ${n(f.ratio)} | ${verdict} | \`${how}\` |`
+  })
+  return [`Measured ${when} (2 cores, one run; baselines from the same run).`, '', '| figure | value | baseline | ratio | goal | how to run |', '|---|---|---|---|---|---|', ...rows].join('\n')
+}
+
+export function parseFigures(text: string): Figure[] {
+  const out: Figure[] = []
+  for (const line of text.split('\n')) {
+    try {
+      const f = JSON.parse(line) as Figure
+      if (typeof f?.name === 'string' && typeof f.value === 'number' && typeof f.unit === 'string') out.push(f)
+    } catch {
+      // a progress line
+    }
+  }
+  return out
+}
+
+if (import.meta.main) {
+  const [file, flag] = process.argv.slice(2)
+  if (!file) throw new Error('usage: node test/bench/table.ts bench.jsonl [--write]')
+  const md = table(parseFigures(await readFile(file, 'utf8')), new Date().toISOString().slice(0, 10))
+  if (flag !== '--write') process.stdout.write(md + '\n')
+  else {
+    const readme = fileURLToPath(new URL('../README.md', import.meta.url))
+    const text = await readFile(readme, 'utf8')
+    const a = text.indexOf(BEGIN)
+    const b = text.indexOf(END)
+    if (a < 0 || b < a) throw new Error(`test/README.md has no ${BEGIN} … ${END} block`)
+    await writeFile(readme, text.slice(0, a + BEGIN.length) + '\n' + md + '\n' + text.slice(b))
+  }
+}
