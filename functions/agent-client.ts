@@ -59,6 +59,8 @@ export function createAgentClient({ config, agents, keys, clock, basePath }: Age
     try {
       return await agents.fetch(cl, node, path, { ...init, redirect: 'manual', signal: ac.signal })
     } catch (err) {
+      // A transport that knows why (a binding missing from the deployment) says so itself.
+      if (err instanceof CheckpointError) throw err
       if (ac.signal.aborted) throw new CheckpointError('timeout', `agent on node ${node} did not answer within ${ms} ms`, { extra: { cluster: cl.id, node } })
       throw new CheckpointError('bad_gateway', `agent on node ${node} is unreachable`, { cause: err, extra: { cluster: cl.id, node } })
     } finally {

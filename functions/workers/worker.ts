@@ -32,9 +32,10 @@ type WorkerEnv = Record<string, unknown> & {
   CHECKPOINT_JOBS?: QueueBindingLike
 }
 
+/** A deployment without the binding (wrangler dev cannot emulate mtls_certificates) is ours to fix: 500, naming it. */
 function binding(env: WorkerEnv, name: string): FetcherLike {
   const b = env[name] as FetcherLike | undefined
-  if (!b || typeof b.fetch !== 'function') throw new Error(`binding ${name} is not configured`)
+  if (!b || typeof b.fetch !== 'function') throw new CheckpointError('internal', `binding ${name} is not configured (see wrangler.toml)`)
   return b
 }
 
