@@ -43,6 +43,22 @@ export interface PolicyRule {
 
 export interface Policy {
   rules: PolicyRule[]
+  /**
+   * The rules that could apply, by action and by what names the caller (subject, group, client),
+   * as positions in `rules`: a decision looks only at the caller's few lists, so it does not grow
+   * with the fleet's rules. Built by {@link parsePolicy}.
+   */
+  index: PolicyIndex
+}
+
+/** Rule positions by action, then by subject, group or client. */
+type PolicyIndex = Record<Action, { subjects: Map<string, number[]>; groups: Map<string, number[]>; clients: Map<string, number[]> }>
+
+/** One resource field's globs, compiled: `*` alone matches all, globs without wildcards compare as strings. */
+interface Matcher {
+  any: boolean
+  exact: Set<string>
+  patterns: RegExp[]
 }
 
 export interface Decision {
@@ -74,6 +90,58 @@ function list(v: unknown, what: string, required: boolean): string[] {
  * parsePolicy({ rules: [{ id: 'sre', groups: ['sre'], actions: ['create', 'read'],
  *   clusters: ['prod-*'], namespaces: ['*'] }] })
  */
+function compile(globs: RegExp[]): Matcher {
+  const m: Matcher = { any: false, exact: new Set(), patterns: [] }
+  for (const re of globs) {
+    const text = literalOf(re)
+    if (re.source === '^.*$') m.any = true
+    else if (text !== null) m.exact.add(text)
+    else m.patterns.push(re)
+  }
+  return m
+}
+
+/** The string a `^…$` pattern without wildcards matches (as {@link globToRegExp} writes them), else null. */
+function literalOf(re: RegExp): string | null {
+  const src = re.source
+  if (re.flags !== '' || !src.startsWith('^') || !src.endsWith('$')) return null
+  let out = ''
+  for (let i = 1; i < src.length - 1; i++) {
+    const ch = src[i]!
+    if (ch === '\\') out += src[++i] ?? ''
+    else if (/[.*+?^${}()|[\]]/.test(ch)) return null
+    else out += ch
+  }
+  return out
+}
+
+const matchers = new WeakMap<PolicyRule, Matcher[]>()
+function matchersOf(rule: PolicyRule): Matcher[] {
+  let m = matchers.get(rule)
+  if (!m) matchers.set(rule, (m = [compile(rule.clusters), compile(rule.namespaces), compile(rule.pods), compile(rule.containers)]))
+  return m
+}
+const hits = (m: Matcher, s: string | undefined) => s === undefined || m.any || m.exact.has(s) || m.patterns.some((re) => re.test(s))
+
+function buildIndex(rules: PolicyRule[]): PolicyIndex {
+  const empty = () => ({ subjects: new Map<string, number[]>(), groups: new Map<string, number[]>(), clients: new Map<string, number[]>() })
+  const index: PolicyIndex = { create: empty(), read: empty(), delete: empty() }
+  const add = (map: Map<string, number[]>, key: string, i: number) => {
+    const list = map.get(key)
+    if (!list) map.set(key, [i])
+    else if (list[list.length - 1] !== i) list.push(i)
+  }
+  rules.forEach((rule, i) => {
+    for (const action of rule.actions) {
+      const byCaller = index[action]
+      for (const sub of rule.subjects) add(byCaller.subjects, sub, i)
+      for (const g of rule.groups) add(byCaller.groups, g, i)
+      for (const c of rule.clients) add(byCaller.clients, c, i)
+    }
+  })
+  return index
+}
+
 export function parsePolicy(raw: unknown): Policy {
   const r = raw as { rules?: unknown }
   if (!r || typeof r !== 'object' || !Array.isArray(r.rules)) throw new Error('policy: must be an object with a "rules" list')
@@ -108,17 +176,7 @@ export function parsePolicy(raw: unknown): Policy {
       containers: globs(o.containers, 'containers', false),
     }
   })
-  return { rules }
-}
-
-const any = (res: RegExp[], s: string | undefined) => s === undefined || res.some((re) => re.test(s))
-
-function callerMatches(rule: PolicyRule, c: Caller): boolean {
-  return (
-    rule.subjects.includes(c.sub) ||
-    rule.groups.some((g) => c.groups.includes(g)) ||
-    (c.client !== undefined && rule.clients.includes(c.client))
-  )
+  return { rules, index: buildIndex(rules) }
 }
 
 /**
@@ -128,12 +186,24 @@ function callerMatches(rule: PolicyRule, c: Caller): boolean {
 export function decide(policy: Policy, caller: Caller, action: Action, res: Resource): Decision {
   const scope = SCOPES[action]
   if (!caller.scopes.has(scope)) return { allow: false, missing: `scope ${scope}` }
-  for (const rule of policy.rules) {
-    if (!rule.actions.includes(action) || !callerMatches(rule, caller)) continue
-    if (any(rule.clusters, res.cluster) && any(rule.namespaces, res.namespace) && any(rule.pods, res.pod) && any(rule.containers, res.container)) {
-      return { allow: true, rule: rule.id }
+  // The first rule in document order that matches wins, as in a plain scan of every rule.
+  let first = Infinity
+  const byCaller = policy.index[action]
+  const look = (list: number[] | undefined) => {
+    if (!list) return
+    for (const i of list) {
+      if (i >= first) break
+      const [cl, ns, pod, ctr] = matchersOf(policy.rules[i]!)
+      if (hits(cl!, res.cluster) && hits(ns!, res.namespace) && hits(pod!, res.pod) && hits(ctr!, res.container)) {
+        first = i
+        break
+      }
     }
   }
+  look(byCaller.subjects.get(caller.sub))
+  for (const g of caller.groups) look(byCaller.groups.get(g))
+  if (caller.client !== undefined) look(byCaller.clients.get(caller.client))
+  if (first !== Infinity) return { allow: true, rule: policy.rules[first]!.id }
   return { allow: false, missing: `permission ${scope} on ${describe(res)}` }
 }
 
