@@ -1,0 +1,56 @@
+/**
+ * Downloads an archive to a file, resumably and verified: bytes go to `<out>.part`; an existing
+ * part resumes with `Range` + `If-Range` (the archive's ETag); the whole file's SHA-256 must match
+ * the gateway's `x-checkpoint-sha256` (or the strong ETag, or `--sha256`) before it is renamed to
+ * `<out>`. A mismatch or a cut leaves no `<out>`: nothing partial is presented as complete.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { call, CliError, type GatewayOptions } from './gateway.ts'
+
+export interface Fetched {
+  path: string
+  size: number
+  sha256: string
+  resumedFrom: number
+}
+
+async function sha256Of(path: string): Promise<string> {
+  const h = createHash('sha256')
+  await pipeline(createReadStream(path), h)
+  return h.digest('hex')
+}
+
+export async function fetchArchive(g: GatewayOptions, downloadPath: string, out: string, expected?: string): Promise<Fetched> {
+  const part = `${out}.part`
+  const meta = `${out}.part.etag`
+  const have = await stat(part).then((s) => s.size, () => 0)
+  const etag = have > 0 ? await readFile(meta, 'utf8').catch(() => '') : ''
+  const headers: Record<string, string> = have > 0 && etag ? { range: `bytes=${have}-`, 'if-range': etag } : {}
+  const res = await call(g, downloadPath, { headers })
+  const resumed = res.status === 206
+  const start = resumed ? have : 0
+  const want = expected ?? res.headers.get('x-checkpoint-sha256') ?? /^"([0-9a-f]{64})"$/.exec(res.headers.get('etag') ?? '')?.[1]
+  if (!want) throw new CliError('no_digest', 'the gateway named no SHA-256 for this archive: give --sha256 to verify it')
+  const tag = res.headers.get('etag')
+  if (tag) await writeFile(meta, tag)
+  if (!res.body) throw new CliError('bad_gateway', 'an archive without a body')
+  try {
+    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(part, { flags: resumed ? 'a' : 'w', mode: 0o600 }))
+  } catch (err) {
+    const got = await stat(part).then((s) => s.size, () => 0)
+    throw new CliError('download_cut', `the download was cut after ${got} bytes (${(err as Error).message}); run the same command again to resume`)
+  }
+  const sha256 = await sha256Of(part)
+  if (sha256 !== want) {
+    await rm(part, { force: true })
+    await rm(meta, { force: true })
+    throw new CliError('digest_mismatch', `the downloaded archive's SHA-256 is ${sha256}, expected ${want}: removed`)
+  }
+  await rename(part, out)
+  await rm(meta, { force: true })
+  return { path: out, size: (await stat(out)).size, sha256, resumedFrom: start }
+}

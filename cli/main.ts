@@ -1,0 +1,133 @@
+/**
+ * `checkpoint` — the investigators' command (`npm run checkpoint -- <command> …`, or
+ * `node cli/main.ts` on Node ≥ 22.19). Talks to the gateway with the caller's token; prints
+ * progress on stderr and results on stdout (`--json` for machine-readable output).
+ *
+ *   checkpoint run CLUSTER NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]
+ *   checkpoint list CLUSTER NODE
+ *   checkpoint fetch DOWNLOAD_PATH -o FILE [--sha256=HEX]
+ *
+ * Exit status: 0 done; 1 the gateway or the checkpoint failed (the line names the stable code);
+ * 2 usage.
+ */
+import { parseArgs } from 'node:util'
+import { fetchArchive } from './fetch.ts'
+import { call, CliError, gatewayOptions, type GatewayOptions } from './gateway.ts'
+
+const USAGE = `usage: checkpoint <command> [options]
+  run CLUSTER NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]   checkpoint, with live progress; -o also downloads it
+  list CLUSTER NODE                                                     the node's archives you may read
+  fetch DOWNLOAD_PATH -o FILE [--sha256=HEX]                            download (resumable), verified by SHA-256
+options: --gateway=URL (CHECKPOINT_GATEWAY), --token-file=F (CHECKPOINT_TOKEN_FILE or CHECKPOINT_TOKEN), --json
+`
+
+interface Io {
+  out(line: string): void
+  err(line: string): void
+}
+
+type Flags = Record<string, string | boolean | undefined>
+
+async function run(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
+  const [cluster, target] = args
+  const m = /^([^/]+)\/([^/]+)\/([^/]+)$/.exec(target ?? '')
+  if (!cluster || !m) throw new CliError('usage', 'run CLUSTER NAMESPACE/POD/CONTAINER')
+  const node = typeof flags.node === 'string' ? `/nodes/${encodeURIComponent(flags.node)}` : ''
+  const q = typeof flags.timeout === 'string' ? `?timeout=${encodeURIComponent(flags.timeout)}` : ''
+  const path = `/v1/clusters/${encodeURIComponent(cluster)}${node}/checkpoint/${m.slice(1).map(encodeURIComponent).join('/')}${q}`
+  const res = await call(g, path, { method: 'POST', headers: { accept: 'application/x-ndjson' } })
+  let final: Record<string, unknown> | undefined
+  let buf = ''
+  const decoder = new TextDecoder()
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true })
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const e = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>
+      buf = buf.slice(nl + 1)
+      progress(e, io)
+      if (e.type === 'completed' || e.type === 'failed') final = e
+    }
+  }
+  if (!final) throw new CliError('stream_cut', 'the event stream ended without a final event: the outcome is unknown (list the node\'s archives)')
+  if (final.type === 'failed') {
+    const log = Array.isArray(final.runtimeLog) ? final.runtimeLog : []
+    throw new CliError(String(final.code), String(final.message), Number(final.status), log.length ? { runtimeLog: log } : {})
+  }
+  const archive = final.archive as { name: string; size: number; sha256: string }
+  if (flags.json) io.out(JSON.stringify(final))
+  else io.out(`${archive.name}  ${archive.size} bytes  sha256 ${archive.sha256}\n${String(final.download)}`)
+  if (typeof flags.output === 'string') await fetchInto(g, String(final.download), flags.output, archive.sha256, flags, io)
+}
+
+function progress(e: Record<string, unknown>, io: Io): void {
+  switch (e.type) {
+    case 'accepted': return io.err(`accepted on ${String(e.node)}${Number(e.queuePosition) > 0 ? `, queued at ${String(e.queuePosition)}` : ''}`)
+    case 'resolved': return io.err(`container ${String(e.containerId).slice(0, 12)} on ${(e.runtime as { name?: string })?.name ?? 'the runtime'}`)
+    case 'heartbeat': return io.err(`${String(e.phase)} … ${(Number(e.elapsedMs) / 1000).toFixed(0)} s`)
+    case 'completed': return io.err(`completed in ${(Number(e.durationMs) / 1000).toFixed(1)} s`)
+    case 'failed': return io.err(`failed: ${String(e.code)}`)
+  }
+}
+
+async function fetchInto(g: GatewayOptions, download: string, out: string, sha256: string | undefined, flags: Flags, io: Io): Promise<void> {
+  const f = await fetchArchive(g, download, out, sha256)
+  if (flags.json) io.out(JSON.stringify(f))
+  else io.out(`${f.path}  ${f.size} bytes  sha256 ${f.sha256} verified${f.resumedFrom ? ` (resumed at ${f.resumedFrom})` : ''}`)
+}
+
+async function list(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
+  const [cluster, node] = args
+  if (!cluster || !node) throw new CliError('usage', 'list CLUSTER NODE')
+  const res = await call(g, `/v1/clusters/${encodeURIComponent(cluster)}/nodes/${encodeURIComponent(node)}/checkpoints`)
+  const body = (await res.json()) as { items: Array<{ name: string; size: number; created: string; namespace: string; download: string }> }
+  if (flags.json) return io.out(JSON.stringify(body))
+  for (const a of body.items) io.out(`${a.created}  ${String(a.size).padStart(12)}  ${a.namespace}  ${a.name}\n  ${a.download}`)
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        gateway: { type: 'string' }, 'token-file': { type: 'string' }, json: { type: 'boolean' }, node: { type: 'string' },
+        timeout: { type: 'string' }, output: { type: 'string', short: 'o' }, sha256: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    })
+  } catch (err) {
+    io.err(`checkpoint: ${(err as Error).message}\n${USAGE}`)
+    return 2
+  }
+  const { values: flags, positionals: [command, ...args] } = parsed
+  if (flags.help || !command) {
+    io.out(USAGE)
+    return command || flags.help ? 0 : 2
+  }
+  try {
+    const g = await gatewayOptions(flags, env)
+    if (command === 'run') await run(g, args, flags, io)
+    else if (command === 'list') await list(g, args, flags, io)
+    else if (command === 'fetch') {
+      if (!args[0] || typeof flags.output !== 'string') throw new CliError('usage', 'fetch DOWNLOAD_PATH -o FILE')
+      await fetchInto(g, args[0], flags.output, flags.sha256, flags, io)
+    } else throw new CliError('usage', `unknown command ${command}`)
+    return 0
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err
+    if (err.code === 'usage') {
+      io.err(`checkpoint: ${err.message}\n${USAGE}`)
+      return 2
+    }
+    io.err(flags.json ? JSON.stringify({ code: err.code, status: err.status, message: err.message, ...err.details }) : `checkpoint: ${err.code}: ${err.message}`)
+    const log = err.details.runtimeLog
+    if (!flags.json && Array.isArray(log)) for (const l of log) io.err(`  ${String(l)}`)
+    return 1
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2), process.env, { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') })
+  process.exitCode = code
+}

@@ -1,0 +1,112 @@
+/**
+ * The `checkpoint` command as investigators run it (a child process, `node cli/main.ts`) against
+ * the Node gateway in front of the fake agent: live progress, failures by code, downloads that
+ * resume and are verified, nothing partial left as the result.
+ */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { makeWorld, type World } from '../functions/fixtures.ts'
+import { nodeTarget } from '../functions/targets.ts'
+
+const CLI = fileURLToPath(new URL('../../cli/main.ts', import.meta.url))
+const ALL = 'checkpoint:create checkpoint:read checkpoint:delete'
+
+describe('checkpoint (the CLI)', () => {
+  let world: World
+  let gw: Awaited<ReturnType<typeof nodeTarget>>
+  let dir: string
+  let sre: string
+  before(async () => {
+    world = await makeWorld()
+    gw = await nodeTarget(world, world.rawConfig())
+    dir = await mkdtemp(join(tmpdir(), 'cli-'))
+    sre = await world.token({ sub: 'sam', groups: ['sre'], scope: ALL })
+  })
+  after(async () => {
+    await gw?.close()
+    await world?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const cli = (args: string[], token = sre, env: Record<string, string> = {}) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: gw.url, CHECKPOINT_TOKEN: token, ...env }, timeout: 30_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }))
+    })
+
+  it('run: live progress on stderr, the archive and its download path on stdout', async () => {
+    const r = await cli(['run', 'prod', 'team-a/slow/app', '--node=node-a'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, /^accepted on node-a$/m)
+    assert.match(r.stderr, /checkpointing … \d+ s/)
+    assert.match(r.stderr, /^completed in /m)
+    assert.match(r.stdout, /^checkpoint-slow_team-a-app-\S+\.tar {2}4096 bytes {2}sha256 [0-9a-f]{64}$/m)
+    assert.match(r.stdout, /^\/v1\/clusters\/prod\/nodes\/node-a\/checkpoints\/checkpoint-slow_team-a-app-.+\?namespace=team-a$/m)
+  })
+
+  it('run -o: checkpoints, downloads and verifies in one command', async () => {
+    const out = join(dir, 'one.tar')
+    const r = await cli(['run', 'prod', 'team-a/web/app', '--node=node-a', '-o', out, '--json'])
+    assert.equal(r.code, 0, r.stderr)
+    const [event, fetched] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>)
+    const bytes = await readFile(out)
+    assert.equal(fetched!.sha256, createHash('sha256').update(bytes).digest('hex'))
+    assert.equal(event!.archive.sha256, fetched!.sha256)
+  })
+
+  it('a failed checkpoint exits 1 naming the stable code; a refusal by policy too', async () => {
+    const failed = await cli(['run', 'prod', 'team-a/stream-fail/app', '--node=node-a'])
+    assert.equal(failed.code, 1)
+    assert.match(failed.stderr, /^checkpoint: checkpoint_failed: /m)
+    const alice = await world.token({ sub: 'alice', scp: ['checkpoint:create', 'checkpoint:read'] })
+    const denied = await cli(['run', 'prod', 'team-b/web/app', '--node=node-a', '--json'], alice)
+    assert.equal(denied.code, 1)
+    assert.equal((JSON.parse(denied.stderr.trim().split('\n').at(-1)!) as { code: string }).code, 'forbidden')
+  })
+
+  it('list shows what the caller may read, with download paths', async () => {
+    const r = await cli(['list', 'prod', 'node-a', '--json'])
+    assert.equal(r.code, 0, r.stderr)
+    const { items } = JSON.parse(r.stdout) as { items: Array<{ name: string; download: string }> }
+    assert.ok(items.some((i) => i.name.startsWith('checkpoint-web_team-a-app-') && i.download.includes('?namespace=team-a')))
+  })
+
+  it('fetch resumes a part file with Range + If-Range and verifies the whole', async () => {
+    const made = await cli(['run', 'prod', 'team-a/big/app', '--node=node-a', '--json'])
+    const event = JSON.parse(made.stdout) as { download: string; archive: { sha256: string; size: number } }
+    const out = join(dir, 'big.tar')
+    // A download cut after 1,000,000 bytes, as an earlier run would leave it.
+    const head = await fetch(gw.url + event.download, { headers: { authorization: `Bearer ${sre}`, range: 'bytes=0-999999' } })
+    assert.equal(head.status, 206)
+    await writeFile(`${out}.part`, Buffer.from(await head.arrayBuffer()))
+    await writeFile(`${out}.part.etag`, head.headers.get('etag')!)
+    const r = await cli(['fetch', event.download, '-o', out, '--json'])
+    assert.equal(r.code, 0, r.stderr)
+    const f = JSON.parse(r.stdout) as { resumedFrom: number; sha256: string; size: number }
+    assert.deepEqual([f.resumedFrom, f.size, f.sha256], [1_000_000, event.archive.size, event.archive.sha256])
+    await assert.rejects(stat(`${out}.part`))
+  })
+
+  it('a digest that does not match leaves no file and no part behind', async () => {
+    const made = await cli(['run', 'prod', 'team-a/web/app', '--node=node-a', '--json'])
+    const event = JSON.parse(made.stdout) as { download: string }
+    const out = join(dir, 'wrong.tar')
+    const r = await cli(['fetch', event.download, '-o', out, '--sha256', 'f'.repeat(64)])
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /^checkpoint: digest_mismatch: /m)
+    await assert.rejects(stat(out))
+    await assert.rejects(stat(`${out}.part`))
+  })
+
+  it('usage errors exit 2: no command, no gateway, a bad target', async () => {
+    assert.equal((await cli([])).code, 2)
+    assert.equal((await cli(['list', 'prod', 'node-a'], sre, { CHECKPOINT_GATEWAY: '' })).code, 2)
+    assert.equal((await cli(['run', 'prod', 'team-a/web'])).code, 2)
+  })
+})
