@@ -3,23 +3,35 @@
  * `node cli/main.ts` on Node ≥ 22.19). Talks to the gateway with the caller's token; prints
  * progress on stderr and results on stdout (`--json` for machine-readable output).
  *
- *   checkpoint run CLUSTER NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]
- *   checkpoint list CLUSTER NODE
- *   checkpoint fetch DOWNLOAD_PATH -o FILE [--sha256=HEX]
+ *   checkpoint create CLUSTER/NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]
+ *   checkpoint ls CLUSTER NODE
+ *   checkpoint get DOWNLOAD_PATH -o FILE [--sha256=HEX]
  *
- * Exit status: 0 done; 1 the gateway or the checkpoint failed (the line names the stable code);
- * 2 usage.
+ * Exit status (from the stable error codes): 0 done; 1 failed (a checkpoint that failed, a digest
+ * that did not match, a cut); 2 usage; 3 not found; 4 not allowed (unauthenticated, forbidden);
+ * 5 server side (5xx).
  */
 import { parseArgs } from 'node:util'
 import { fetchArchive } from './fetch.ts'
 import { call, CliError, gatewayOptions, type GatewayOptions } from './gateway.ts'
 
 const USAGE = `usage: checkpoint <command> [options]
-  run CLUSTER NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]   checkpoint, with live progress; -o also downloads it
-  list CLUSTER NODE                                                     the node's archives you may read
-  fetch DOWNLOAD_PATH -o FILE [--sha256=HEX]                            download (resumable), verified by SHA-256
+  create CLUSTER/NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]   checkpoint with live progress; -o also downloads it
+  ls CLUSTER NODE                                                            the node's archives you may read
+  get DOWNLOAD_PATH -o FILE [--sha256=HEX]                                   download (resumable), verified by SHA-256
 options: --gateway=URL (CHECKPOINT_GATEWAY), --token-file=F (CHECKPOINT_TOKEN_FILE or CHECKPOINT_TOKEN), --json
+exit status: 0 done, 1 failed, 2 usage, 3 not found, 4 not allowed, 5 server side
+example: checkpoint create prod-eu/payments/api-7d9f/app -o api.tar
 `
+
+/** Exit status for a failure, by its stable code and status. */
+export function exitStatus(code: string, status: number | undefined): number {
+  if (code === 'usage') return 2
+  if (status === 404 || /not_found$/.test(code)) return 3
+  if (status === 401 || status === 403 || code === 'unauthenticated' || code === 'forbidden') return 4
+  if ((status ?? 0) >= 500 && code !== 'checkpoint_failed') return 5
+  return 1
+}
 
 interface Io {
   out(line: string): void
@@ -28,13 +40,13 @@ interface Io {
 
 type Flags = Record<string, string | boolean | undefined>
 
-async function run(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
-  const [cluster, target] = args
-  const m = /^([^/]+)\/([^/]+)\/([^/]+)$/.exec(target ?? '')
-  if (!cluster || !m) throw new CliError('usage', 'run CLUSTER NAMESPACE/POD/CONTAINER')
+async function create(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
+  const m = /^([^/]+)\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(args[0] ?? '')
+  if (!m) throw new CliError('usage', 'create CLUSTER/NAMESPACE/POD/CONTAINER')
+  const cluster = m[1]!
   const node = typeof flags.node === 'string' ? `/nodes/${encodeURIComponent(flags.node)}` : ''
   const q = typeof flags.timeout === 'string' ? `?timeout=${encodeURIComponent(flags.timeout)}` : ''
-  const path = `/v1/clusters/${encodeURIComponent(cluster)}${node}/checkpoint/${m.slice(1).map(encodeURIComponent).join('/')}${q}`
+  const path = `/v1/clusters/${encodeURIComponent(cluster)}${node}/checkpoint/${m.slice(2).map(encodeURIComponent).join('/')}${q}`
   const res = await call(g, path, { method: 'POST', headers: { accept: 'application/x-ndjson' } })
   let final: Record<string, unknown> | undefined
   let buf = ''
@@ -75,9 +87,9 @@ async function fetchInto(g: GatewayOptions, download: string, out: string, sha25
   else io.out(`${f.path}  ${f.size} bytes  sha256 ${f.sha256} verified${f.resumedFrom ? ` (resumed at ${f.resumedFrom})` : ''}`)
 }
 
-async function list(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
+async function ls(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
   const [cluster, node] = args
-  if (!cluster || !node) throw new CliError('usage', 'list CLUSTER NODE')
+  if (!cluster || !node) throw new CliError('usage', 'ls CLUSTER NODE')
   const res = await call(g, `/v1/clusters/${encodeURIComponent(cluster)}/nodes/${encodeURIComponent(node)}/checkpoints`)
   const body = (await res.json()) as { items: Array<{ name: string; size: number; created: string; namespace: string; download: string }> }
   if (flags.json) return io.out(JSON.stringify(body))
@@ -107,10 +119,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
   }
   try {
     const g = await gatewayOptions(flags, env)
-    if (command === 'run') await run(g, args, flags, io)
-    else if (command === 'list') await list(g, args, flags, io)
-    else if (command === 'fetch') {
-      if (!args[0] || typeof flags.output !== 'string') throw new CliError('usage', 'fetch DOWNLOAD_PATH -o FILE')
+    if (command === 'create') await create(g, args, flags, io)
+    else if (command === 'ls') await ls(g, args, flags, io)
+    else if (command === 'get') {
+      if (!args[0] || typeof flags.output !== 'string') throw new CliError('usage', 'get DOWNLOAD_PATH -o FILE')
       await fetchInto(g, args[0], flags.output, flags.sha256, flags, io)
     } else throw new CliError('usage', `unknown command ${command}`)
     return 0
@@ -123,7 +135,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
     io.err(flags.json ? JSON.stringify({ code: err.code, status: err.status, message: err.message, ...err.details }) : `checkpoint: ${err.code}: ${err.message}`)
     const log = err.details.runtimeLog
     if (!flags.json && Array.isArray(log)) for (const l of log) io.err(`  ${String(l)}`)
-    return 1
+    return exitStatus(err.code, err.status)
   }
 }
 

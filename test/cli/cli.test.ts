@@ -40,8 +40,8 @@ describe('checkpoint (the CLI)', () => {
         resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }))
     })
 
-  it('run: live progress on stderr, the archive and its download path on stdout', async () => {
-    const r = await cli(['run', 'prod', 'team-a/slow/app', '--node=node-a'])
+  it('create: live progress on stderr, the archive and its download path on stdout', async () => {
+    const r = await cli(['create', 'prod/team-a/slow/app', '--node=node-a'])
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stderr, /^accepted on node-a$/m)
     assert.match(r.stderr, /checkpointing … \d+ s/)
@@ -50,9 +50,9 @@ describe('checkpoint (the CLI)', () => {
     assert.match(r.stdout, /^\/v1\/clusters\/prod\/nodes\/node-a\/checkpoints\/checkpoint-slow_team-a-app-.+\?namespace=team-a$/m)
   })
 
-  it('run -o: checkpoints, downloads and verifies in one command', async () => {
+  it('create -o: checkpoints, downloads and verifies in one command', async () => {
     const out = join(dir, 'one.tar')
-    const r = await cli(['run', 'prod', 'team-a/web/app', '--node=node-a', '-o', out, '--json'])
+    const r = await cli(['create', 'prod/team-a/web/app', '--node=node-a', '-o', out, '--json'])
     assert.equal(r.code, 0, r.stderr)
     const [event, fetched] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>)
     const bytes = await readFile(out)
@@ -61,24 +61,24 @@ describe('checkpoint (the CLI)', () => {
   })
 
   it('a failed checkpoint exits 1 naming the stable code; a refusal by policy too', async () => {
-    const failed = await cli(['run', 'prod', 'team-a/stream-fail/app', '--node=node-a'])
+    const failed = await cli(['create', 'prod/team-a/stream-fail/app', '--node=node-a'])
     assert.equal(failed.code, 1)
     assert.match(failed.stderr, /^checkpoint: checkpoint_failed: /m)
     const alice = await world.token({ sub: 'alice', scp: ['checkpoint:create', 'checkpoint:read'] })
-    const denied = await cli(['run', 'prod', 'team-b/web/app', '--node=node-a', '--json'], alice)
-    assert.equal(denied.code, 1)
+    const denied = await cli(['create', 'prod/team-b/web/app', '--node=node-a', '--json'], alice)
+    assert.equal(denied.code, 4)
     assert.equal((JSON.parse(denied.stderr.trim().split('\n').at(-1)!) as { code: string }).code, 'forbidden')
   })
 
-  it('list shows what the caller may read, with download paths', async () => {
-    const r = await cli(['list', 'prod', 'node-a', '--json'])
+  it('ls shows what the caller may read, with download paths', async () => {
+    const r = await cli(['ls', 'prod', 'node-a', '--json'])
     assert.equal(r.code, 0, r.stderr)
     const { items } = JSON.parse(r.stdout) as { items: Array<{ name: string; download: string }> }
     assert.ok(items.some((i) => i.name.startsWith('checkpoint-web_team-a-app-') && i.download.includes('?namespace=team-a')))
   })
 
-  it('fetch resumes a part file with Range + If-Range and verifies the whole', async () => {
-    const made = await cli(['run', 'prod', 'team-a/big/app', '--node=node-a', '--json'])
+  it('get resumes a part file with Range + If-Range and verifies the whole', async () => {
+    const made = await cli(['create', 'prod/team-a/big/app', '--node=node-a', '--json'])
     const event = JSON.parse(made.stdout) as { download: string; archive: { sha256: string; size: number } }
     const out = join(dir, 'big.tar')
     // A download cut after 1,000,000 bytes, as an earlier run would leave it.
@@ -86,7 +86,7 @@ describe('checkpoint (the CLI)', () => {
     assert.equal(head.status, 206)
     await writeFile(`${out}.part`, Buffer.from(await head.arrayBuffer()))
     await writeFile(`${out}.part.etag`, head.headers.get('etag')!)
-    const r = await cli(['fetch', event.download, '-o', out, '--json'])
+    const r = await cli(['get', event.download, '-o', out, '--json'])
     assert.equal(r.code, 0, r.stderr)
     const f = JSON.parse(r.stdout) as { resumedFrom: number; sha256: string; size: number }
     assert.deepEqual([f.resumedFrom, f.size, f.sha256], [1_000_000, event.archive.size, event.archive.sha256])
@@ -94,10 +94,10 @@ describe('checkpoint (the CLI)', () => {
   })
 
   it('a digest that does not match leaves no file and no part behind', async () => {
-    const made = await cli(['run', 'prod', 'team-a/web/app', '--node=node-a', '--json'])
+    const made = await cli(['create', 'prod/team-a/web/app', '--node=node-a', '--json'])
     const event = JSON.parse(made.stdout) as { download: string }
     const out = join(dir, 'wrong.tar')
-    const r = await cli(['fetch', event.download, '-o', out, '--sha256', 'f'.repeat(64)])
+    const r = await cli(['get', event.download, '-o', out, '--sha256', 'f'.repeat(64)])
     assert.equal(r.code, 1)
     assert.match(r.stderr, /^checkpoint: digest_mismatch: /m)
     await assert.rejects(stat(out))
@@ -106,7 +106,14 @@ describe('checkpoint (the CLI)', () => {
 
   it('usage errors exit 2: no command, no gateway, a bad target', async () => {
     assert.equal((await cli([])).code, 2)
-    assert.equal((await cli(['list', 'prod', 'node-a'], sre, { CHECKPOINT_GATEWAY: '' })).code, 2)
-    assert.equal((await cli(['run', 'prod', 'team-a/web'])).code, 2)
+    assert.equal((await cli(['ls', 'prod', 'node-a'], sre, { CHECKPOINT_GATEWAY: '' })).code, 2)
+    assert.equal((await cli(['create', 'prod/team-a/web'])).code, 2)
+  })
+
+  it('exit status by code: 3 not found, 4 not allowed, 5 server side', async () => {
+    assert.equal((await cli(['ls', 'nowhere', 'node-a'])).code, 3)
+    assert.equal((await cli(['ls', 'prod', 'node-a'], 'not-a-token')).code, 4)
+    assert.equal((await cli(['create', 'prod/team-a/fail-500/app', '--node=node-a'])).code, 5)
+    assert.equal((await cli(['create', 'prod/team-a/fail-404/app', '--node=node-a'])).code, 3)
   })
 })
