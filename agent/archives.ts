@@ -50,7 +50,8 @@ export class ArchiveStore {
     const names = await readdir(this.dir)
     const archives = new Set(names.filter(isArchiveName))
     for (const n of names) {
-      const orphanMeta = n.startsWith('.') && n.endsWith('.json') && !archives.has(n.slice(1, -5))
+      // `.<archive>.json` (the record) and `.<archive>.statement.json` belong to their archive.
+      const orphanMeta = n.startsWith('.') && n.endsWith('.json') && !archives.has(n.slice(1, -5).replace(/\.statement$/, ''))
       if (n.startsWith(TEMP_PREFIX) || orphanMeta) {
         await unlink(join(this.dir, n)).catch(() => {})
         this.log.info('removed leftover file', { file: n })
@@ -129,6 +130,25 @@ export class ArchiveStore {
     }
   }
 
+  private statementPath(name: string): string {
+    return join(this.dir, `.${name}.statement.json`)
+  }
+
+  /** Records an archive's signed statement beside it (0600, never replaced). */
+  async writeStatement(name: string, statement: unknown): Promise<void> {
+    await writeFile(this.statementPath(name), JSON.stringify(statement), { mode: 0o600, flag: 'wx' })
+  }
+
+  /** The archive's signed statement, or null when it has none (an archive the agent did not attest). */
+  async readStatement(name: string): Promise<unknown> {
+    try {
+      return JSON.parse(await readFile(this.statementPath(name), 'utf8'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw err
+    }
+  }
+
   private metaPath(name: string): string {
     return join(this.dir, `.${name}.json`)
   }
@@ -185,6 +205,7 @@ export class ArchiveStore {
     const a = await this.get(name)
     await unlink(a.path)
     await unlink(this.metaPath(name)).catch(() => {})
+    await unlink(this.statementPath(name)).catch(() => {})
   }
 
   /**
@@ -226,6 +247,7 @@ export class ArchiveStore {
       try {
         await unlink(join(this.dir, name))
         await unlink(this.metaPath(name)).catch(() => {})
+        await unlink(this.statementPath(name)).catch(() => {})
         deleted.push(name)
         this.log.info('retention deleted archive', { archive: name })
       } catch (err) {

@@ -26,6 +26,19 @@ export interface CheckpointerOptions {
   maxConcurrent: number
   maxQueue: number
   diskMarginBytes: number
+  /** Signs the statement of a finished archive (custody.ts); without it none is made. */
+  attest?: (archive: ArchiveMeta, job: Job, startedAt: Date, completedAt: Date) => unknown
+}
+
+/** Who asked for a checkpoint, from the grant that authorized it (the first request of a shared job). */
+export interface Requester {
+  sub: string
+  client?: string
+  requestId: string
+  jti: string
+  issuer?: string
+  reason?: string
+  requestedAt: Date
 }
 
 export type Phase = 'queued' | 'checkpointing' | 'hashing' | 'done'
@@ -54,21 +67,28 @@ export interface JobResult {
   containerId: string
   runtime: RuntimeInfo
   durationMs: number
+  /** The signed statement (a Sigstore bundle), when the agent attests. */
+  statement?: unknown
 }
 
 /** One runtime call, shared by every request for the same container while it is pending. */
 export class Job {
   readonly target: Target
   readonly containerId: string
+  /** The container's image as the runtime names it (for the statement). */
+  readonly image: { ref: string; digest: string }
+  readonly requester: Requester | undefined
   readonly acceptedAt = Date.now()
   phase: Phase = 'queued'
   readonly result: Promise<JobResult>
   resolveResult!: (r: JobResult) => void
   rejectResult!: (e: CheckpointError) => void
 
-  constructor(target: Target, containerId: string) {
+  constructor(target: Target, container: Pick<ContainerInfo, 'id' | 'image' | 'imageRef'>, requester?: Requester) {
     this.target = target
-    this.containerId = containerId
+    this.containerId = container.id
+    this.image = { ref: container.image, digest: container.imageRef }
+    this.requester = requester
     this.result = new Promise<JobResult>((res, rej) => {
       this.resolveResult = res
       this.rejectResult = rej
@@ -99,10 +119,10 @@ export class Checkpointer {
    * Starts the checkpoint of a target, or joins the one already running for its container:
    * resolve → preflight → submit. Every refusal comes before anything is frozen.
    */
-  async start(target: Target): Promise<Started> {
+  async start(target: Target, requester?: Requester): Promise<Started> {
     const resolved = await this.resolve(target)
     await this.preflight(resolved)
-    return this.submit(resolved)
+    return this.submit(resolved, requester)
   }
 
   /** Finds the running container for a target, as the kubelet's labels name it. */
@@ -149,7 +169,7 @@ export class Checkpointer {
    * Starts or joins the checkpoint of a resolved container. Throws `too_many_requests` when the
    * queue is full and `shutting_down` after close().
    */
-  submit(r: Resolved): Started {
+  submit(r: Resolved, requester?: Requester): Started {
     if (this.closed) throw new CheckpointError('shutting_down', 'the agent is shutting down', { headers: { 'retry-after': '30' } })
     const existing = this.pending.get(r.container.id)
     if (existing) return { job: existing, joined: true, queuePosition: Math.max(0, this.waiting.indexOf(existing) + 1) }
@@ -158,7 +178,7 @@ export class Checkpointer {
         headers: { 'retry-after': String(Math.max(5, 10 * (this.waiting.length + 1))) },
       })
     }
-    const job = new Job(r.target, r.container.id)
+    const job = new Job(r.target, r.container, requester)
     this.pending.set(job.containerId, job)
     this.waiting.push(job)
     const queuePosition = this.running >= this.o.maxConcurrent ? this.waiting.length : 0
@@ -210,8 +230,9 @@ export class Checkpointer {
       job.phase = 'hashing'
       const meta: ArchiveMeta = await store.finalize(temp, job.target, started, { containerId: job.containerId, runtime: runtimeInfo })
       metrics.bytesWritten += meta.size
+      const statement = this.o.attest ? await this.attest(meta, job, started) : undefined
       job.phase = 'done'
-      log.info('checkpoint written', { containerId: job.containerId, archive: meta.name, size: meta.size, sha256: meta.sha256, runtimeMs: Math.round(runtimeMs) })
+      log.info('checkpoint written', { containerId: job.containerId, archive: meta.name, size: meta.size, sha256: meta.sha256, runtimeMs: Math.round(runtimeMs), attested: statement !== undefined })
       // From here a request for this container wants a new checkpoint, not this one.
       this.release(job)
       job.resolveResult({
@@ -220,6 +241,7 @@ export class Checkpointer {
         containerId: job.containerId,
         runtime: runtimeInfo,
         durationMs: Date.now() - job.acceptedAt,
+        ...(statement !== undefined ? { statement } : {}),
       })
       await store.applyRetention(Date.now(), meta.name).catch((err) => log.warn('retention failed', { err }))
     } catch (err) {
@@ -234,6 +256,21 @@ export class Checkpointer {
       log.warn('checkpoint failed', { containerId: job.containerId, code: e.code, err: e, ...(e.extra?.runtimeLog ? { runtimeLog: e.extra.runtimeLog } : {}) })
       this.release(job)
       job.rejectResult(e)
+    }
+  }
+
+  /**
+   * Signs and records the statement of a finished archive. A failure to sign costs the statement,
+   * never the archive: it is logged, and the archive is still reported.
+   */
+  private async attest(meta: ArchiveMeta, job: Job, started: Date): Promise<unknown> {
+    try {
+      const bundle = this.o.attest!(meta, job, started, new Date())
+      await this.o.store.writeStatement(meta.name, bundle)
+      return bundle
+    } catch (err) {
+      this.o.log.error('statement not signed', { archive: meta.name, err })
+      return undefined
     }
   }
 

@@ -44,6 +44,8 @@ export const OPTIONS = {
   'retention-max-total-bytes': { kind: 'int', default: '0', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'bytes of archives kept in all (0 = no limit)' },
   'retention-max-age': { kind: 'duration', default: '0s', min: 0, max: 10 * 365 * 86400, help: 'archives older than this are deleted (0 = no limit)' },
   'shutdown-grace': { kind: 'duration', default: '2m', min: 0, max: 86400, help: 'on SIGTERM, how long running checkpoints may take to finish' },
+  'statement-key': { kind: 'string', help: 'PEM (PKCS#8) ECDSA P-256 or Ed25519 private key that signs checkpoint statements, re-read when it changes (default: one made at first start in the checkpoint directory, .statement-key.pem)' },
+  'statement-key-alg': { kind: 'string', default: 'ecdsa-p256', help: 'ecdsa-p256 or ed25519: the kind of key made when --statement-key is not given' },
   'log-level': { kind: 'string', default: 'info', help: 'debug, info, warn or error' },
 } as const satisfies Record<string, Option>
 
@@ -66,6 +68,8 @@ export interface AgentConfig {
   diskMarginBytes: number
   retention: { maxPerContainer: number; maxTotalBytes: number; maxAgeSeconds: number }
   shutdownGraceMs: number
+  statementKey: string | undefined
+  statementKeyAlg: 'ecdsa-p256' | 'ed25519'
   logLevel: 'debug' | 'info' | 'warn' | 'error'
 }
 
@@ -149,6 +153,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   const jwksUrl = v['grant-jwks-url'] as string | undefined
   if (!jwksFile === !jwksUrl) throw new ConfigError('grant-jwks-file', 'give exactly one of --grant-jwks-file and --grant-jwks-url')
   if (jwksUrl && !/^https:\/\//.test(jwksUrl)) throw new ConfigError('grant-jwks-url', 'must be https')
+  const keyAlg = String(v['statement-key-alg'])
+  if (keyAlg !== 'ecdsa-p256' && keyAlg !== 'ed25519') throw new ConfigError('statement-key-alg', 'must be ecdsa-p256 or ed25519')
   const level = String(v['log-level'])
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ConfigError('log-level', 'must be debug, info, warn or error')
   const seconds = (n: OptionName) => v[n] as number
@@ -181,6 +187,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
       maxAgeSeconds: seconds('retention-max-age'),
     },
     shutdownGraceMs: seconds('shutdown-grace') * 1000,
+    statementKey: v['statement-key'] as string | undefined,
+    statementKeyAlg: keyAlg,
     logLevel: level as AgentConfig['logLevel'],
   }
 }

@@ -5,16 +5,20 @@
  */
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { ArchiveStore } from './archives.ts'
-import { Checkpointer } from './checkpointer.ts'
+import { ArchiveStore, type ArchiveMeta } from './archives.ts'
+import { Checkpointer, type Job } from './checkpointer.ts'
 import type { AgentConfig } from './config.ts'
 import { connectRuntime, DEFAULT_ENDPOINTS, probeEndpoints, type Runtime, type RuntimeVersion } from './cri/client.ts'
 import { createGrantVerifier } from './grants.ts'
+import { loadStatementKey, signStatement, statementFor, type StatementKey } from './custody.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { createAgentServer, type AgentServer } from './http/server.ts'
 import { readTls, watchFiles, watchTls } from './tls.ts'
 import type { RuntimeInfo } from '../shared/events.ts'
+
+/** The agent's own statement key when none is given, in the checkpoint directory (see custody.ts). */
+export const STATEMENT_KEY_FILE = '.statement-key.pem'
 
 /** Used grant ids, in the checkpoint directory (see grants.ts). */
 export const USED_GRANTS_FILE = '.used-grants.log'
@@ -60,8 +64,25 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
   await store.init()
   // The used-grant journal sits beside the archives: the one directory the agent owns (0700).
   const grants = await createGrantVerifier({ node: cfg.nodeName, ...cfg.grants, journalFile: join(cfg.checkpointDir, USED_GRANTS_FILE) })
+  // The statement key: given, or made at first start beside the archives (0600) and kept.
+  const keyFile = cfg.statementKey ?? join(cfg.checkpointDir, STATEMENT_KEY_FILE)
+  const keys = { current: await loadStatementKey(keyFile, cfg.statementKey ? undefined : cfg.statementKeyAlg), all: [] as StatementKey[] }
+  keys.all.push(keys.current)
+  const attest = (meta: ArchiveMeta, job: Job, startedAt: Date, completedAt: Date) => {
+    const r = job.requester
+    return signStatement(statementFor(meta, {
+      ...(cfg.grants.cluster ? { cluster: cfg.grants.cluster } : {}),
+      node: cfg.nodeName, namespace: meta.namespace, pod: meta.pod, container: meta.container, containerId: meta.containerId,
+      image: job.image, runtime: meta.runtime,
+      requestId: r?.requestId ?? '', requester: { sub: r?.sub ?? '', ...(r?.client ? { client: r.client } : {}) },
+      grant: { jti: r?.jti ?? '', ...(r?.issuer ? { issuer: r.issuer } : {}) },
+      ...(r?.reason ? { reason: r.reason } : {}),
+      times: { requested: (r?.requestedAt ?? startedAt).toISOString(), started: startedAt.toISOString(), completed: completedAt.toISOString() },
+      archive: { size: meta.size },
+    }), keys.current)
+  }
   const checkpointer = new Checkpointer({
-    runtime, runtimeInfo, store, metrics, log,
+    runtime, runtimeInfo, store, metrics, log, attest,
     maxConcurrent: cfg.maxConcurrent, maxQueue: cfg.maxQueue, diskMarginBytes: cfg.diskMarginBytes,
   })
   const http = createAgentServer({
@@ -73,11 +94,22 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
     defaultTimeoutSeconds: cfg.defaultTimeoutSeconds,
     maxTimeoutSeconds: cfg.maxTimeoutSeconds,
     heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+    statementKeys: () => keys.all,
   })
   const address = await http.listen(cfg.listen.port, cfg.listen.host)
   const stopWatch = watchTls(http.server, cfg.tls, cfg.tls.reloadIntervalMs, log)
   // Grant keys rotate by kid through the same kind of mounted file.
   const stopKeys = cfg.grants.jwksFile ? watchFiles([cfg.grants.jwksFile], cfg.tls.reloadIntervalMs, () => grants.reload(), log, 'grant keys') : () => {}
+  // A rotated statement key signs from then on; the keys it replaced stay published for old statements.
+  const stopStatementKey = cfg.statementKey
+    ? watchFiles([cfg.statementKey], cfg.tls.reloadIntervalMs, async () => {
+      const next = await loadStatementKey(cfg.statementKey!)
+      if (next.keyid === keys.current.keyid) return
+      keys.current = next
+      keys.all.unshift(next)
+      log.info('statement key rotated', { keyid: next.keyid })
+    }, log, 'statement key')
+    : () => {}
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   log.info('agent listening', { address: `${host}:${address.port}`, checkpointDir: cfg.checkpointDir, checkpointing: cfg.checkpointing })
 
@@ -89,6 +121,7 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
       stopping ??= (async () => {
         stopWatch()
         stopKeys()
+        stopStatementKey()
         const closed = http.stopAccepting()
         const clean = await checkpointer.close(graceMs)
         // Whatever the runtime is still writing is not an archive: unlink it (the runtime's open

@@ -47,6 +47,8 @@ export interface CompletedEvent {
   containerId: string
   durationMs: number
   time: string
+  /** The agent's signed statement of custody: a Sigstore bundle (v0.3) with a DSSE envelope. */
+  statement?: unknown
   /** Added by the gateway. */
   cluster?: string
   node?: string

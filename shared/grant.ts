@@ -26,8 +26,10 @@ export interface GrantClaims {
    * one of these (an archive without a record: when every reading of its name is).
    */
   namespaces?: string[]
-  /** Who asked the gateway (for the agent's audit log). */
+  /** Who asked the gateway (for the agent's audit log and the signed statement). */
   sub?: string
+  /** For checkpoint:create: why, as the caller said it (`?reason=`), for the signed statement. */
+  reason?: string
 }
 
 /** The `aud` of a grant for a node's agent. */

@@ -34,6 +34,9 @@ export interface ContainerInfo {
   state: ContainerState
   labels: Record<string, string>
   annotations: Record<string, string>
+  /** The image as the container spec names it. */
+  image: string
+  /** The runtime's reference to the image it runs (a digest). */
   imageRef: string
 }
 
@@ -203,6 +206,7 @@ export function connectRuntime(endpoint: string, opts: ConnectOptions = {}): Run
           state: c.state,
           labels: c.labels ?? {},
           annotations: c.annotations ?? {},
+          image: c.image?.image ?? '',
           imageRef: c.imageRef,
         }),
       )

@@ -3,6 +3,7 @@
  * with single ranges and validators), DELETE /checkpoints/{name}. A grant covers an archive only
  * in the namespace the agent recorded when it wrote it (for one it did not write, in every
  * namespace its name can be read as): the name never chooses its namespace (shared/grant.ts).
+ * Also an archive's signed statement and the keys statements are signed with (custody.ts).
  */
 import { CheckpointError } from '../../shared/errors.ts'
 import type { ArchiveEntry } from '../../shared/events.ts'
@@ -82,6 +83,24 @@ export async function download(ctx: Ctx, d: AgentDeps): Promise<void> {
     ctx.log.warn('download cut', { archive: name, err })
     res.destroy()
   })
+}
+
+/** GET /checkpoints/{name}/statement: the archive's signed statement (a Sigstore bundle), read grant. */
+export async function statement(ctx: Ctx, d: AgentDeps): Promise<void> {
+  const name = ctx.params[0]!
+  checkQuery(ctx.query, [])
+  const grant = await d.grants.verify(ctx.req.headers.authorization, { op: 'checkpoint:read', archive: name })
+  checkGrantCoversArchive(grant, name, recordedTarget(await d.store.get(name)))
+  const bundle = await d.store.readStatement(name)
+  if (bundle === null) throw new CheckpointError('not_found', `archive ${name} has no signed statement`)
+  sendJson(ctx.res, 200, JSON.stringify(bundle), { 'content-type': 'application/vnd.dev.sigstore.bundle.v0.3+json' })
+}
+
+/** GET /statement-keys: the public keys this agent signs statements with (no grant: they are public). */
+export async function statementKeys(ctx: Ctx, d: AgentDeps): Promise<void> {
+  checkQuery(ctx.query, [])
+  const keys = (d.statementKeys?.() ?? []).map((k) => ({ keyid: k.keyid, alg: k.alg, publicKey: k.publicKeyPem }))
+  sendJson(ctx.res, 200, JSON.stringify({ node: d.node, keys }))
 }
 
 /** The target the agent recorded when it wrote the archive; null for one it did not write. */

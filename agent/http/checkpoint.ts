@@ -24,7 +24,8 @@ export async function checkpoint(ctx: Ctx, d: AgentDeps): Promise<void> {
   const started = Date.now()
   let outcome: { status: number; code?: string; sha256?: string; archive?: string } = { status: 0 }
   try {
-    const { job, joined, queuePosition } = await d.checkpointer.start(target)
+    const requester = { sub: grant.sub ?? '', client: ctx.client, requestId: ctx.requestId, jti: grant.jti!, ...(grant.iss ? { issuer: grant.iss } : {}), ...(grant.reason ? { reason: grant.reason } : {}), requestedAt: new Date(started) }
+    const { job, joined, queuePosition } = await d.checkpointer.start(target, requester)
     log.info('checkpoint accepted', { ...audit, containerId: job.containerId, joined, queuePosition, timeoutSeconds })
     const result = stream
       ? await streamJob(ctx, d, job, target, timeoutSeconds, queuePosition)
@@ -74,6 +75,7 @@ async function streamJob(ctx: Ctx, d: AgentDeps, job: Job, target: Target, timeo
       runtime: result.runtime,
       containerId: result.containerId,
       durationMs: result.durationMs,
+      ...(result.statement !== undefined ? { statement: result.statement } : {}),
       time: now(),
     })
     return result

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CheckpointError } from '../../shared/errors.ts'
 import type { ArchiveStore } from '../archives.ts'
 import type { Checkpointer } from '../checkpointer.ts'
+import type { StatementKey } from '../custody.ts'
 import type { Runtime } from '../cri/client.ts'
 import type { GrantVerifier } from '../grants.ts'
 import type { Logger } from '../log.ts'
@@ -27,6 +28,8 @@ export interface AgentDeps {
   defaultTimeoutSeconds: number
   maxTimeoutSeconds: number
   heartbeatIntervalMs: number
+  /** The keys statements are signed with, current first; published at GET /statement-keys. */
+  statementKeys?: () => readonly Pick<StatementKey, 'keyid' | 'alg' | 'publicKeyPem'>[]
 }
 
 export interface Ctx {

@@ -11,7 +11,7 @@ import type { TLSSocket } from 'node:tls'
 import { asCheckpointError, CheckpointError, parserErrorAnswer, PROBLEM_CONTENT_TYPE, toProblem } from '../../shared/errors.ts'
 import { REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../../shared/agent-api.ts'
 import { allowedIdentity } from '../tls.ts'
-import { download, listArchives, removeArchive } from './archives.ts'
+import { download, listArchives, removeArchive, statement, statementKeys } from './archives.ts'
 import { checkpoint } from './checkpoint.ts'
 import type { AgentDeps, Ctx, Handler } from './context.ts'
 import { healthz, metrics, readyz } from './probes.ts'
@@ -31,6 +31,8 @@ export const ROUTES: readonly Route[] = [
   { method: 'GET', pattern: /^\/checkpoints\/([^/]+)$/, example: '/checkpoints/x.tar', handler: download },
   { method: 'HEAD', pattern: /^\/checkpoints\/([^/]+)$/, example: '/checkpoints/x.tar', handler: download },
   { method: 'DELETE', pattern: /^\/checkpoints\/([^/]+)$/, example: '/checkpoints/x.tar', handler: removeArchive },
+  { method: 'GET', pattern: /^\/checkpoints\/([^/]+)\/statement$/, example: '/checkpoints/x.tar/statement', handler: statement },
+  { method: 'GET', pattern: /^\/statement-keys$/, example: '/statement-keys', handler: statementKeys },
   { method: 'GET', pattern: /^\/healthz$/, example: '/healthz', handler: healthz },
   { method: 'GET', pattern: /^\/readyz$/, example: '/readyz', handler: readyz },
   { method: 'GET', pattern: /^\/metrics$/, example: '/metrics', handler: metrics },

@@ -16,7 +16,7 @@ import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { archiveName, archiveReadings } from '../../shared/names.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
 import { poll, within } from '../support/wait.ts'
-import { makeIdentities, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { makeIdentities, notAgentState, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 
 const T = { namespace: 'prod', pod: 'web-0', container: 'app' }
 const PATH = `/checkpoint/${T.namespace}/${T.pod}/${T.container}`
@@ -383,7 +383,7 @@ describe('runtime faults', () => {
       const p = await body(r)
       assert.equal(p.code, 'checkpoint_failed')
       assert.equal(p.runtimeLog, undefined, 'no log named, none read')
-      assert.deepEqual((await readdir(s.a.agent.store.dir)).filter(notJournal), [])
+      assert.deepEqual((await readdir(s.a.agent.store.dir)).filter(notAgentState), [])
     } finally { reset() }
   })
 
@@ -413,7 +413,7 @@ describe('runtime faults', () => {
       const last = parseEvent((await streamed.body.text()).trim().split('\n').at(-1)!)
       assert.ok(last.type === 'failed')
       assert.deepEqual([last.code, last.runtimeLog], ['checkpoint_failed', expected])
-      assert.deepEqual((await readdir(s.a.agent.store.dir)).filter(notJournal), [])
+      assert.deepEqual((await readdir(s.a.agent.store.dir)).filter(notAgentState), [])
     } finally { reset() }
   })
 
@@ -656,7 +656,7 @@ describe('lifecycle', () => {
     const cri = await startFakeCri(join(sub, 'cri.sock'))
     const a = await startTestAgent({ ids, endpoint: cri.endpoint, dir: sub })
     try {
-      assert.deepEqual((await readdir(cp)).filter(notJournal), ['checkpoint-web-0_prod-app-2026-01-01T00:00:00Z.tar'])
+      assert.deepEqual((await readdir(cp)).filter(notAgentState), ['checkpoint-web-0_prod-app-2026-01-01T00:00:00Z.tar'])
       const list = await a.agent.store.list()
       assert.equal(list[0]!.sha256Known, false)
     } finally {

@@ -16,7 +16,7 @@ import { connectRuntime, type Runtime } from '../../agent/cri/client.ts'
 import { NDJSON, parseEvent, type AcceptedEvent, type CheckpointEvent, type CompletedEvent, type ResolvedEvent } from '../../shared/events.ts'
 import type { ArchiveEntry } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
-import { everyReading, makeIdentities, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { everyReading, makeIdentities, notAgentState, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
 import { counter, holdMemory, undumpable } from '../runtime/workloads.ts'
 import { stopE2e } from '../support/teardown.ts'
@@ -292,7 +292,7 @@ describe('agent over mTLS against containerd', { timeout: 120_000 }, () => {
         const p = await problem(await post(POD, { accept, grant: await createGrant(POD, disabled), agent: disabled }))
         assert.deepEqual([p.status, p.code], [404, 'checkpointing_disabled'])
       }
-      assert.deepEqual((await readdir(disabled.agent.store.dir)).filter(notJournal), [])
+      assert.deepEqual((await readdir(disabled.agent.store.dir)).filter(notAgentState), [])
     } finally {
       await disabled.stop()
       disabled = undefined

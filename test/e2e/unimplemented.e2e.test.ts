@@ -16,7 +16,7 @@ import type { Dispatcher } from 'undici'
 import { connectRuntime, type Runtime, type RuntimeVersion } from '../../agent/cri/client.ts'
 import { NDJSON, parseEvent, type AcceptedEvent, type CheckpointEvent, type FailedEvent, type ResolvedEvent } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
-import { makeIdentities, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { makeIdentities, notAgentState, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
 import { counter } from '../runtime/workloads.ts'
 import { stopE2e } from '../support/teardown.ts'
@@ -91,7 +91,7 @@ describe('agent against containerd 1.7 (no CheckpointContainer)', { timeout: 120
   }
   /** Nothing in the checkpoint dir: no archive, no metadata, no `.inprogress-*`; and none listed. */
   const assertNothingWritten = async () => {
-    assert.deepEqual((await readdir(agent().agent.store.dir)).filter(notJournal), [])
+    assert.deepEqual((await readdir(agent().agent.store.dir)).filter(notAgentState), [])
     const grant = await agent().mint({ op: 'checkpoint:list' })
     const res = await within(agent().fetch('/checkpoints', { headers: { authorization: `Bearer ${grant}` } }), 10_000, 'GET /checkpoints')
     assert.equal(res.statusCode, 200)

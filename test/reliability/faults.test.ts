@@ -25,7 +25,7 @@ import { Agent, type Dispatcher } from 'undici'
 import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { GRANT_ISSUER, makeWorld } from '../functions/fixtures.ts'
 import { nodeTarget } from '../functions/targets.ts'
-import { GATEWAY_ID, everyReading, makeIdentities, mintGrant, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { GATEWAY_ID, everyReading, makeIdentities, mintGrant, notAgentState, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri, type FakeContainer, type FakeCri } from '../support/fake-cri.ts'
 import { agentListening, stopChild } from '../support/process.ts'
 import { poll, sleep, within } from '../support/wait.ts'
@@ -48,7 +48,7 @@ type Target = typeof T
 const cpPath = (t: Target) => `/checkpoint/${t.namespace}/${t.pod}/${t.container}`
 
 /** Files in a checkpoint directory that are not the grant journal: archives, their records, and anything partial. */
-const leftovers = async (checkpointDir: string) => (await readdir(checkpointDir).catch(() => [] as string[])).filter(notJournal)
+const leftovers = async (checkpointDir: string) => (await readdir(checkpointDir).catch(() => [] as string[])).filter(notAgentState)
 const partials = async (checkpointDir: string) => (await leftovers(checkpointDir)).filter((n) => n.startsWith('.inprogress-'))
 
 /** NDJSON events as they come, and how the body ended: cleanly, or with an error (a cut). */

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey as JoseKey } from 'jose'
 import { Agent, type Dispatcher } from 'undici'
-import { startAgent, USED_GRANTS_FILE, type RunningAgent } from '../../agent/start.ts'
+import { startAgent, STATEMENT_KEY_FILE, USED_GRANTS_FILE, type RunningAgent } from '../../agent/start.ts'
 import { loadConfig } from '../../agent/config.ts'
 import type { Runtime } from '../../agent/cri/client.ts'
 import { memoryLogger } from '../../agent/log.ts'
@@ -20,8 +20,8 @@ import { createPki, type Issued, type Pki } from './certs.ts'
 /** The namespaces of every reading of an archive name: what a read/delete grant without `?namespace=` carries. */
 export const everyReading = (archive: string): string[] => archiveReadings(archive)?.readings.map((r) => r.namespace) ?? []
 
-/** Files of a checkpoint directory other than the agent's used-grant journal. */
-export const notJournal = (name: string): boolean => name !== USED_GRANTS_FILE
+/** Files of a checkpoint directory other than the agent's own state (used-grant journal, statement key). */
+export const notAgentState = (name: string): boolean => name !== USED_GRANTS_FILE && name !== STATEMENT_KEY_FILE
 
 export const GATEWAY_ID = 'uri:spiffe://test.local/gateway'
 

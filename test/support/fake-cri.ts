@@ -97,6 +97,7 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
         id: c.id, podSandboxId: `sb-${c.pod}`, metadata: { name: c.container, attempt: c.attempt ?? 0 },
         state: c.state ?? 'CONTAINER_RUNNING', createdAt: String(c.createdAtNs ?? 1n),
         labels: { 'io.kubernetes.pod.namespace': c.namespace, 'io.kubernetes.pod.name': c.pod, 'io.kubernetes.container.name': c.container },
+        image: { image: `registry.test/${c.pod}:1` }, imageRef: `sha256:${Buffer.from(c.id).toString('hex').padEnd(64, '0').slice(0, 64)}`,
       }))
       cb(null, { containers: out })
     },

@@ -180,7 +180,7 @@ describe('checkpointer sharing', () => {
       }
       const cp = new Checkpointer({ runtime, runtimeInfo: { name: 'fake', version: '1' }, store, metrics: new Metrics(), log: memoryLogger(), maxConcurrent: 2, maxQueue: 2, diskMarginBytes: 0 })
       const target = { namespace: 'prod', pod: 'web-0', container: 'app' }
-      const resolved = { target, container: { id: 'c1', podSandboxId: 'p', name: 'app', attempt: 0, createdAtNs: 0n, state: 'CONTAINER_RUNNING', labels: {}, annotations: {}, imageRef: '' }, workingSetBytes: 1 } as Resolved
+      const resolved = { target, container: { id: 'c1', podSandboxId: 'p', name: 'app', attempt: 0, createdAtNs: 0n, state: 'CONTAINER_RUNNING', labels: {}, annotations: {}, image: '', imageRef: '' } } as Resolved
       const until = async (ok: () => boolean, what: string) => {
         for (let i = 0; i < 400 && !ok(); i++) await new Promise((r) => setTimeout(r, 5))
         assert.ok(ok(), what)
