@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { Agent } from 'undici'
 import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
-import { GATEWAY_ID, makeIdentities, mintGrant, notJournal, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { GATEWAY_ID, makeIdentities, mintGrant, notAgentState, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { stopChild } from '../support/process.ts'
 import { stopE2e } from '../support/teardown.ts'
 import { poll, sleep, within } from '../support/wait.ts'
@@ -163,7 +163,7 @@ describe('faults on containerd: the agent SIGKILLed mid-dump', { timeout: 150_00
 
     // containerd may still write its archive into the dead agent's temporary file: let it settle.
     await sleep(3_000)
-    const beforeRestart = (await readdir(checkpointDir)).filter(notJournal)
+    const beforeRestart = (await readdir(checkpointDir)).filter(notAgentState)
     timings['files left by the killed agent (before restart)'] = beforeRestart.join(', ') || 'none'
     restarted = await startTestAgent({ ids, endpoint: rt.endpoint, dir: join(work, 'agent') })
     const partial = (await readdir(checkpointDir)).filter((n) => n.startsWith('.inprogress-'))
