@@ -9,6 +9,7 @@
  */
 import { Hono } from 'hono'
 import { asCheckpointError, CheckpointError } from '../shared/errors.ts'
+import { createConfigGetHandler, createConfigHistoryHandler, createConfigPutHandler } from './admin/routes.ts'
 import { createAgentClient } from './agent-client.ts'
 import { createArchiveHandler, createListHandler } from './archives.ts'
 import { auditOutcome, createAuditTrail, requestContext } from './audit.ts'
@@ -21,7 +22,7 @@ import { createNodeResolver } from './kube.ts'
 import { OPENAPI } from './openapi.ts'
 import { createOperationHandler, createOperationListHandler } from './operations/routes.ts'
 
-export type { AgentTransport, Audit, Clock, Deps, Env, Gateway, KubeTransport, Log } from './context.ts'
+export type { AdminDeps, AgentTransport, Audit, Clock, Deps, Env, Gateway, KubeTransport, Log } from './context.ts'
 
 /**
  * Builds the gateway with its job runner (Workers' `queue()` handler and Node's queue call it).
@@ -45,6 +46,7 @@ export function createGateway(deps: Deps): Gateway {
   const checkpoints = { config, agent, resolveNode, trail }
   const webhooks = operations && { config, ...operations, clock, log }
   const grafana = operations && config.hooks?.grafana
+  const admin = deps.admin && { config, admin: deps.admin, trail }
   const app = new Hono<Env>()
 
   app.use('*', requestContext(clock))
@@ -66,6 +68,11 @@ export function createGateway(deps: Deps): Gateway {
     app.post('/v1/hooks/grafana', createWebhookHandler(webhooks, 'grafana'))
     app.get('/v1/operations', createOperationListHandler(webhooks))
     app.get('/v1/operations/:id', createOperationHandler(webhooks))
+  }
+  if (admin) {
+    app.get('/v1/admin/config', createConfigGetHandler(admin))
+    app.put('/v1/admin/config', createConfigPutHandler(admin))
+    app.get('/v1/admin/config/history', createConfigHistoryHandler(admin))
   }
 
   // A catch-all route, not app.notFound: a parent app's route() carries routes (and onError) over, not notFound.

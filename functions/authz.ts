@@ -6,14 +6,17 @@
 import { CheckpointError } from '../shared/errors.ts'
 import { archiveReadings } from '../shared/names.ts'
 
-export type Action = 'create' | 'read' | 'delete'
+/** `admin` is changing the gateway's configuration (/v1/admin/config): the whole fleet's, never a part. */
+export type Action = 'create' | 'read' | 'delete' | 'admin'
 
 /** The OAuth scope each action needs. */
 export const SCOPES: Record<Action, string> = {
   create: 'checkpoint:create',
   read: 'checkpoint:read',
   delete: 'checkpoint:delete',
+  admin: 'checkpoint:admin',
 }
+const ACTIONS = Object.keys(SCOPES) as Action[]
 
 export interface Caller {
   sub: string
@@ -82,14 +85,6 @@ function list(v: unknown, what: string, required: boolean): string[] {
   return v as string[]
 }
 
-/**
- * Checks a policy document. Rules must name at least one subject, group or client, and the
- * clusters and namespaces they cover (no implicit "everything").
- *
- * @example
- * parsePolicy({ rules: [{ id: 'sre', groups: ['sre'], actions: ['create', 'read'],
- *   clusters: ['prod-*'], namespaces: ['*'] }] })
- */
 function compile(globs: RegExp[]): Matcher {
   const m: Matcher = { any: false, exact: new Set(), patterns: [] }
   for (const re of globs) {
@@ -125,7 +120,7 @@ const hits = (m: Matcher, s: string | undefined) => s === undefined || m.any || 
 
 function buildIndex(rules: PolicyRule[]): PolicyIndex {
   const empty = () => ({ subjects: new Map<string, number[]>(), groups: new Map<string, number[]>(), clients: new Map<string, number[]>() })
-  const index: PolicyIndex = { create: empty(), read: empty(), delete: empty() }
+  const index: PolicyIndex = { create: empty(), read: empty(), delete: empty(), admin: empty() }
   const add = (map: Map<string, number[]>, key: string, i: number) => {
     const list = map.get(key)
     if (!list) map.set(key, [i])
@@ -142,6 +137,15 @@ function buildIndex(rules: PolicyRule[]): PolicyIndex {
   return index
 }
 
+/**
+ * Checks a policy document. Rules must name at least one subject, group or client, and the
+ * clusters and namespaces they cover (no implicit "everything"); a rule with the `admin` action covers
+ * clusters `["*"]` and namespaces `["*"]` exactly.
+ *
+ * @example
+ * parsePolicy({ rules: [{ id: 'sre', groups: ['sre'], actions: ['create', 'read'],
+ *   clusters: ['prod-*'], namespaces: ['*'] }] })
+ */
 export function parsePolicy(raw: unknown): Policy {
   const r = raw as { rules?: unknown }
   if (!r || typeof r !== 'object' || !Array.isArray(r.rules)) throw new Error('policy: must be an object with a "rules" list')
@@ -157,9 +161,16 @@ export function parsePolicy(raw: unknown): Policy {
     if (subjects.length + groups.length + clients.length === 0) throw new Error(`policy: ${id} names no subject, group or client`)
     const actions = list(o.actions, `${id}.actions`, true).map((a) => {
       const short = a.startsWith('checkpoint:') ? a.slice('checkpoint:'.length) : a
-      if (short !== 'create' && short !== 'read' && short !== 'delete') throw new Error(`policy: ${id}.actions: unknown action ${a}`)
+      if (!(ACTIONS as string[]).includes(short)) throw new Error(`policy: ${id}.actions: unknown action ${a}`)
       return short as Action
     })
+    // The configuration is one document for the whole fleet: a rule cannot grant changing part of it.
+    if (actions.includes('admin')) {
+      const everything = (v: unknown) => Array.isArray(v) && v.length === 1 && v[0] === '*'
+      if (!everything(o.clusters) || !everything(o.namespaces) || o.pods !== undefined || o.containers !== undefined) {
+        throw new Error(`policy: ${id}.actions: admin needs clusters ["*"] and namespaces ["*"] (and no pods or containers): it changes the whole configuration`)
+      }
+    }
     const globs = (v: unknown, what: string, required: boolean) => {
       const l = list(v, `${id}.${what}`, required)
       return (l.length ? l : ['*']).map(globToRegExp)
@@ -204,7 +215,7 @@ export function decide(policy: Policy, caller: Caller, action: Action, res: Reso
   for (const g of caller.groups) look(byCaller.groups.get(g))
   if (caller.client !== undefined) look(byCaller.clients.get(caller.client))
   if (first !== Infinity) return { allow: true, rule: policy.rules[first]!.id }
-  return { allow: false, missing: `permission ${scope} on ${describe(res)}` }
+  return { allow: false, missing: action === 'admin' ? `permission ${scope}` : `permission ${scope} on ${describe(res)}` }
 }
 
 function describe(res: Resource): string {

@@ -88,6 +88,14 @@ function strList(v: unknown, what: string): string[] {
   }
   return list as string[]
 }
+/** A URL, or an error naming the field (URL's own TypeError says only "Invalid URL"). */
+function url(v: string, what: string): URL {
+  try {
+    return new URL(v)
+  } catch {
+    throw new Error(`config: ${what} is not a URL`)
+  }
+}
 function num(v: unknown, dflt: number, what: string): number {
   if (v === undefined) return dflt
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`config: ${what} must be a non-negative number`)
@@ -119,7 +127,7 @@ export function parseConfig(raw: unknown, secret: (name: string) => string | und
     if (!isClusterId(id)) throw new Error(`config: cluster id ${JSON.stringify(id)} must match [a-z0-9][a-z0-9_-]{0,62}`)
     const c = obj(v, `clusters.${id}`)
     const agentUrl = str(c.agentUrl, `clusters.${id}.agentUrl`)
-    const probe = new URL(agentUrl.replaceAll('{node}', 'node-0'))
+    const probe = url(agentUrl.replaceAll('{node}', 'node-0'), `clusters.${id}.agentUrl`)
     if (probe.protocol !== 'https:') throw new Error(`config: clusters.${id}.agentUrl must be https`)
     const cluster: ClusterConfig = { id, agentUrl: agentUrl.replace(/\/+$/, ''), mtlsBinding: optStr(c.mtlsBinding, `clusters.${id}.mtlsBinding`) ?? 'AGENT_MTLS' }
     const ca = optStr(c.agentCa, `clusters.${id}.agentCa`)
@@ -129,7 +137,7 @@ export function parseConfig(raw: unknown, secret: (name: string) => string | und
     if (c.kube !== undefined) {
       const k = obj(c.kube, `clusters.${id}.kube`)
       const apiUrl = str(k.apiUrl, `clusters.${id}.kube.apiUrl`).replace(/\/+$/, '')
-      new URL(apiUrl)
+      url(apiUrl, `clusters.${id}.kube.apiUrl`)
       const tokenName = str(k.tokenSecret, `clusters.${id}.kube.tokenSecret`)
       const token = secret(tokenName)
       if (!token) throw new Error(`config: secret ${tokenName} (clusters.${id}.kube.tokenSecret) is not set`)
@@ -156,7 +164,7 @@ export function parseConfig(raw: unknown, secret: (name: string) => string | und
     groupsClaim: optStr(a.groupsClaim, 'auth.groupsClaim') ?? 'groups',
   }
   if (a.jwksUrl !== undefined) {
-    const u = new URL(str(a.jwksUrl, 'auth.jwksUrl'))
+    const u = url(str(a.jwksUrl, 'auth.jwksUrl'), 'auth.jwksUrl')
     if (u.protocol !== 'https:' && !(u.protocol === 'http:' && (u.hostname === '127.0.0.1' || u.hostname === 'localhost'))) {
       throw new Error('config: auth.jwksUrl must be https (plain http only on loopback)')
     }

@@ -4,6 +4,7 @@
  * them from here and none from app.ts.
  */
 import type { Context, Hono } from 'hono'
+import type { ConfigSource } from './admin/model.ts'
 import type { Caller } from './authz.ts'
 import type { ClusterConfig, GatewayConfig } from './config.ts'
 import type { GrantKeys } from './grants.ts'
@@ -35,6 +36,8 @@ export interface Deps {
   log: Log
   /** Operation records and the job queue; enables /v1/hooks/* and /v1/operations. */
   operations?: Operations
+  /** Where `config` came from and how to change it; enables /v1/admin/config. */
+  admin?: AdminDeps
   /**
    * The prefix another Hono app mounts the gateway under (`outer.route('/forensics', gateway.app)`
    * → '/forensics'); absent when it serves at the root. Hono's route() does not tell a mounted
@@ -42,6 +45,15 @@ export interface Deps {
    * carry the prefix to be followed, so it is given here.
    */
   basePath?: string
+}
+
+/** What the admin API needs besides the active configuration (functions/live.ts supplies it). */
+export interface AdminDeps {
+  source: ConfigSource
+  /** Parses and checks a document as this runtime would run it (secrets, bindings); throws an `Error` naming the field. */
+  validate(raw: unknown): GatewayConfig
+  /** Makes this isolate serve the newest stored version now (after a change made through it). */
+  activate(): Promise<void>
 }
 
 /** The app, the queue consumer's entry and the lost-job sweep (no-ops without `deps.operations`). */
@@ -70,6 +82,9 @@ export interface Audit {
   status?: number
   code?: string
   sha256?: string
+  /** The configuration version read or written (/v1/admin/config). */
+  configVersion?: number
+  dryRun?: boolean
   /** The handler writes the outcome itself, when a stream ends. */
   deferred?: boolean
 }

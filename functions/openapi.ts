@@ -70,6 +70,14 @@ const alertSummary: Schema = {
     label: { type: 'string' }, field: { type: 'string' },
   },
 }
+const ADMIN_CODES: ErrorCode[] = ['invalid_body', 'internal']
+const configHeaders = {
+  ETag: { description: 'the version\'s strong entity tag, for If-Match', schema: { type: 'string' } },
+  'x-config-version': { description: 'the version number (0: the variable, not versioned)', schema: { type: 'string' } },
+  'x-config-source': { description: '`variable` or `store` (GATEWAY_CONFIG_SOURCE)', schema: { enum: ['variable', 'store'] } },
+}
+const configDocument = { type: 'object', description: 'the gateway configuration (functions/README.md, Configuration)' }
+
 const hookOp = (source: string, version: string) => op(`Turn the firing alerts of a ${source} notification (version "${version}") into checkpoint operations`, {
   body: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['version', 'alerts'], properties: { version: { const: version }, status: { type: 'string' }, alerts: { type: 'array' } } } } } },
   ok: { '200': json('nothing was accepted (each alert says why)', ref('HookAnswer')), '202': json('one or more alerts became operations', ref('HookAnswer')) },
@@ -95,6 +103,7 @@ export const OPENAPI = {
           requestId: { type: 'string' }, missing: { type: 'string' }, cluster: { type: 'string' }, node: { type: 'string' },
           runtimeLog: { type: 'array', items: { type: 'string' } }, agentCode: { type: 'string' }, agentStatus: { type: 'integer' },
           agentField: { type: 'string' }, reason: { type: 'string' },
+          etag: { type: 'string', description: 'precondition_failed: the newest version\'s tag' }, version: { type: 'integer' }, source: { enum: ['variable', 'store'] },
         },
         'x-status-of-code': ERROR_STATUS,
       },
@@ -140,6 +149,28 @@ export const OPENAPI = {
           receiver: { type: 'string' }, status: { type: 'string' }, truncatedAlerts: { type: 'integer' },
           accepted: { type: 'integer' }, duplicate: { type: 'integer' }, skipped: { type: 'integer' }, alerts: { type: 'array', items: alertSummary },
         },
+      },
+      PermissionChange: {
+        type: 'object',
+        required: ['change', 'caller', 'action', 'clusters', 'namespaces', 'rules'],
+        properties: {
+          change: { enum: ['gained', 'lost'] }, caller: str('^(subject|group|client):'), action: { enum: ['create', 'read', 'delete', 'admin'] },
+          clusters: { type: 'array', items: { type: 'string' } }, namespaces: { type: 'array', items: { type: 'string' } },
+          pods: { type: 'array', items: { type: 'string' } }, containers: { type: 'array', items: { type: 'string' } }, rules: { type: 'array', items: { type: 'string' } },
+        },
+      },
+      ConfigSummary: {
+        type: 'object',
+        required: ['clusters', 'rules', 'permissions', 'sections'],
+        properties: {
+          clusters: ref('ChangedIds'), rules: ref('ChangedIds'), permissions: { type: 'array', items: ref('PermissionChange') },
+          sections: { type: 'array', items: { type: 'string' } }, truncated: { type: 'boolean' },
+        },
+      },
+      ChangedIds: {
+        type: 'object',
+        required: ['added', 'removed', 'changed'],
+        properties: { added: { type: 'array', items: { type: 'string' } }, removed: { type: 'array', items: { type: 'string' } }, changed: { type: 'array', items: { type: 'string' } } },
       },
       Operation: {
         type: 'object',
@@ -194,6 +225,55 @@ export const OPENAPI = {
         params: ['cluster', 'namespace', 'alert', 'state', 'limit'].map((name) => ({ name, in: 'query', schema: { type: 'string' } })),
         ok: { '200': json('newest first', { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Operation') } } }) },
         codes: ['invalid_name', 'not_found'],
+      }),
+    },
+    '/v1/admin/config': {
+      get: op('The newest configuration document (scope checkpoint:admin and a rule with the admin action)', {
+        ok: { '200': { description: 'the document as stored', headers: configHeaders, content: { 'application/json': { schema: configDocument } } } },
+        codes: ADMIN_CODES,
+      }),
+      put: op('Store a new version (If-Match: the ETag it replaces), or with dryRun=true only validate it and say what it changes', {
+        params: [
+          { name: 'dryRun', in: 'query', schema: { enum: ['true', 'false'] }, description: 'validate and summarize, store nothing (If-Match optional; works with the variable source)' },
+          { name: 'If-Match', in: 'header', schema: { type: 'string' }, description: 'the ETag of the newest version; required unless dryRun' },
+        ],
+        body: { required: true, content: { 'application/json': { schema: configDocument } } },
+        ok: {
+          '200': {
+            description: 'stored and active in this isolate (others within GATEWAY_CONFIG_REFRESH_MS), `unchanged` when it is the newest document already; or the dry run\'s summary',
+            headers: configHeaders,
+            content: {
+              'application/json': {
+                schema: {
+                  oneOf: [
+                    { type: 'object', required: ['version', 'etag', 'summary'], properties: { version: { type: 'integer' }, etag: { type: 'string' }, unchanged: { const: true }, summary: ref('ConfigSummary') } },
+                    { type: 'object', required: ['dryRun', 'base', 'summary'], properties: { dryRun: { const: true }, base: { type: 'object', required: ['version', 'etag'], properties: { version: { type: 'integer' }, etag: { type: 'string' } } }, summary: ref('ConfigSummary') } },
+                  ],
+                },
+              },
+            },
+          },
+        },
+        codes: ['invalid_config', 'conflict', 'precondition_failed', 'precondition_required', 'payload_too_large', 'internal'],
+      }),
+    },
+    '/v1/admin/config/history': {
+      get: op('Configuration versions, newest first, with who stored them, when, and what changed', {
+        params: [{ name: 'limit', in: 'query', schema: str('^\\d{1,3}$'), description: '1..500, default 50' }],
+        ok: {
+          '200': json('versions (none for the variable source)', {
+            type: 'object',
+            required: ['source', 'items'],
+            properties: {
+              source: { enum: ['variable', 'store'] },
+              items: {
+                type: 'array',
+                items: { type: 'object', required: ['version', 'etag', 'author', 'createdAt', 'summary'], properties: { version: { type: 'integer' }, etag: { type: 'string' }, author: { type: 'string' }, createdAt: { type: 'string', format: 'date-time' }, summary: ref('ConfigSummary') } },
+              },
+            },
+          }),
+        },
+        codes: ADMIN_CODES,
       }),
     },
     '/v1/operations/{id}': {

@@ -7,15 +7,36 @@
  *   stream of {@link CheckpointEvent}s ending in `completed` or `failed`.
  * - `GET /checkpoints` → `{"items": ArchiveEntry[]}`
  * - `GET /checkpoints/{name}` → the archive (Range, ETag = sha256), `DELETE` → 204.
- * - `GET /healthz`, `GET /readyz`, `GET /metrics` (mTLS, no grant).
+ * - `GET /checkpoints/{name}/statement` → the archive's signed statement (a Sigstore bundle).
+ * - `POST /checkpoints/{name}/store` with an {@link UploadPlanBody} → NDJSON {@link StoreEvent}s:
+ *   the archive sealed (zstd, age) and PUT part by part to the presigned URLs; grant op
+ *   `checkpoint:store` whose `plan` is the SHA-256 of the exact body.
+ * - `GET /statement-keys`, `GET /healthz`, `GET /readyz`, `GET /metrics` (mTLS, no grant).
  */
 import type { Target } from './names.ts'
+import type { StoreEvent } from './events.ts'
 
 export const AGENT_PATHS = {
   checkpoint: (t: Target) => `/checkpoint/${t.namespace}/${t.pod}/${t.container}`,
   list: () => '/checkpoints',
   archive: (name: string) => `/checkpoints/${encodeURIComponent(name)}`,
+  statement: (name: string) => `/checkpoints/${encodeURIComponent(name)}/statement`,
+  store: (name: string) => `/checkpoints/${encodeURIComponent(name)}/store`,
+  statementKeys: () => '/statement-keys',
 } as const
+
+/** What the gateway sends the agent to seal and upload an archive. */
+export interface UploadPlanBody {
+  /** age X25519 recipients (`age1…`). */
+  recipients: string[]
+  /** Bytes per part (the last is smaller). */
+  partSize: number
+  /** Presigned PUT URLs, part 1 first. */
+  urls: string[]
+}
+
+/** Largest plan body the agent reads. */
+export const MAX_PLAN_BYTES = 1024 * 1024
 
 /** Header carrying the caller's request id end to end. */
 export const REQUEST_ID_HEADER = 'x-request-id'

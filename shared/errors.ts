@@ -10,6 +10,10 @@ export const ERROR_STATUS = {
   invalid_body: 400,
   invalid_archive_name: 400,
   invalid_range: 416,
+  /** A recipient that is not an age X25519 recipient (`age1…`), or none configured for the target. */
+  invalid_recipient: 400,
+  /** A configuration document the gateway would not run (the detail names the field). */
+  invalid_config: 400,
   /** The HTTP parser refused the request before any route saw it. */
   malformed_request: 400,
   headers_too_large: 431,
@@ -25,7 +29,11 @@ export const ERROR_STATUS = {
   checkpointing_disabled: 404,
   method_not_allowed: 405,
   conflict: 409,
+  /** `If-Match` names a version that is no longer the newest (someone else changed it first). */
+  precondition_failed: 412,
   payload_too_large: 413,
+  /** A change that must name the version it replaces came without `If-Match`. */
+  precondition_required: 428,
   // 429 / 503: come back later.
   too_many_requests: 429,
   shutting_down: 503,
@@ -38,6 +46,10 @@ export const ERROR_STATUS = {
   runtime_unimplemented: 500,
   checkpoint_failed: 500,
   bad_gateway: 502,
+  /** Object storage refused an evidence upload or read (a 4xx of its own: expired URL, no such upload). */
+  storage_rejected: 502,
+  /** Object storage could not be reached or answered 5xx, after retries. */
+  storage_unavailable: 503,
   timeout: 504,
   insufficient_storage: 507,
 } as const satisfies Record<string, number>

@@ -98,7 +98,7 @@ export interface ArchiveEntry extends ArchiveInfo {
   sha256Known?: boolean
 }
 
-export function encodeEvent(e: CheckpointEvent): string {
+export function encodeEvent(e: CheckpointEvent | StoreEvent): string {
   return JSON.stringify(e) + '\n'
 }
 
@@ -141,4 +141,44 @@ export function parseEvent(line: string): CheckpointEvent {
     throw new TypeError(`not a checkpoint event: ${line.slice(0, 80)}`)
   }
   return e as CheckpointEvent
+}
+
+/**
+ * Sealing and uploading an archive (agent: POST /checkpoints/{name}/store, NDJSON): progress
+ * events, then `sealed` (every part stored, digests counted on the way) or `failed`.
+ */
+export interface SealingEvent {
+  type: 'sealing'
+  /** Archive bytes read, of `total`; sealed bytes produced so far. */
+  read: number
+  total: number
+  sealed: number
+  time: string
+}
+
+export interface UploadingEvent {
+  type: 'uploading'
+  /** The part just stored and the sealed bytes stored so far. */
+  part: number
+  sentBytes: number
+  time: string
+}
+
+export interface SealedEvent {
+  type: 'sealed'
+  plaintext: { sha256: string; size: number }
+  sealed: { sha256: string; size: number }
+  parts: Array<{ partNumber: number; etag: string; size: number; sha256: string }>
+  time: string
+}
+
+export type StoreEvent = SealingEvent | UploadingEvent | SealedEvent | FailedEvent
+
+const STORE_TYPES = new Set(['sealing', 'uploading', 'sealed', 'failed'])
+
+/** Parses one line of a store stream; throws TypeError for anything else. */
+export function parseStoreEvent(line: string): StoreEvent {
+  const e = JSON.parse(line) as { type?: unknown }
+  if (!e || typeof e !== 'object' || typeof e.type !== 'string' || !STORE_TYPES.has(e.type)) throw new TypeError(`not a store event: ${line.slice(0, 80)}`)
+  return e as StoreEvent
 }

@@ -6,7 +6,7 @@
 import { CheckpointError } from './errors.ts'
 import { archiveMatches, archiveReadings, type Target } from './names.ts'
 
-export type Operation = 'checkpoint:create' | 'checkpoint:read' | 'checkpoint:delete' | 'checkpoint:list'
+export type Operation = 'checkpoint:create' | 'checkpoint:read' | 'checkpoint:delete' | 'checkpoint:list' | 'checkpoint:store'
 
 /** Claims of a grant, beyond the registered ones (iss, aud, exp, iat, jti, sub). */
 export interface GrantClaims {
@@ -30,6 +30,8 @@ export interface GrantClaims {
   sub?: string
   /** For checkpoint:create: why, as the caller said it (`?reason=`), for the signed statement. */
   reason?: string
+  /** For checkpoint:store: SHA-256 (hex) of the exact upload plan body the gateway sent with it. */
+  plan?: string
 }
 
 /** The `aud` of a grant for a node's agent. */

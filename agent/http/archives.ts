@@ -104,6 +104,6 @@ export async function statementKeys(ctx: Ctx, d: AgentDeps): Promise<void> {
 }
 
 /** The target the agent recorded when it wrote the archive; null for one it did not write. */
-function recordedTarget(a: ArchiveEntry): Target | null {
+export function recordedTarget(a: ArchiveEntry): Target | null {
   return a.sha256Known ? { namespace: a.namespace, pod: a.pod, container: a.container } : null
 }

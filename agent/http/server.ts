@@ -12,6 +12,7 @@ import { asCheckpointError, CheckpointError, parserErrorAnswer, PROBLEM_CONTENT_
 import { REQUEST_ID_HEADER, REQUEST_ID_PATTERN } from '../../shared/agent-api.ts'
 import { allowedIdentity } from '../tls.ts'
 import { download, listArchives, removeArchive, statement, statementKeys } from './archives.ts'
+import { store } from './store.ts'
 import { checkpoint } from './checkpoint.ts'
 import type { AgentDeps, Ctx, Handler } from './context.ts'
 import { healthz, metrics, readyz } from './probes.ts'
@@ -32,6 +33,7 @@ export const ROUTES: readonly Route[] = [
   { method: 'HEAD', pattern: /^\/checkpoints\/([^/]+)$/, example: '/checkpoints/x.tar', handler: download },
   { method: 'DELETE', pattern: /^\/checkpoints\/([^/]+)$/, example: '/checkpoints/x.tar', handler: removeArchive },
   { method: 'GET', pattern: /^\/checkpoints\/([^/]+)\/statement$/, example: '/checkpoints/x.tar/statement', handler: statement },
+  { method: 'POST', pattern: /^\/checkpoints\/([^/]+)\/store$/, example: '/checkpoints/x.tar/store', handler: store },
   { method: 'GET', pattern: /^\/statement-keys$/, example: '/statement-keys', handler: statementKeys },
   { method: 'GET', pattern: /^\/healthz$/, example: '/healthz', handler: healthz },
   { method: 'GET', pattern: /^\/readyz$/, example: '/readyz', handler: readyz },

@@ -5,15 +5,19 @@
  * Environment:
  * - GATEWAY_CONFIG (JSON) or GATEWAY_CONFIG_FILE — clusters, auth, policy, grants, limits
  *   (on Node a cluster may give `agentCaFile`/`kube.caFile` instead of inline PEM)
+ * - GATEWAY_CONFIG_SOURCE — `variable` (default: GATEWAY_CONFIG is the configuration) or `store`
+ *   (versions in OPERATIONS_DB, changed through /v1/admin/config; GATEWAY_CONFIG seeds an empty store)
+ * - GATEWAY_CONFIG_REFRESH_MS — how often the store is asked for a newer version (default 30000)
  * - GRANT_SIGNING_KEYS or GRANT_SIGNING_KEYS_FILE — private JWK(s) for grants
  * - GATEWAY_CLIENT_CERT_FILE, GATEWAY_CLIENT_KEY_FILE — the gateway's mTLS identity
  * - kube token secrets named by `clusters.*.kube.tokenSecret`
  * - HOST (default 127.0.0.1), PORT (default 8080), SHUTDOWN_GRACE_MS (default 10000)
  * - TLS_CERT_FILE, TLS_KEY_FILE — serve HTTPS (agents' --grant-jwks-url must be https)
- * - OPERATIONS_DB — node:sqlite file of webhook jobs; required when `hooks` is configured
+ * - OPERATIONS_DB — node:sqlite file of webhook jobs and configuration versions; required when
+ *   `hooks` is configured or GATEWAY_CONFIG_SOURCE=store
  */
 import { readFileSync } from 'node:fs'
-import { parseConfig } from '../config.ts'
+import { configSourceSettings } from '../admin/source.ts'
 import { loadGrantKeys } from '../grants.ts'
 import { startNodeGateway } from './start.ts'
 
@@ -24,10 +28,13 @@ function fromEnvOrFile(name: string): string | undefined {
   return file ? readFileSync(file, 'utf8') : undefined
 }
 
-/** Node-only config conveniences: CA files instead of inline PEM. */
-function inlineFiles(raw: unknown): unknown {
-  const root = raw as { clusters?: Record<string, Record<string, unknown>> }
-  for (const c of Object.values(root.clusters ?? {})) {
+/** Node-only config conveniences: CA files instead of inline PEM (read into a copy: the document keeps the file names). */
+function inlineFiles(document: unknown): unknown {
+  const raw = structuredClone(document)
+  const root = (raw ?? {}) as { clusters?: Record<string, Record<string, unknown>> }
+  if (typeof root !== 'object' || root.clusters === null || typeof root.clusters !== 'object') return raw
+  for (const c of Object.values(root.clusters)) {
+    if (!c || typeof c !== 'object') continue // parseConfig says what is wrong with it
     if (typeof c.agentCaFile === 'string') {
       c.agentCa = readFileSync(c.agentCaFile, 'utf8')
       delete c.agentCaFile
@@ -42,9 +49,11 @@ function inlineFiles(raw: unknown): unknown {
 }
 
 async function main(): Promise<void> {
+  const { kind, refreshMs } = configSourceSettings((n) => process.env[n])
   const rawConfig = fromEnvOrFile('GATEWAY_CONFIG')
-  if (!rawConfig) throw new Error('GATEWAY_CONFIG or GATEWAY_CONFIG_FILE must be set')
-  const config = parseConfig(inlineFiles(JSON.parse(rawConfig)), (n) => process.env[n])
+  // The store needs it only while empty (the seed); a missing one is reported then.
+  if (!rawConfig && kind === 'variable') throw new Error('GATEWAY_CONFIG or GATEWAY_CONFIG_FILE must be set')
+  const document = rawConfig ? JSON.parse(rawConfig) as unknown : undefined
   const keys = await loadGrantKeys(fromEnvOrFile('GRANT_SIGNING_KEYS'))
   const cert = fromEnvOrFile('GATEWAY_CLIENT_CERT')
   const key = fromEnvOrFile('GATEWAY_CLIENT_KEY')
@@ -52,13 +61,16 @@ async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8080)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('PORT must be a port number')
   const operationsDb = process.env.OPERATIONS_DB
-  // Accepted alerts live in this file: no silent default inside whatever directory we started in.
-  if (config.hooks && !operationsDb) throw new Error('OPERATIONS_DB must name the node:sqlite file for webhook operations (hooks is configured)')
+  // Accepted alerts and configuration versions live in this file: no silent default inside whatever directory we started in.
+  if (kind === 'store' && !operationsDb) throw new Error('OPERATIONS_DB must name the node:sqlite file that keeps configuration versions (GATEWAY_CONFIG_SOURCE=store)')
+  const hooks = (document as { hooks?: unknown } | undefined)?.hooks !== undefined
+  if (hooks && !operationsDb) throw new Error('OPERATIONS_DB must name the node:sqlite file for webhook operations (hooks is configured)')
   const tlsCert = fromEnvOrFile('TLS_CERT')
   const tlsKey = fromEnvOrFile('TLS_KEY')
   if (!tlsCert !== !tlsKey) throw new Error('TLS_CERT(_FILE) and TLS_KEY(_FILE) go together')
   const gw = await startNodeGateway({
-    config, keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port,
+    source: { kind, document, refreshMs, secret: (n) => process.env[n], resolve: inlineFiles },
+    keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port,
     ...(operationsDb ? { operationsDb } : {}),
     ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey } } : {}),
   })

@@ -1,20 +1,41 @@
 /**
  * The gateway on Node: the app composed with the Node adapters — undici mTLS transports, the
- * node:http server, node:sqlite operation records and the in-process job queue. Tests and main.ts
- * call {@link startNodeGateway}; it has no process side effects of its own.
+ * node:http server, node:sqlite for operation records and configuration versions, and the
+ * in-process job queue. Tests and main.ts call {@link startNodeGateway}; it has no process side
+ * effects of its own.
  */
+import { DEFAULT_REFRESH_MS, storeSource, variableSource } from '../admin/source.ts'
+import { sqlConfigStore } from '../admin/store.ts'
+import type { SourceKind } from '../admin/model.ts'
 import { createGateway } from '../app.ts'
-import type { GatewayConfig } from '../config.ts'
+import { parseConfig, type GatewayConfig } from '../config.ts'
 import type { Clock, Log } from '../context.ts'
 import type { GrantKeys } from '../grants.ts'
+import { createLiveGateway, type LiveGateway } from '../live.ts'
 import { sqlOperationStore } from '../operations/store.ts'
 import { nodeJobQueue, type NodeJobQueueOptions } from './queue.ts'
 import { serveFetch, type FetchHandler, type Served } from './server.ts'
 import { sqliteDriver } from './sqlite.ts'
 import { nodeAgentTransport, nodeKubeTransport, type ClientIdentity } from './transport.ts'
 
+/** A configuration document and where it lives (`GATEWAY_CONFIG_SOURCE`): the gateway follows its versions. */
+export interface NodeConfigSource {
+  kind: SourceKind
+  /** The `GATEWAY_CONFIG` document: the configuration (variable), or the seed of an empty store. */
+  document?: unknown
+  /** Looks up secrets the document names (Kubernetes tokens, the Grafana HMAC key). */
+  secret(name: string): string | undefined
+  /** Node conveniences applied before validation (CA files read into PEM): see main.ts. */
+  resolve?(raw: unknown): unknown
+  /** Default 30000 (functions/admin/source.ts). */
+  refreshMs?: number
+}
+
 export interface NodeGatewayOptions {
-  config: GatewayConfig
+  /** A parsed configuration, fixed for the life of the process (no admin API). Give this or `source`. */
+  config?: GatewayConfig
+  /** The configuration as a document from a source: versions followed, /v1/admin/config served. */
+  source?: NodeConfigSource
   keys: GrantKeys
   client: ClientIdentity
   host?: string
@@ -23,26 +44,58 @@ export interface NodeGatewayOptions {
   tls?: { cert: string; key: string }
   log?: Log
   clock?: Clock
-  /** node:sqlite file for operation records (default in memory: lost on restart). Used when `config.hooks` is set. */
+  /**
+   * node:sqlite file for operation records and, with the store source, configuration versions
+   * (default in memory: lost on restart). Opened when the configuration has `hooks` or the source is the store.
+   */
   operationsDb?: string
   queue?: Pick<NodeJobQueueOptions, 'concurrency' | 'capacity' | 'sweepMs'>
 }
 
+const hasHooks = (doc: unknown) => !!doc && typeof doc === 'object' && (doc as Record<string, unknown>).hooks !== undefined
+
 /**
  * @example
- * const gw = await startNodeGateway({ config, keys, client: { cert, key }, port: 0 })
+ * const gw = await startNodeGateway({ source: { kind: 'store', document, secret: (n) => process.env[n] }, keys, client: { cert, key }, port: 0, operationsDb })
  * await fetch(gw.url + '/healthz'); await gw.close()
  */
 export async function startNodeGateway(options: NodeGatewayOptions): Promise<Served> {
+  const { source } = options
+  if (!options.config === !source) throw new TypeError('startNodeGateway: give exactly one of config and source')
   const agents = nodeAgentTransport(options.client)
   const kube = nodeKubeTransport()
   const clock = options.clock ?? { now: Date.now }
   const log: Log = options.log ?? ((line) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n'))
-  const db = options.config.hooks ? sqliteDriver(options.operationsDb ?? ':memory:') : undefined
+  const wantsDb = options.config ? options.config.hooks !== undefined : source!.kind === 'store' || hasHooks(source!.document)
+  const db = wantsDb ? sqliteDriver(options.operationsDb ?? ':memory:') : undefined
   const store = db && sqlOperationStore(db)
   const jobs = store && nodeJobQueue({ store, run: (id) => gateway.runOperation(id), now: () => clock.now(), log, ...options.queue })
-  const gateway = createGateway({ config: options.config, agents, kube, keys: options.keys, clock, log, ...(store && jobs ? { operations: { store, queue: jobs } } : {}) })
-  const served = await serveFetch(gateway.app.fetch as unknown as FetchHandler, { host: options.host ?? '127.0.0.1', port: options.port ?? 8080, ...(options.tls ? { tls: options.tls } : {}) })
+  const operations = store && jobs ? { store, queue: jobs } : undefined
+  const deps = { agents, kube, keys: options.keys, clock, log }
+  let gateway: Pick<LiveGateway, 'fetch' | 'runOperation' | 'sweepOperations'>
+  if (options.config) {
+    const fixed = createGateway({ ...deps, config: options.config, ...(operations ? { operations } : {}) })
+    gateway = { fetch: async (req, env, ctx) => fixed.app.fetch(req, env as never, ctx as never), runOperation: fixed.runOperation, sweepOperations: fixed.sweepOperations }
+  } else {
+    const s = source!
+    const validate = (raw: unknown) => parseConfig(s.resolve ? s.resolve(raw) : raw, s.secret)
+    const live = createLiveGateway({
+      source: s.kind === 'store' ? storeSource({ store: sqlConfigStore(db!), seed: s.document, validate, clock }) : variableSource(s.document),
+      validate,
+      deps,
+      ...(operations ? { operations } : {}),
+      refreshMs: s.refreshMs ?? DEFAULT_REFRESH_MS,
+    })
+    try {
+      await live.current() // a configuration that cannot run stops the start, as before
+    } catch (err) {
+      db?.close()
+      await Promise.all([agents.close(), kube.close()])
+      throw err
+    }
+    gateway = live
+  }
+  const served = await serveFetch(gateway.fetch as FetchHandler, { host: options.host ?? '127.0.0.1', port: options.port ?? 8080, ...(options.tls ? { tls: options.tls } : {}) })
   await jobs?.start()
   return {
     ...served,

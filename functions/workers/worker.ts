@@ -1,14 +1,19 @@
 /**
- * Cloudflare Workers entry. Config comes from vars and secrets (see wrangler.toml); the agent is
- * reached through the cluster's `mtls_certificates` binding (in miniflare: a `network` service
- * with `tlsOptions`, which has the same `fetch`). The app is built once per isolate, so the
- * remote JWKS cache and the pod → node cache live as long as the isolate.
+ * Cloudflare Workers entry. Config comes from vars and secrets (see wrangler.toml): the
+ * `GATEWAY_CONFIG` variable, or with `GATEWAY_CONFIG_SOURCE=store` versioned documents in the
+ * `OPERATIONS_DB` D1 database (seeded from the variable). The agent is reached through the
+ * cluster's `mtls_certificates` binding (in miniflare: a `network` service with `tlsOptions`,
+ * which has the same `fetch`). One live gateway per isolate (functions/live.ts): the app of the
+ * active version, rebuilt when a newer version is found, so the remote JWKS cache lives as long
+ * as the isolate and the pod → node cache as long as the version.
  */
 import { CheckpointError } from '../../shared/errors.ts'
-import { createGateway } from '../app.ts'
-import { agentBase, parseConfig } from '../config.ts'
+import { configSourceSettings, storeSource, variableSource } from '../admin/source.ts'
+import { sqlConfigStore } from '../admin/store.ts'
+import { agentBase, jsonValue, parseConfig, type GatewayConfig } from '../config.ts'
 import type { AgentTransport, KubeTransport } from '../context.ts'
 import { loadGrantKeys } from '../grants.ts'
+import { createLiveGateway, type LiveGateway } from '../live.ts'
 import { sqlOperationStore } from '../operations/store.ts'
 import { problemResponse } from '../problem.ts'
 import { d1Driver, type D1Like } from './d1.ts'
@@ -26,6 +31,9 @@ interface ExecutionContextLike {
 
 type WorkerEnv = Record<string, unknown> & {
   GATEWAY_CONFIG?: unknown
+  /** `variable` (default) or `store`; and how often an isolate looks for a newer version (ms, default 30000). */
+  GATEWAY_CONFIG_SOURCE?: string
+  GATEWAY_CONFIG_REFRESH_MS?: string
   GRANT_SIGNING_KEYS?: string
   /** D1 database of operation records and the Queues producer for checkpoint jobs (see wrangler.toml). */
   OPERATIONS_DB?: D1Like
@@ -39,9 +47,10 @@ function binding(env: WorkerEnv, name: string): FetcherLike {
   return b
 }
 
-async function build(env: WorkerEnv) {
-  const raw = typeof env.GATEWAY_CONFIG === 'string' ? JSON.parse(env.GATEWAY_CONFIG) : env.GATEWAY_CONFIG
-  const config = parseConfig(raw, (name) => (typeof env[name] === 'string' ? (env[name] as string) : undefined))
+async function build(env: WorkerEnv): Promise<LiveGateway> {
+  const vars = (name: string) => (typeof env[name] === 'string' ? (env[name] as string) : undefined)
+  // wrangler.toml may give the interval as a TOML number.
+  const { kind, refreshMs } = configSourceSettings((name) => (typeof env[name] === 'number' ? String(env[name]) : vars(name)))
   const keys = await loadGrantKeys(env.GRANT_SIGNING_KEYS)
   const agents: AgentTransport = {
     fetch: (cl, node, path, init) => binding(env, cl.mtlsBinding).fetch(agentBase(cl, node) + path, init),
@@ -52,59 +61,67 @@ async function build(env: WorkerEnv) {
       return cl.kube!.binding ? binding(env, cl.kube!.binding).fetch(url, init) : fetch(url, init)
     },
   }
-  let operations
-  if (config.hooks) {
+  const db = env.OPERATIONS_DB && d1Driver(env.OPERATIONS_DB)
+  const operations = db && env.CHECKPOINT_JOBS ? { store: sqlOperationStore(db), queue: cloudflareQueue(env.CHECKPOINT_JOBS) } : undefined
+  const validate = (raw: unknown): GatewayConfig => {
+    const config = parseConfig(raw, vars)
     // Webhooks configured without their storage would answer 404, which Alertmanager does not
-    // retry: the alerts would be lost. A configuration error (500, retried) instead.
-    const missing = [['OPERATIONS_DB', env.OPERATIONS_DB], ['CHECKPOINT_JOBS', env.CHECKPOINT_JOBS]].filter(([, v]) => !v).map(([n]) => n)
-    if (missing.length) throw new Error(`hooks are configured but binding ${missing.join(' and ')} is missing (see wrangler.toml)`)
-    operations = { store: sqlOperationStore(d1Driver(env.OPERATIONS_DB!)), queue: cloudflareQueue(env.CHECKPOINT_JOBS!) }
+    // retry: the alerts would be lost. A configuration error instead (500 at start, retried; 400 for a change).
+    if (config.hooks && !operations) {
+      const missing = [['OPERATIONS_DB', env.OPERATIONS_DB], ['CHECKPOINT_JOBS', env.CHECKPOINT_JOBS]].filter(([, v]) => !v).map(([n]) => n)
+      throw new Error(`config: hooks are configured but binding ${missing.join(' and ')} is missing (see wrangler.toml)`)
+    }
+    return config
   }
-  return createGateway({
-    config,
-    agents,
-    kube,
-    keys,
-    clock: { now: Date.now },
-    log: (line) => console.log(JSON.stringify(line)),
+  const seed = env.GATEWAY_CONFIG === undefined ? undefined : jsonValue(env.GATEWAY_CONFIG, 'GATEWAY_CONFIG')
+  const clock = { now: Date.now }
+  let source
+  if (kind === 'store') {
+    if (!db) throw new Error('GATEWAY_CONFIG_SOURCE=store keeps the configuration in the OPERATIONS_DB D1 database: the binding is missing (see wrangler.toml)')
+    source = storeSource({ store: sqlConfigStore(db), seed, validate, clock })
+  } else {
+    source = variableSource(seed)
+  }
+  return createLiveGateway({
+    source,
+    validate,
+    deps: { agents, kube, keys, clock, log: (line) => console.log(JSON.stringify(line)) },
     ...(operations ? { operations } : {}),
+    refreshMs,
   })
 }
 
-let app: ReturnType<typeof build> | undefined
+let live: Promise<LiveGateway> | undefined
+
+/** The isolate's live gateway; a failure to set it up is retried by the next event. */
+function liveOf(env: WorkerEnv): Promise<LiveGateway> {
+  return (live ??= build(env).catch((err) => {
+    live = undefined
+    throw err
+  }))
+}
 
 export default {
   async fetch(request: Request, env: WorkerEnv, ctx: ExecutionContextLike): Promise<Response> {
-    app ??= build(env)
-    let built: Awaited<ReturnType<typeof build>>
+    let gateway: LiveGateway
     try {
-      built = await app
+      gateway = await liveOf(env)
     } catch (err) {
-      app = undefined
       console.log(JSON.stringify({ type: 'error', error: `configuration: ${(err as Error).message}` }))
       return problemResponse(new CheckpointError('internal', 'gateway misconfigured'))
     }
-    return built.app.fetch(request, env, ctx as never)
+    return gateway.fetch(request, env, ctx)
   },
 
   /** Checkpoint jobs queued by /v1/hooks/*; a configuration error leaves the batch for redelivery. */
   async queue(batch: { messages: readonly QueueMessageLike[] }, env: WorkerEnv): Promise<void> {
-    app ??= build(env)
-    const built = await app.catch((err) => {
-      app = undefined
-      throw err
-    })
-    await consumeBatch(batch.messages, (id) => built.runOperation(id), (line) => console.log(JSON.stringify(line)))
+    const gateway = await liveOf(env)
+    await consumeBatch(batch.messages, (id) => gateway.runOperation(id), (line) => console.log(JSON.stringify(line)))
   },
 
   /** Cron trigger: re-sends queued jobs whose message was lost and running ones whose worker died. */
   async scheduled(_controller: unknown, env: WorkerEnv): Promise<void> {
-    app ??= build(env)
-    const built = await app.catch((err) => {
-      app = undefined
-      throw err
-    })
-    const n = await built.sweepOperations()
+    const n = await (await liveOf(env)).sweepOperations()
     if (n > 0) console.log(JSON.stringify({ type: 'operations_swept', count: n }))
   },
 }

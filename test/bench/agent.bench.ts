@@ -54,6 +54,7 @@ import { counter } from '../runtime/workloads.ts'
 import { agentListening, stopChild as stopChildAfter } from '../support/process.ts'
 import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
+import { emit, median, noter, round } from './figures.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const MiB = 1 << 20
@@ -74,26 +75,7 @@ const ONLY = new Set((process.env.BENCH_ONLY ?? 'overhead,download,rss').split('
 
 // ---- output --------------------------------------------------------------------------------
 
-const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits
-
-function emit(name: string, value: number, unit: string, baseline?: number): void {
-  const line: Record<string, unknown> = { name, value: round(value, 2), unit }
-  if (baseline !== undefined) {
-    line.baseline = round(baseline, 2)
-    line.ratio = round(value / baseline, 3)
-  }
-  process.stdout.write(JSON.stringify(line) + '\n')
-}
-
-function note(msg: string): void {
-  process.stderr.write(`# agent.bench: ${msg}\n`)
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
+const note = noter('agent.bench')
 
 const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' ')
 

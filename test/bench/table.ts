@@ -25,12 +25,14 @@ const GOALS: Record<string, [string, (f: Figure) => boolean]> = {
   'gateway.node.download_throughput': ['ratio ≥ 1.1 (nginx reverse proxy)', (f) => (f.ratio ?? 0) >= 1.1],
   'gateway.node.rss_streaming_max': ['≤ 100 MiB', (f) => f.value <= 100],
   'worker.bundle.gzip': ['≤ 150 KiB', (f) => f.value <= 150],
+  seal_mb_per_cpu_s: ['ratio ≥ 1.0 (zstd -3 | age, Debian)', (f) => (f.ratio ?? 0) >= 1],
+  seal_rss_growth: ['≤ 32 MiB', (f) => f.value <= 32],
   'policy.decide_allow': ['≤ 5 µs at 5,000 rules', (f) => f.value <= 5],
   'policy.decide_deny': ['≤ 5 µs at 5,000 rules', (f) => f.value <= 5],
   'policy.filter_1000_archives': ['≤ 2 ms', (f) => f.value <= 2],
 }
 /** Which npm script measures a figure, by name prefix. */
-const HOW: Array<[string, string]> = [['agent_', 'npm run bench:agent'], ['gateway.', 'npm run bench:gateway'], ['worker.', 'npm run bench:gateway'], ['policy.', 'npm run bench policy']]
+const HOW: Array<[string, string]> = [['agent_', 'npm run bench:agent'], ['gateway.', 'npm run bench:gateway'], ['worker.', 'npm run bench:gateway'], ['policy.', 'npm run bench policy'], ['seal_', 'npm run bench:seal'], ['age_', 'npm run bench:seal']]
 
 const BEGIN = '<!-- bench:begin -->'
 const END = '<!-- bench:end -->'

@@ -7,23 +7,29 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { Ajv2020 } from 'ajv/dist/2020.js'
+import { variableSource } from '../../functions/admin/source.ts'
 import { createGateway } from '../../functions/app.ts'
 import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
 import { OPENAPI } from '../../functions/openapi.ts'
 import { ERROR_STATUS, type ErrorCode } from '../../shared/errors.ts'
+import { adminSuite, nodeAdminTarget } from './admin.suite.ts'
 import { gatewaySuite } from './gateway.suite.ts'
 import { hooksSuite } from './hooks-fixtures/suite.ts'
 import { nodeHooksTarget, tempDir } from './hooks-fixtures/targets.ts'
-import { nodeTarget } from './targets.ts'
+import { nodeTarget, type GatewayUnderTest } from './targets.ts'
 import { makeWorld } from './fixtures.ts'
 
 type Doc = typeof OPENAPI
 type Operation = { responses: Record<string, { content?: Record<string, { schema: object }> }>; 'x-error-codes': readonly ErrorCode[] }
-type MakeTarget = typeof nodeTarget
+type MakeTarget<T extends GatewayUnderTest = GatewayUnderTest> = (world: Parameters<typeof nodeTarget>[0], raw: Record<string, unknown>) => Promise<T>
 
-/** Codes only the agent speaks to the gateway; a caller sees them as 502 bad_gateway (agentCode). */
-const AGENT_ONLY: ErrorCode[] = ['invalid_grant', 'grant_mismatch', 'method_not_allowed']
+/**
+ * Codes only the agent speaks to the gateway (a caller sees them as 502 bad_gateway with
+ * agentCode), and the agent's store route's codes, which no gateway route passes on until the
+ * vault's `?store=vault` lands (functions/README.md, "Evidence vault").
+ */
+const AGENT_ONLY: ErrorCode[] = ['invalid_grant', 'grant_mismatch', 'method_not_allowed', 'invalid_recipient', 'storage_rejected', 'storage_unavailable']
 const METHODS = ['get', 'post', 'delete', 'put', 'patch'] as const
 
 const doc = OPENAPI as unknown as Doc & { paths: Record<string, Partial<Record<(typeof METHODS)[number], Operation>>> }
@@ -56,13 +62,15 @@ describe('the OpenAPI document', () => {
     try {
       const raw = world.rawConfig()
       const withHooks = { ...raw, hooks: { select: [{ checkpoint: 'true' }] } }
+      const config = parseConfig(withHooks, () => 'secret')
       const { app } = createGateway({
-        config: parseConfig(withHooks, () => 'secret'),
+        config,
         agents: { fetch: async () => new Response(null, { status: 502 }) },
         keys: await loadGrantKeys(world.grantKeys),
         clock: { now: Date.now },
         log: () => {},
         operations: { store: {} as never, queue: {} as never },
+        admin: { source: variableSource(withHooks), validate: () => config, activate: async () => {} },
       })
       const registered = new Set(app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:([a-z]+)/gi, '{$1}')}`))
       const documented = new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => (METHODS as readonly string[]).includes(m)).map((m) => `${m.toUpperCase()} ${p}`)))
@@ -89,7 +97,7 @@ describe('the OpenAPI document', () => {
 })
 
 /** Wraps a target so every response it returns is checked against the document, in the background. */
-function checked(make: MakeTarget, problems: string[], counts: { checked: number }): MakeTarget {
+function checked<T extends GatewayUnderTest>(make: MakeTarget<T>, problems: string[], counts: { checked: number }): MakeTarget<T> {
   return async (world, raw) => {
     const t = await make(world, raw)
     const pending: Promise<void>[] = []
@@ -141,6 +149,7 @@ describe('real responses fit the document', { timeout: 120_000 }, () => {
   const tmp = tempDir()
   describe('gateway suite', () => gatewaySuite(checked(nodeTarget, problems, counts)))
   describe('webhook suite', () => hooksSuite(checked(nodeHooksTarget({ dbFile: `${tmp.dir}/operations.sqlite` }), problems, counts)))
+  describe('admin suite', () => adminSuite({ store: checked(nodeAdminTarget('store'), problems, counts), variable: checked(nodeAdminTarget('variable'), problems, counts) }))
   after(() => {
     tmp.remove()
     console.log(JSON.stringify({ name: 'openapi_bodies_checked', value: counts.checked, unit: 'bodies' }))

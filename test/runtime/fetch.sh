@@ -69,21 +69,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
 
-download() { # suite, packages...
-  local suite=$1; shift
-  local d="$work/$suite"
-  mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" >"$d/sources.list"
-  local opts=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o "Dir::State::Lists=$d/lists" -o Dir::State::status=/dev/null -o "Dir::Cache=$d/cache"
-    -o Debug::NoLocking=1 -o APT::Sandbox::User=root -qq)
-  apt-get "${opts[@]}" update >&2
-  (cd "$d/debs" && apt-get "${opts[@]}" download "$@" >&2)
-  for deb in "$d"/debs/*.deb; do dpkg -x "$deb" "$cache.tmp/$suite"; done
-}
+# shellcheck source=apt-download.sh
+. "$(dirname "$0")/apt-download.sh"
 
-download sid "${sid_pkgs[@]}"
-download bookworm "${bookworm_pkgs[@]}"
+download "$cache.tmp" sid "${sid_pkgs[@]}"
+download "$cache.tmp" bookworm "${bookworm_pkgs[@]}"
 
 bin="$cache.tmp/bin"
 mkdir -p "$bin"

@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
+import { randomFillSync } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 
@@ -26,6 +27,8 @@ export interface FakeBehaviour {
   /** CheckpointContainer: wait this long, then write `archiveBytes` bytes (or fail with `checkpointError`). */
   checkpointDelayMs: number
   archiveBytes: number
+  /** Random (incompressible) archive bytes instead of one repeated byte. */
+  randomArchive?: boolean
   checkpointError?: { code: number; details: string }
   /** Never answer CheckpointContainer (until the server stops). */
   hang: boolean
@@ -126,7 +129,10 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
           const fh = await open(call.request.location, 'a', 0o600)
           try {
             const chunk = Buffer.alloc(Math.min(b.archiveBytes, 1 << 20), 7)
-            for (let left = b.archiveBytes; left > 0; left -= chunk.length) await fh.write(chunk, 0, Math.min(left, chunk.length))
+            for (let left = b.archiveBytes; left > 0; left -= chunk.length) {
+              if (b.randomArchive) randomFillSync(chunk)
+              await fh.write(chunk, 0, Math.min(left, chunk.length))
+            }
           } catch (err) {
             return cb(fail(grpc.status.UNKNOWN, `writing checkpoint ${call.request.location}: ${(err as Error).message}`))
           } finally {

@@ -1,0 +1,113 @@
+/**
+ * The two configuration sources a deployment chooses between (`GATEWAY_CONFIG_SOURCE`):
+ *
+ * - `variable` (the default): the `GATEWAY_CONFIG` document, read-only; version 0.
+ * - `store`: versioned documents in the gateway's database (store.ts). When the store is empty the
+ *   first isolate to look seeds it from `GATEWAY_CONFIG` (version 1, author `GATEWAY_CONFIG`);
+ *   after that the variable is not read.
+ *
+ * Runtime-neutral: the entries hand in the store (over D1 or node:sqlite) and the validation.
+ */
+import { CheckpointError } from '../../shared/errors.ts'
+import type { Clock } from '../context.ts'
+import { capSummary, summarize } from './diff.ts'
+import { SOURCE_KINDS, type ConfigSource, type ConfigStore, type ConfigVersion, type SourceKind } from './model.ts'
+
+/** How often an isolate asks the source for a newer version, unless `GATEWAY_CONFIG_REFRESH_MS` says otherwise. */
+export const DEFAULT_REFRESH_MS = 30_000
+const MAX_REFRESH_MS = 300_000
+/** The author of the version a store is seeded with. */
+export const SEED_AUTHOR = 'GATEWAY_CONFIG'
+
+/**
+ * The deployment's choice, from its environment (Workers vars, Node env): `GATEWAY_CONFIG_SOURCE`
+ * (`variable` | `store`) and `GATEWAY_CONFIG_REFRESH_MS` (0..300000, default 30000). A bad value
+ * is a plain `Error`, like the rest of the configuration.
+ *
+ * @example
+ * const { kind, refreshMs } = configSourceSettings((name) => process.env[name])
+ */
+export function configSourceSettings(env: (name: string) => string | undefined): { kind: SourceKind; refreshMs: number } {
+  const kind = env('GATEWAY_CONFIG_SOURCE') || 'variable'
+  if (!(SOURCE_KINDS as readonly string[]).includes(kind)) throw new Error(`GATEWAY_CONFIG_SOURCE must be one of ${SOURCE_KINDS.join(', ')} (got ${JSON.stringify(kind)})`)
+  const r = env('GATEWAY_CONFIG_REFRESH_MS')
+  const refreshMs = r === undefined || r === '' ? DEFAULT_REFRESH_MS : Number(r)
+  if (!Number.isInteger(refreshMs) || refreshMs < 0 || refreshMs > MAX_REFRESH_MS) throw new Error(`GATEWAY_CONFIG_REFRESH_MS must be whole milliseconds 0..${MAX_REFRESH_MS}`)
+  return { kind: kind as SourceKind, refreshMs }
+}
+
+/** `"<version>-<16 hex of the SHA-256 of the document>"`: a new tag for every version, even one that repeats an older text. */
+export async function etagOf(version: number, document: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(document)))
+  const hex = [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
+  return `"${version}-${hex}"`
+}
+
+const EMPTY_SUMMARY = summarize({}, {})
+
+/**
+ * `GATEWAY_CONFIG` as the only version there is (0). Changes answer `conflict`: they take a deploy.
+ *
+ * @example
+ * const source = variableSource(JSON.parse(env.GATEWAY_CONFIG))
+ */
+export function variableSource(document: unknown): ConfigSource {
+  const text = JSON.stringify(document ?? null)
+  let version: Promise<ConfigVersion> | undefined
+  const latest = () => (version ??= etagOf(0, text).then((etag) => ({ version: 0, etag, document: text, author: SEED_AUTHOR, createdAt: 0, summary: EMPTY_SUMMARY })))
+  return {
+    kind: 'variable',
+    head: async () => {
+      const v = await latest()
+      return { version: v.version, etag: v.etag }
+    },
+    latest,
+    async append() {
+      throw new CheckpointError('conflict', 'the configuration comes from the GATEWAY_CONFIG variable (GATEWAY_CONFIG_SOURCE=variable) and is read-only here: change it with a deploy, or move to GATEWAY_CONFIG_SOURCE=store', { extra: { source: 'variable' } })
+    },
+    history: async () => [],
+  }
+}
+
+/**
+ * Versions in `store`; an empty store is seeded from `seed` (the `GATEWAY_CONFIG` document), which
+ * must pass `validate` like any change. Two isolates seeding at once store it once.
+ *
+ * @example
+ * const source = storeSource({ store: sqlConfigStore(d1Driver(env.OPERATIONS_DB)), seed, validate, clock })
+ */
+export function storeSource(o: { store: ConfigStore; seed: unknown; validate: (raw: unknown) => unknown; clock: Clock }): ConfigSource {
+  const { store } = o
+  const seed = async (): Promise<void> => {
+    if (o.seed === undefined) throw new Error('config: the configuration store is empty and GATEWAY_CONFIG (its seed) is not set')
+    o.validate(o.seed)
+    const document = JSON.stringify(o.seed)
+    // False when another isolate seeded first: its version 1 stands.
+    await store.append({ version: 1, etag: await etagOf(1, document), document, author: SEED_AUTHOR, createdAt: o.clock.now(), summary: capSummary(summarize(null, o.seed)) })
+  }
+  const must = <T>(v: T | null): T => {
+    if (v === null) throw new Error('config: the configuration store is empty after seeding it')
+    return v
+  }
+  return {
+    kind: 'store',
+    async head() {
+      const h = await store.head()
+      if (h) return h
+      await seed()
+      return must(await store.head())
+    },
+    async latest() {
+      const v = await store.latest()
+      if (v) return v
+      await seed()
+      return must(await store.latest())
+    },
+    async append({ base, document, author, summary }) {
+      const version = base.version + 1
+      const v: ConfigVersion = { version, etag: await etagOf(version, document), document, author, createdAt: o.clock.now(), summary: capSummary(summary) }
+      return (await store.append(v)) ? v : null
+    },
+    history: (limit) => store.history(limit),
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The evidence vault, gateway side: which investigators an archive is sealed to, where it goes,
+ * and the store itself — create a multipart upload, presign one URL per part, hand the agent a
+ * plan bound to its grant by digest, relay its progress, check every part it reports against what
+ * the storage holds, complete, and record a manifest beside the object. Bytes never pass through
+ * the gateway; the node never holds a storage credential; an upload that fails is aborted, so
+ * nothing partial is ever listed.
+ */
+import { CheckpointError, isErrorCode } from '../../shared/errors.ts'
+import { parseStoreEvent, type SealedEvent, type StoreEvent } from '../../shared/events.ts'
+import { AGENT_PATHS, type UploadPlanBody } from '../../shared/agent-api.ts'
+import type { Target } from '../../shared/names.ts'
+import { globToRegExp } from '../authz.ts'
+import { StorageError, type S3Client, type S3Options } from './s3.ts'
+
+export interface RecipientRule {
+  id: string
+  clusters: RegExp[]
+  namespaces: RegExp[]
+  recipients: string[]
+}
+
+export interface VaultConfig {
+  backend: 's3'
+  s3: S3Options
+  /** Bytes per part (S3: 5 MiB .. 5 GiB); default 16 MiB. */
+  partSizeBytes: number
+  /** Lifetime of each presigned part URL; default 900 s. */
+  urlTtlSec: number
+  /** `always`: every checkpoint is stored; `request`: when asked (`?store=vault`). */
+  store: 'request' | 'always'
+  /** Keep the archive on the node after a verified upload (retention still applies). Default true. */
+  keepOnNode: boolean
+  recipients: RecipientRule[]
+}
+
+const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/
+
+/**
+ * Parses the `vault` section. S3 credentials are secrets named here (`accessKeyIdSecret`,
+ * `secretAccessKeySecret`), resolved by `secret`.
+ *
+ * @example
+ * parseVaultConfig({ backend: 's3', s3: { endpoint: 'https://s3.eu-west-1.amazonaws.com', bucket: 'evidence', region: 'eu-west-1',
+ *   accessKeyIdSecret: 'S3_ACCESS_KEY_ID', secretAccessKeySecret: 'S3_SECRET_ACCESS_KEY' },
+ *   recipients: [{ id: 'ir', clusters: ['*'], namespaces: ['*'], recipients: ['age1…'] }] }, (n) => env[n])
+ */
+export function parseVaultConfig(raw: unknown, secret: (name: string) => string | undefined): VaultConfig {
+  const v = (raw ?? {}) as Record<string, any>
+  const fail = (what: string) => new Error(`config: vault.${what}`)
+  if (v.backend !== 's3') throw fail('backend must be "s3"')
+  const s3 = (v.s3 ?? {}) as Record<string, unknown>
+  const need = (k: string) => {
+    if (typeof s3[k] !== 'string' || s3[k] === '') throw fail(`s3.${k} is required`)
+    return s3[k] as string
+  }
+  const fromSecret = (k: string) => {
+    const name = need(k)
+    const value = secret(name)
+    if (!value) throw fail(`s3.${k}: secret ${name} is not set`)
+    return value
+  }
+  const partMiB = v.partSizeMiB ?? 16
+  if (!Number.isInteger(partMiB) || partMiB < 5 || partMiB > 5120) throw fail('partSizeMiB must be a whole number 5..5120')
+  const ttl = v.urlTtlSec ?? 900
+  if (!Number.isInteger(ttl) || ttl < 60 || ttl > 604_800) throw fail('urlTtlSec must be 60..604800')
+  if (v.store !== undefined && v.store !== 'request' && v.store !== 'always') throw fail('store must be "request" or "always"')
+  if (v.keepOnNode !== undefined && typeof v.keepOnNode !== 'boolean') throw fail('keepOnNode must be true or false')
+  if (!Array.isArray(v.recipients)) throw fail('recipients must be a list of rules')
+  const rules = v.recipients.map((r: Record<string, unknown>, i: number): RecipientRule => {
+    const id = typeof r?.id === 'string' && r.id ? r.id : `recipients-${i}`
+    const globs = (k: string) => {
+      const l = r?.[k]
+      if (!Array.isArray(l) || l.length === 0 || !l.every((x) => typeof x === 'string' && x)) throw fail(`${id}.${k} must be a list of globs`)
+      return (l as string[]).map(globToRegExp)
+    }
+    const list = r?.recipients
+    if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'string' && AGE_RECIPIENT.test(x))) throw fail(`${id}.recipients must be age X25519 recipients (age1…)`)
+    return { id, clusters: globs('clusters'), namespaces: globs('namespaces'), recipients: list as string[] }
+  })
+  return {
+    backend: 's3',
+    s3: {
+      endpoint: need('endpoint'), bucket: need('bucket'), accessKeyId: fromSecret('accessKeyIdSecret'), secretAccessKey: fromSecret('secretAccessKeySecret'),
+      ...(typeof s3.region === 'string' ? { region: s3.region } : {}), ...(s3.style === 'virtual' ? { style: 'virtual' as const } : {}),
+    },
+    partSizeBytes: partMiB * 1024 * 1024,
+    urlTtlSec: ttl,
+    store: v.store ?? 'request',
+    keepOnNode: v.keepOnNode ?? true,
+    recipients: rules,
+  }
+}
+
+/** Every recipient of every rule that covers the cluster and namespace (no rule: none). */
+export function recipientsFor(cfg: VaultConfig, cluster: string, namespace: string): string[] {
+  const out = new Set<string>()
+  for (const r of cfg.recipients) {
+    if (r.clusters.some((re) => re.test(cluster)) && r.namespaces.some((re) => re.test(namespace))) for (const x of r.recipients) out.add(x)
+  }
+  return [...out]
+}
+
+/** Where a sealed archive lives in the bucket. */
+export function objectKey(cluster: string, t: Target, archiveName: string): string {
+  return `${cluster}/${t.namespace}/${t.pod}/${t.container}/${archiveName}.zst.age`
+}
+
+/**
+ * How many parts to presign for an archive of `size` bytes: the sealed object is at most the
+ * archive (zstd's worst case adds under 0.1 % on incompressible data) plus age's 16 bytes per
+ * 64 KiB chunk and its header; one part more for safety. Unused URLs simply expire.
+ */
+export function partsFor(size: number, partSize: number): number {
+  const worst = size + Math.ceil(size / 1000) + Math.ceil(size / 65_536) * 16 + 64 * 1024
+  return Math.max(1, Math.ceil(worst / partSize)) + 1
+}
+
+/** A short fingerprint of a recipient, for metadata and listings (not a secret: recipients are public). */
+export async function recipientFingerprint(recipient: string): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(recipient)))
+  return Array.from(d.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+const sha256Hex = async (text: string) => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))), (b) => b.toString(16).padStart(2, '0')).join('')
+
+export interface StoredEvent {
+  type: 'stored'
+  bucket: string
+  key: string
+  plaintext: { sha256: string; size: number }
+  sealed: { sha256: string; size: number }
+  recipients: string[]
+  parts: number
+  time: string
+}
+
+export interface StoreFailedEvent {
+  type: 'store_failed'
+  code: string
+  status: number
+  message: string
+  time: string
+}
+
+export interface StoreRequest {
+  s3: S3Client
+  cfg: VaultConfig
+  cluster: string
+  target: Target
+  archive: { name: string; size: number; sha256: string }
+  recipients: string[]
+  requestId: string
+  /** Signs the agent's store grant for this plan digest (the gateway's grant keys). */
+  grant(planSha256: string): Promise<Record<string, string>>
+  /** POSTs to the agent (mutual TLS, headers deadline): the agent client's `forward` bound to the node. */
+  agent(path: string, init: RequestInit): Promise<Response>
+  /** Receives every progress event (sealing, uploading) and the outcome, NDJSON-ready. */
+  emit(e: StoreEvent | StoredEvent | StoreFailedEvent): void
+  now(): number
+}
+
+/**
+ * Stores one archive in the vault; resolves with the `stored` or `store_failed` event it emitted
+ * last. Never throws for a storage or agent failure: the checkpoint itself has succeeded, and
+ * the archive stays on the node.
+ */
+export async function storeArchive(r: StoreRequest): Promise<StoredEvent | StoreFailedEvent> {
+  const time = () => new Date(r.now()).toISOString()
+  const key = objectKey(r.cluster, r.target, r.archive.name)
+  const fingerprints = await Promise.all(r.recipients.map(recipientFingerprint))
+  let uploadId: string | undefined
+  const failed = async (err: unknown): Promise<StoreFailedEvent> => {
+    const e = err instanceof CheckpointError ? err : err instanceof StorageError ? new CheckpointError(err.code, err.message) : new CheckpointError('internal', String((err as Error)?.message ?? err))
+    if (uploadId) await r.s3.abortMultipartUpload(key, uploadId).catch(() => {})
+    const ev: StoreFailedEvent = { type: 'store_failed', code: e.code, status: e.status, message: e.message, time: time() }
+    r.emit(ev)
+    return ev
+  }
+  try {
+    uploadId = await r.s3.createMultipartUpload(key, { 'archive-name': r.archive.name, 'request-id': r.requestId })
+    const n = partsFor(r.archive.size, r.cfg.partSizeBytes)
+    const urls = await Promise.all(Array.from({ length: n }, (_, i) => r.s3.presignUploadPart(key, uploadId!, i + 1, r.cfg.urlTtlSec)))
+    const body = JSON.stringify({ recipients: r.recipients, partSize: r.cfg.partSizeBytes, urls } satisfies UploadPlanBody)
+    const headers = await r.grant(await sha256Hex(body))
+    const res = await r.agent(AGENT_PATHS.store(r.archive.name), { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/x-ndjson' }, body })
+    const sealed = await relayStore(res, r.emit)
+    // The storage's own list must hold exactly the parts the agent reports, before anything is completed.
+    const held = await r.s3.listParts(key, uploadId)
+    const same = held.length === sealed.parts.length && held.every((p, i) => p.partNumber === sealed.parts[i]!.partNumber && p.etag === sealed.parts[i]!.etag && p.size === sealed.parts[i]!.size)
+    if (!same || sealed.parts.reduce((s, p) => s + p.size, 0) !== sealed.sealed.size) throw new CheckpointError('storage_rejected', 'the parts the storage holds are not the parts the agent sealed')
+    if (sealed.plaintext.sha256 !== r.archive.sha256 && r.archive.sha256 !== '') throw new CheckpointError('checkpoint_failed', 'the archive the agent sealed is not the one it reported')
+    await r.s3.completeMultipartUpload(key, uploadId, sealed.parts)
+    uploadId = undefined
+    const ev: StoredEvent = { type: 'stored', bucket: r.s3.bucket, key, plaintext: sealed.plaintext, sealed: sealed.sealed, recipients: fingerprints, parts: sealed.parts.length, time: time() }
+    r.emit(ev)
+    return ev
+  } catch (err) {
+    return failed(err)
+  }
+}
+
+/** Passes the agent's progress on and returns its `sealed` event; a failure or a cut throws. */
+async function relayStore(res: Response, emit: (e: StoreEvent) => void): Promise<SealedEvent> {
+  if (res.status !== 200 || !res.body) {
+    const text = await res.text().catch(() => '')
+    let code = 'bad_gateway'
+    let message = `the agent answered ${res.status}`
+    try {
+      const p = JSON.parse(text) as { code?: string; detail?: string }
+      if (typeof p.code === 'string') code = p.code
+      if (typeof p.detail === 'string') message = p.detail
+    } catch {
+      // not a problem body
+    }
+    throw new CheckpointError(code === 'invalid_recipient' || code === 'too_many_requests' ? code : 'bad_gateway', message)
+  }
+  const decoder = new TextDecoder()
+  let buf = ''
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true })
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const e = parseStoreEvent(buf.slice(0, nl))
+      buf = buf.slice(nl + 1)
+      if (e.type === 'sealed') return e
+      if (e.type === 'failed') throw new CheckpointError(isErrorCode(e.code) ? e.code : 'bad_gateway', e.message)
+      emit(e)
+    }
+  }
+  throw new CheckpointError('bad_gateway', 'the agent\'s store stream ended without an outcome')
+}
+
