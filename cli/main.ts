@@ -12,6 +12,7 @@
  * 5 server side (5xx).
  */
 import { parseArgs } from 'node:util'
+import { decrypt, keys, verify } from './evidence.ts'
 import { fetchArchive } from './fetch.ts'
 import { call, CliError, gatewayOptions, type GatewayOptions } from './gateway.ts'
 
@@ -19,6 +20,9 @@ const USAGE = `usage: checkpoint <command> [options]
   create CLUSTER/NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]   checkpoint with live progress; -o also downloads it
   ls CLUSTER NODE                                                            the node's archives you may read
   get DOWNLOAD_PATH -o FILE [--sha256=HEX]                                   download (resumable), verified by SHA-256
+  keys age -o FILE | keys grant --out DIR | keys statement -o FILE             make keys (offline)
+  decrypt FILE.zst.age -i IDENTITY -o FILE                                    open sealed evidence: age, then zstd (offline)
+  verify ARCHIVE --statement BUNDLE --key AGENT.pub                           check a signed statement (offline)
 options: --gateway=URL (CHECKPOINT_GATEWAY), --token-file=F (CHECKPOINT_TOKEN_FILE or CHECKPOINT_TOKEN), --json
 exit status: 0 done, 1 failed, 2 usage, 3 not found, 4 not allowed, 5 server side
 example: checkpoint create prod-eu/payments/api-7d9f/app -o api.tar
@@ -106,6 +110,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
       options: {
         gateway: { type: 'string' }, 'token-file': { type: 'string' }, json: { type: 'boolean' }, node: { type: 'string' },
         timeout: { type: 'string' }, output: { type: 'string', short: 'o' }, sha256: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        identity: { type: 'string', short: 'i' }, statement: { type: 'string' }, key: { type: 'string' }, out: { type: 'string' },
       },
     })
   } catch (err) {
@@ -118,6 +123,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
     return command || flags.help ? 0 : 2
   }
   try {
+    if (command === 'keys') return (await keys(args, flags, io), 0)
+    if (command === 'decrypt') return (await decrypt(args, flags, io), 0)
+    if (command === 'verify') return (await verify(args, flags, io), 0)
     const g = await gatewayOptions(flags, env)
     if (command === 'create') await create(g, args, flags, io)
     else if (command === 'ls') await ls(g, args, flags, io)
@@ -126,8 +134,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
       await fetchInto(g, args[0], flags.output, flags.sha256, flags, io)
     } else throw new CliError('usage', `unknown command ${command}`)
     return 0
-  } catch (err) {
-    if (!(err instanceof CliError)) throw err
+  } catch (caught) {
+    // A file that exists already, a path that does not: said plainly, not as a stack trace.
+    const fsCode = (caught as NodeJS.ErrnoException).code
+    const err = caught instanceof CliError ? caught : typeof fsCode === 'string' && /^E[A-Z]+$/.test(fsCode) ? new CliError(fsCode === 'EEXIST' ? 'exists' : 'file_error', (caught as Error).message) : undefined
+    if (!err) throw caught
     if (err.code === 'usage') {
       io.err(`checkpoint: ${err.message}\n${USAGE}`)
       return 2

@@ -1,15 +1,17 @@
 /**
- * Serves a fetch-style app with node:http. A hand-written bridge instead of @hono/node-server: we
- * need exactly three things from it — a streamed request, a streamed response with backpressure
- * that cancels upstream when the client goes, and a `waitUntil` the shutdown can wait for — and
- * keep the dependency list short.
+ * Serves a fetch-style app on Node through `@hono/node-server` (Hono's official adapter: streamed
+ * request and response, backpressure, the request's signal aborted when the client goes). Measured
+ * against the hand-written bridge it replaced: the same CPU per gateway request, less for small
+ * answers (test/README.md). Two things of ours on top: a `waitUntil` the shutdown waits for (the
+ * outcome line of a checkpoint whose caller hung up), and problem bodies for what the app or the
+ * HTTP parser never answered.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, type Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { getRequestListener, RequestError } from '@hono/node-server'
 import { CheckpointError, parserErrorAnswer } from '../../shared/errors.ts'
 import { problemResponse } from '../problem.ts'
-import { abortIncoming, incomingRequest } from './request.ts'
 
 export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
 
@@ -40,12 +42,12 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
     passThroughOnException() {},
     props: {},
   }
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    handle(handler, ctx, req, res).catch((err) => {
-      if (res.headersSent) res.destroy(err as Error)
-      else answerInternal(res).catch(() => res.destroy())
-    })
-  }
+  const onRequest = getRequestListener((req) => handler(req, {}, ctx), {
+    // An HTTP/1.0 request without Host still gets a URL, as before.
+    hostname: 'localhost',
+    // The app never throws (its onError answers); the adapter's own failures get our problems.
+    errorHandler: (err) => problemResponse(err instanceof RequestError ? new CheckpointError('malformed_request', 'the request could not be read') : new CheckpointError('internal', 'internal error')),
+  })
   const timeouts = { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 }
   // HTTPS when given a certificate: agents fetch /.well-known/jwks.json only over https.
   const server: Server = opts.tls ? createHttpsServer({ ...timeouts, ...opts.tls, minVersion: 'TLSv1.2' }, onRequest) : createServer(timeouts, onRequest)
@@ -67,63 +69,6 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
       server.closeAllConnections()
     },
   }
-}
-
-async function handle(handler: FetchHandler, ctx: ExecutionContextLike, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const request = incomingRequest(req)
-  // One listener for the whole exchange: the client going aborts the request's signal and, once
-  // the body is being relayed, cancels it.
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
-  let gone = false
-  res.once('close', () => {
-    if (res.writableFinished) return
-    gone = true
-    abortIncoming(request)
-    reader?.cancel().catch(() => {})
-  })
-  const response = await handler(request, {}, ctx)
-  const out: Record<string, string | string[]> = {}
-  response.headers.forEach((v, k) => {
-    if (k !== 'set-cookie') out[k] = v
-  })
-  const cookies = response.headers.getSetCookie()
-  if (cookies.length) out['set-cookie'] = cookies
-  res.writeHead(response.status, response.statusText || undefined, out)
-  if (!response.body || req.method === 'HEAD') {
-    await response.body?.cancel()
-    res.end()
-    return
-  }
-  reader = response.body.getReader()
-  if (gone) reader.cancel().catch(() => {})
-  try {
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done || gone) break
-      if (!res.write(value)) {
-        await new Promise<void>((r) => {
-          const go = () => {
-            res.off('drain', go)
-            res.off('close', go)
-            r()
-          }
-          res.on('drain', go)
-          res.on('close', go)
-        })
-      }
-    }
-  } catch {
-    gone = true
-  }
-  if (gone) res.destroy()
-  else res.end()
-}
-
-/** The app threw instead of answering (it never should): the gateway's own 500 problem. */
-async function answerInternal(res: ServerResponse): Promise<void> {
-  const problem = problemResponse(new CheckpointError('internal', 'internal error'))
-  res.writeHead(problem.status, Object.fromEntries(problem.headers))
-  res.end(await problem.text())
 }
 
 /** A request the HTTP parser refused still gets a problem body (a reset connection gets nothing). */
