@@ -35,7 +35,7 @@
  *   `gateway.node.rss_streaming_max` (MiB): largest VmRSS of the gateway process sampled every
  *   100 ms during the downloads, vs its VmRSS just before them; `…rss_streaming_last_quarter`
  *   vs `…first_quarter` shows whether it stays flat.
- * - `worker.bundle.gzip` (KiB): the Worker bundle as test/functions/targets.ts builds it (esbuild,
+ * - `worker.bundle.gzip` (KiB): the Worker bundle as test/support/gateway/targets.ts builds it (esbuild,
  *   not minified, as wrangler deploys by default), gzip level 9; `worker.bundle.min.gzip` minified.
  *   Baseline: the 150 KiB goal.
  *
@@ -59,7 +59,7 @@ import { gzipSync } from 'node:zlib'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { Agent, request, type Dispatcher } from 'undici'
 import { archiveName } from '../../shared/names.ts'
-import { bundleWorker, removeBundle, startWorkerGateway } from '../functions/targets.ts'
+import { bundleWorker, removeBundle, startWorkerGateway } from '../support/gateway/targets.ts'
 import { everyReading, makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { stopChild } from '../support/process.ts'

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { makeWorld, type World } from '../functions/fixtures.ts'
-import { nodeTarget } from '../functions/targets.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { nodeTarget } from '../support/gateway/targets.ts'
 
 const CLI = fileURLToPath(new URL('../../cli/main.ts', import.meta.url))
 const ALL = 'checkpoint:create checkpoint:read checkpoint:delete'

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createLogger } from '../../agent/log.ts'
-import { removeBundle } from '../functions/targets.ts'
+import { removeBundle } from '../support/gateway/targets.ts'
 import { ALL_SCOPES, CLUSTER, startStack, type Stack } from '../support/stack.ts'
 import { counter } from '../runtime/workloads.ts'
 import { describeStack, parseStat, processRef, reclaim, removeState, runningDev, STATE_FILE, writeState, type DevState, type Reclaimed } from './leftovers.ts'
@@ -87,7 +87,7 @@ npm run dev starts a private containerd 2.1 (with runc and CRIU, fetched once in
     No demo pod is started then; checkpoint any running container that carries the kubelet's labels
     (io.kubernetes.pod.namespace, io.kubernetes.pod.name, io.kubernetes.container.name).
 
-The tests that need no runtime run anywhere: npm run test:unit, npm run test:functions.`)
+The tests that need no runtime run anywhere: npm run test:shared, npm run test:agent, npm run test:functions.`)
   process.exit(2)
 }
 

@@ -12,7 +12,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { NDJSON, parseEvent, type AcceptedEvent, type ArchiveEntry, type CheckpointEvent, type CompletedEvent, type ResolvedEvent } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
-import { removeBundle } from '../functions/targets.ts'
+import { removeBundle } from '../support/gateway/targets.ts'
 import { counter, holdMemory } from '../runtime/workloads.ts'
 import { ALL_SCOPES, startStack, type Stack } from '../support/stack.ts'
 

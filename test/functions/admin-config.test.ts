@@ -9,7 +9,7 @@ import { after, describe, it } from 'node:test'
 import { capSummary, summarize } from '../../functions/admin/diff.ts'
 import { configSourceSettings } from '../../functions/admin/source.ts'
 import { adminSuite, nodeAdminTarget, workerAdminTarget } from './admin.suite.ts'
-import { removeBundle } from './targets.ts'
+import { removeBundle } from '../support/gateway/targets.ts'
 
 after(removeBundle)
 

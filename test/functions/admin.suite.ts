@@ -17,9 +17,9 @@ import { loadGrantKeys } from '../../functions/grants.ts'
 import { sqliteDriver } from '../../functions/node/sqlite.ts'
 import { startNodeGateway } from '../../functions/node/start.ts'
 import { d1Driver, type D1Like } from '../../functions/workers/d1.ts'
-import { KUBE_TOKEN, makeWorld, type World } from './fixtures.ts'
-import { tempDir } from './hooks-fixtures/targets.ts'
-import { startWorkerGateway, worldBindings, type GatewayUnderTest } from './targets.ts'
+import { KUBE_TOKEN, makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { tempDir } from '../support/gateway/hooks-targets.ts'
+import { startWorkerGateway, worldBindings, type GatewayUnderTest } from '../support/gateway/targets.ts'
 
 export interface AdminTarget extends GatewayUnderTest {
   /** The interval the gateway asks the store for a newer version at. */

@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { makeWorld, type World } from './fixtures.ts'
-import { nodeTarget, type GatewayUnderTest } from './targets.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { nodeTarget, type GatewayUnderTest } from '../support/gateway/targets.ts'
 
 describe('archive delete on node: the policy decides, not the scope alone', { timeout: 60_000 }, () => {
   let world: World

@@ -10,9 +10,9 @@ import { createHash, createHmac } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { NDJSON, type CheckpointEvent } from '../../shared/events.ts'
 import { grantAudience } from '../../shared/grant.ts'
-import { archiveBytes, FAKE_RUNTIME_LOG } from './fake-agent.ts'
-import { makeWorld, type World } from './fixtures.ts'
-import type { GatewayUnderTest, MakeGatewayUnderTest } from './targets.ts'
+import { archiveBytes, FAKE_RUNTIME_LOG } from '../support/gateway/fake-agent.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import type { GatewayUnderTest, MakeGatewayUnderTest } from '../support/gateway/targets.ts'
 
 const ALL = 'checkpoint:create checkpoint:read checkpoint:delete'
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url')

@@ -10,10 +10,10 @@ import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
 import { sqliteDriver } from '../../functions/node/sqlite.ts'
 import { sqlOperationStore } from '../../functions/operations/store.ts'
-import { makeWorld, type World } from './fixtures.ts'
-import { alertmanagerPayload } from './hooks-fixtures/payloads.ts'
-import { firing } from './hooks-fixtures/suite.ts'
-import { AM_CLIENT, GRAFANA_SECRET, hooksConfig } from './hooks-fixtures/targets.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { alertmanagerPayload } from '../support/gateway/hooks-payloads.ts'
+import { firing } from './hooks.suite.ts'
+import { AM_CLIENT, GRAFANA_SECRET, hooksConfig } from '../support/gateway/hooks-targets.ts'
 
 describe('webhook handler: queue failures', () => {
   let world: World

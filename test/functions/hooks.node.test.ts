@@ -1,7 +1,7 @@
 /** The webhook suite against the Node entry: node:sqlite file, in-process queue. */
 import { after, describe } from 'node:test'
-import { hooksSuite } from './hooks-fixtures/suite.ts'
-import { nodeHooksTarget, tempDir } from './hooks-fixtures/targets.ts'
+import { hooksSuite } from './hooks.suite.ts'
+import { nodeHooksTarget, tempDir } from '../support/gateway/hooks-targets.ts'
 
 const tmp = tempDir()
 describe('webhooks on node', { timeout: 90_000 }, () => {

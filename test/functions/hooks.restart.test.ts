@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { makeWorld, type World } from './fixtures.ts'
-import { alertmanagerPayload } from './hooks-fixtures/payloads.ts'
-import { firing, waitFor } from './hooks-fixtures/suite.ts'
-import { AM_CLIENT, hooksConfig, nodeHooksTarget, tempDir } from './hooks-fixtures/targets.ts'
-import type { GatewayUnderTest } from './targets.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { alertmanagerPayload } from '../support/gateway/hooks-payloads.ts'
+import { firing, waitFor } from './hooks.suite.ts'
+import { AM_CLIENT, hooksConfig, nodeHooksTarget, tempDir } from '../support/gateway/hooks-targets.ts'
+import type { GatewayUnderTest } from '../support/gateway/targets.ts'
 import { sqliteDriver } from '../../functions/node/sqlite.ts'
 import { sqlOperationStore } from '../../functions/operations/store.ts'
 

@@ -15,7 +15,7 @@ import type { JobOutcome, OperationRecord } from '../../functions/operations/mod
 import { backoffMs, createRunner, type RunnerDeps } from '../../functions/operations/runner.ts'
 import { sqliteDriver } from '../../functions/node/sqlite.ts'
 import { SCHEMA, sqlOperationStore } from '../../functions/operations/store.ts'
-import { alertmanagerPayload, grafanaPayload } from './hooks-fixtures/payloads.ts'
+import { alertmanagerPayload, grafanaPayload } from '../support/gateway/hooks-payloads.ts'
 
 const secret = (n: string) => (n === 'S' ? 'k' : undefined)
 

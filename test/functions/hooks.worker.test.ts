@@ -3,12 +3,12 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { d1Driver } from '../../functions/workers/d1.ts'
 import { SCHEMA, sqlOperationStore } from '../../functions/operations/store.ts'
-import { makeWorld, type World } from './fixtures.ts'
-import { waitFor, hooksSuite } from './hooks-fixtures/suite.ts'
-import { GRAFANA_SECRET, hooksConfig, workerHooksTarget, type WorkerHooksTarget } from './hooks-fixtures/targets.ts'
-import { alertmanagerPayload } from './hooks-fixtures/payloads.ts'
-import { firing } from './hooks-fixtures/suite.ts'
-import { removeBundle, startWorkerGateway, worldBindings } from './targets.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { waitFor, hooksSuite } from './hooks.suite.ts'
+import { GRAFANA_SECRET, hooksConfig, workerHooksTarget, type WorkerHooksTarget } from '../support/gateway/hooks-targets.ts'
+import { alertmanagerPayload } from '../support/gateway/hooks-payloads.ts'
+import { firing } from './hooks.suite.ts'
+import { removeBundle, startWorkerGateway, worldBindings } from '../support/gateway/targets.ts'
 
 after(removeBundle)
 

@@ -8,9 +8,9 @@ import { after, before, describe, it } from 'node:test'
 import { createGateway } from '../../functions/app.ts'
 import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
-import { makeWorld, type World } from './fixtures.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
 import { gatewaySuite } from './gateway.suite.ts'
-import { mountedTarget, type GatewayUnderTest } from './targets.ts'
+import { mountedTarget, type GatewayUnderTest } from '../support/gateway/targets.ts'
 
 const PREFIX = '/forensics'
 

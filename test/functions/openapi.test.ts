@@ -15,10 +15,10 @@ import { OPENAPI } from '../../functions/openapi.ts'
 import { ERROR_STATUS, type ErrorCode } from '../../shared/errors.ts'
 import { adminSuite, nodeAdminTarget } from './admin.suite.ts'
 import { gatewaySuite } from './gateway.suite.ts'
-import { hooksSuite } from './hooks-fixtures/suite.ts'
-import { nodeHooksTarget, tempDir } from './hooks-fixtures/targets.ts'
-import { nodeTarget, type GatewayUnderTest } from './targets.ts'
-import { makeWorld } from './fixtures.ts'
+import { hooksSuite } from './hooks.suite.ts'
+import { nodeHooksTarget, tempDir } from '../support/gateway/hooks-targets.ts'
+import { nodeTarget, type GatewayUnderTest } from '../support/gateway/targets.ts'
+import { makeWorld } from '../support/gateway/fixtures.ts'
 
 type Doc = typeof OPENAPI
 type Operation = { responses: Record<string, { content?: Record<string, { schema: object }> }>; 'x-error-codes': readonly ErrorCode[] }
@@ -26,10 +26,10 @@ type MakeTarget<T extends GatewayUnderTest = GatewayUnderTest> = (world: Paramet
 
 /**
  * Codes only the agent speaks to the gateway (a caller sees them as 502 bad_gateway with
- * agentCode), and the agent's store route's codes, which no gateway route passes on until the
- * vault's `?store=vault` lands (functions/README.md, "Evidence vault").
+ * agentCode), and the vault's storage codes, which reach a caller only inside a `store_failed`
+ * event or `storeFailed` member (the checkpoint itself succeeded), never as an HTTP status.
  */
-const AGENT_ONLY: ErrorCode[] = ['invalid_grant', 'grant_mismatch', 'method_not_allowed', 'invalid_recipient', 'storage_rejected', 'storage_unavailable']
+const AGENT_ONLY: ErrorCode[] = ['invalid_grant', 'grant_mismatch', 'method_not_allowed', 'storage_rejected', 'storage_unavailable']
 const METHODS = ['get', 'post', 'delete', 'put', 'patch'] as const
 
 const doc = OPENAPI as unknown as Doc & { paths: Record<string, Partial<Record<(typeof METHODS)[number], Operation>>> }

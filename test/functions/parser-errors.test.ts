@@ -11,8 +11,8 @@ import { connect as tlsConnect } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
-import { makeWorld, type World } from './fixtures.ts'
-import { nodeTarget, type GatewayUnderTest } from './targets.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { nodeTarget, type GatewayUnderTest } from '../support/gateway/targets.ts'
 
 /** Sends raw bytes, returns status and parsed problem body of the answer. */
 async function rawExchange(open: () => import('node:stream').Duplex, request: string): Promise<{ status: number; code: string; contentType: string }> {

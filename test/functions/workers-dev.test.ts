@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { devToken, parseDotenv } from '../../functions/node/dev-token.ts'
-import { bundleWorker, COMPATIBILITY_DATE, removeBundle } from './targets.ts'
+import { bundleWorker, COMPATIBILITY_DATE, removeBundle } from '../support/gateway/targets.ts'
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url))
 

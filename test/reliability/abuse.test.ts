@@ -16,10 +16,10 @@ import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import type { JWTPayload } from 'jose'
 import { isArchiveName, isClusterId, isDns1123Label, isDns1123Subdomain } from '../../shared/names.ts'
-import { archiveBytes } from '../functions/fake-agent.ts'
-import { makeWorld, type World } from '../functions/fixtures.ts'
-import { hooksConfig, nodeHooksTarget, tempDir } from '../functions/hooks-fixtures/targets.ts'
-import { nodeTarget, type GatewayUnderTest } from '../functions/targets.ts'
+import { archiveBytes } from '../support/gateway/fake-agent.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { hooksConfig, nodeHooksTarget, tempDir } from '../support/gateway/hooks-targets.ts'
+import { nodeTarget, type GatewayUnderTest } from '../support/gateway/targets.ts'
 import {
   accept as acceptArb, archiveNameWire, bodySpec, hookCase, MAX_HOOK_BODY, padding, queryParams, queryStyle, requestId as requestIdArb, segment, suffix as suffixArb,
   overValue, validValue, writeQuery, type BodySpec, type FieldKind, type HookCase,

@@ -1,10 +1,11 @@
 /**
  * A throwaway PKI for tests, benchmarks and the dev stack: one CA, then server and client
  * certificates with the SANs asked for. Uses the `openssl` command (P-256 keys, PKCS8 PEM, which
- * both Node and workerd accept).
+ * both Node and workerd accept). `makeTestPki` is the gateway suites' set of PEM strings built on it.
  */
 import { execFile } from 'node:child_process'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 
@@ -70,5 +71,51 @@ export async function createPki(dir: string, name = 'test-ca'): Promise<Pki> {
         '-days', String(o.days ?? 30), '-extfile', ext, '-out', join(dir, `${certName}.crt`)])
       return files(dir, certName)
     },
+  }
+}
+
+/*
+ * The gateway suites' PKI, as PEM strings: a CA, a server certificate for 127.0.0.1/localhost (the
+ * fake agent), a client certificate (the gateway), and an unrelated CA with a server certificate
+ * that must not be trusted. Made with createPki in a temp dir that is removed again.
+ */
+export interface TestPki {
+  caCert: string
+  serverCert: string
+  serverKey: string
+  clientCert: string
+  clientKey: string
+  /** A second, unrelated CA: an agent signed by it must not be trusted. */
+  otherCaCert: string
+  otherServerCert: string
+  otherServerKey: string
+}
+
+/**
+ * @example
+ * const pki = await makeTestPki()
+ * https.createServer({ key: pki.serverKey, cert: pki.serverCert, ca: pki.caCert, requestCert: true })
+ */
+export async function makeTestPki(): Promise<TestPki> {
+  const dir = await mkdtemp(join(tmpdir(), 'cp-pki-'))
+  try {
+    const [ca, other] = await Promise.all([createPki(join(dir, 'ca'), 'ca'), createPki(join(dir, 'other'), 'other')])
+    const [server, client, impostor] = await Promise.all([
+      ca.issue('server', { cn: 'checkpoint-agent', dns: ['localhost'], ips: ['127.0.0.1'], usage: 'server' }),
+      ca.issue('client', { cn: 'checkpoint-gateway', usage: 'client' }),
+      other.issue('impostor', { cn: 'impostor', dns: ['localhost'], ips: ['127.0.0.1'], usage: 'server' }),
+    ])
+    return {
+      caCert: ca.ca.certPem,
+      serverCert: server.certPem,
+      serverKey: server.keyPem,
+      clientCert: client.certPem,
+      clientKey: client.keyPem,
+      otherCaCert: other.ca.certPem,
+      otherServerCert: impostor.certPem,
+      otherServerKey: impostor.keyPem,
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 }

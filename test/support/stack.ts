@@ -31,7 +31,7 @@ import { startAgent, type RunningAgent } from '../../agent/start.ts'
 import { loadConfig } from '../../agent/config.ts'
 import { memoryLogger, type Logger } from '../../agent/log.ts'
 import type { Target } from '../../shared/names.ts'
-import { bundleWorker, startWorkerGateway } from '../functions/targets.ts'
+import { bundleWorker, startWorkerGateway } from './gateway/targets.ts'
 import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime, type PodSpec } from '../runtime/containerd.ts'
 import { GATEWAY_ID, makeIdentities, type Identities } from './agent-harness.ts'
 
@@ -129,7 +129,7 @@ export interface Stack {
 
 /**
  * Starts everything; on any failure tears down what was started before rethrowing.
- * One bundle of functions/workers/worker.ts is built per process (test/functions/targets.ts); callers
+ * One bundle of functions/workers/worker.ts is built per process (test/support/gateway/targets.ts); callers
  * that are done with stacks call its `removeBundle()`.
  */
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {

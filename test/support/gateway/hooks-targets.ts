@@ -1,13 +1,13 @@
 /**
  * Gateways with webhooks on: Node (node:sqlite file + in-process queue) and the Worker bundle in
- * miniflare (real D1 and Queues in workerd). Same shape as ../targets.ts, plus the hooks config.
+ * miniflare (real D1 and Queues in workerd). Same shape as targets.ts, plus the hooks config.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NodeGatewayOptions } from '../../../functions/node/start.ts'
-import { KUBE_TOKEN, type World } from '../fixtures.ts'
-import { startNodeTarget, startWorkerGateway, worldBindings, type GatewayUnderTest } from '../targets.ts'
+import { KUBE_TOKEN, type World } from './fixtures.ts'
+import { startNodeTarget, startWorkerGateway, worldBindings, type GatewayUnderTest } from './targets.ts'
 import type { D1Like } from '../../../functions/workers/d1.ts'
 
 export const GRAFANA_SECRET = 'grafana-webhook-secret-for-tests'

@@ -25,11 +25,11 @@ import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { createLocalJWKSet, jwtVerify, type JWK } from 'jose'
-import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../../shared/errors.ts'
-import { encodeEvent, NDJSON, type ArchiveEntry, type CheckpointEvent } from '../../shared/events.ts'
-import { checkGrantCovers, checkGrantCoversArchive, GRANT_TYP, grantAudience, type GrantClaims, type GrantRequirement } from '../../shared/grant.ts'
-import { archiveName, checkName, checkTarget, isArchiveName, archiveReadings, parseTimeout } from '../../shared/names.ts'
-import type { TestPki } from './certs.ts'
+import { CheckpointError, PROBLEM_CONTENT_TYPE, toProblem } from '../../../shared/errors.ts'
+import { encodeEvent, NDJSON, type ArchiveEntry, type CheckpointEvent } from '../../../shared/events.ts'
+import { checkGrantCovers, checkGrantCoversArchive, GRANT_TYP, grantAudience, type GrantClaims, type GrantRequirement } from '../../../shared/grant.ts'
+import { archiveName, checkName, checkTarget, isArchiveName, archiveReadings, parseTimeout } from '../../../shared/names.ts'
+import type { TestPki } from '../certs.ts'
 
 /** The `runtimeLog` of the fake's failed dumps (`stream-fail`, `flaky-dump`). */
 export const FAKE_RUNTIME_LOG = ["Error (criu/files-reg.c:1031): Can't dump ghost file /tmp/ghost of 2097152 size, increase limit", 'Error (criu/cr-dump.c:1975): Dumping FAILED.']

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { parseFigures, table } from '../bench/table.ts'
+import { parseFigures, table } from './table.ts'
 
 describe('benchmark reference table', () => {
   it('keeps figure lines only and judges each against its goal', () => {

@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { makeWorld, type World } from '../fixtures.ts'
-import { FAKE_RUNTIME_LOG } from '../fake-agent.ts'
-import type { GatewayUnderTest } from '../targets.ts'
-import { alertmanagerPayload, grafanaPayload, grafanaSignature, uniqueFingerprint, type AlertSpec } from './payloads.ts'
-import { AM_CLIENT, GRAFANA_SECRET, hooksConfig, type MakeHooksTarget } from './targets.ts'
+import { makeWorld, type World } from '../support/gateway/fixtures.ts'
+import { FAKE_RUNTIME_LOG } from '../support/gateway/fake-agent.ts'
+import type { GatewayUnderTest } from '../support/gateway/targets.ts'
+import { alertmanagerPayload, grafanaPayload, grafanaSignature, uniqueFingerprint, type AlertSpec } from '../support/gateway/hooks-payloads.ts'
+import { AM_CLIENT, GRAFANA_SECRET, hooksConfig, type MakeHooksTarget } from '../support/gateway/hooks-targets.ts'
 
 interface Summary {
   index: number

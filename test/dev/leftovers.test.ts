@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { parseStat, parseState, processRef, reclaim, runningDev, stillRunning, STATE_FILE, writeState, type DevState, type ProcessRef } from '../dev/leftovers.ts'
+import { parseStat, parseState, processRef, reclaim, runningDev, stillRunning, STATE_FILE, writeState, type DevState, type ProcessRef } from './leftovers.ts'
 import { mountsUnder } from '../runtime/containerd.ts'
 
 /** `/proc/<pid>/stat` with 52 fields; comm `name`, ppid 7, session 3, starttime `start`. */

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Hono } from 'hono'
-import { createGateway } from '../../functions/app.ts'
-import { parseConfig } from '../../functions/config.ts'
-import { loadGrantKeys } from '../../functions/grants.ts'
-import { serveFetch, type FetchHandler } from '../../functions/node/server.ts'
-import { startNodeGateway, type NodeGatewayOptions } from '../../functions/node/start.ts'
-import { nodeAgentTransport, nodeKubeTransport } from '../../functions/node/transport.ts'
+import { createGateway } from '../../../functions/app.ts'
+import { parseConfig } from '../../../functions/config.ts'
+import { loadGrantKeys } from '../../../functions/grants.ts'
+import { serveFetch, type FetchHandler } from '../../../functions/node/server.ts'
+import { startNodeGateway, type NodeGatewayOptions } from '../../../functions/node/start.ts'
+import { nodeAgentTransport, nodeKubeTransport } from '../../../functions/node/transport.ts'
 import { KUBE_TOKEN, type World } from './fixtures.ts'
 
 export interface GatewayUnderTest {
@@ -110,7 +110,7 @@ export function bundleWorker(): Promise<{ dir: string; script: string }> {
     const dir = mkdtempSync(join(tmpdir(), 'cp-worker-'))
     const script = join(dir, 'worker.js')
     await build({
-      entryPoints: [fileURLToPath(new URL('../../functions/workers/worker.ts', import.meta.url))],
+      entryPoints: [fileURLToPath(new URL('../../../functions/workers/worker.ts', import.meta.url))],
       bundle: true,
       format: 'esm',
       platform: 'neutral',

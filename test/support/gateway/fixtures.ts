@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
-import { makeTestPki, type TestPki } from './certs.ts'
+import { makeTestPki, type TestPki } from '../certs.ts'
 import { startFakeAgent, type FakeAgent } from './fake-agent.ts'
 
 export const ISSUER = 'https://idp.test'

@@ -1,0 +1,150 @@
+/**
+ * `?store=vault` through the Node gateway with real parts: a real agent over mutual TLS (fake CRI
+ * for the archive, random bytes so it does not compress), a real S3 server that checks signatures
+ * (radosgw). The checkpoint's stream goes on after `completed` with the agent's sealing and
+ * uploading progress and ends with `stored`; JSON mode waits for it; the object decrypts to the
+ * archive; nothing is frozen when no recipient is configured.
+ */
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { zstdDecompressSync } from 'node:zlib'
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
+import { ageDecrypt, generateIdentity } from '../../agent/seal/age.ts'
+import { parseConfig } from '../../functions/config.ts'
+import { loadGrantKeys } from '../../functions/grants.ts'
+import { startNodeGateway } from '../../functions/node/start.ts'
+import { s3Client } from '../../functions/vault/s3.ts'
+import type { Served } from '../../functions/node/server.ts'
+import { startS3Server, type S3Server } from '../runtime/s3-server.ts'
+import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
+import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
+
+const MiB = 1024 * 1024
+const ISSUER = 'https://idp.vault.test'
+
+describe('?store=vault through the gateway (real agent, real S3)', { timeout: 180_000 }, () => {
+  let dir: string
+  let ids: Identities
+  let cri: FakeCri
+  let a: TestAgent
+  let s3: S3Server
+  const gateways: Served[] = []
+  let idpKey: CryptoKey
+  let idpJwk: Record<string, unknown>
+  const investigator = generateIdentity()
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vault-gw-'))
+    s3 = await startS3Server()
+    ids = await makeIdentities(dir)
+    cri = await startFakeCri(join(dir, 'cri.sock'), { archiveBytes: 6 * MiB, randomArchive: true }, [
+      { id: 'c-api', namespace: 'shop', pod: 'api-0', container: 'app' },
+      { id: 'c-dev', namespace: 'dev', pod: 'api-0', container: 'app' },
+    ])
+    a = await startTestAgent({ ids, endpoint: cri.endpoint, dir })
+    const pair = await generateKeyPair('ES256', { extractable: true })
+    idpKey = pair.privateKey as CryptoKey
+    idpJwk = { ...(await exportJWK(pair.publicKey)), kid: 'idp', alg: 'ES256' }
+  })
+  after(async () => {
+    for (const g of gateways) await g.close(2000)
+    await a?.stop()
+    await cri?.stop()
+    await s3?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  async function gateway(vault?: Record<string, unknown>): Promise<string> {
+    const raw = {
+      clusters: { prod: { agentUrl: a.agent.url, agentCa: ids.pki.ca.certPem } },
+      auth: { issuers: [ISSUER], audience: 'gw', jwks: { keys: [idpJwk] } },
+      policy: { rules: [{ id: 'ir', groups: ['ir'], actions: ['create', 'read', 'delete'], clusters: ['*'], namespaces: ['*'] }] },
+      grants: { issuer: 'gw-vault' },
+      limits: { agentHeadersTimeoutMs: 10_000 },
+      ...(vault ? { vault } : {}),
+    }
+    const secrets: Record<string, string> = { S3_KEY: s3.accessKeyId, S3_SECRET: s3.secretAccessKey }
+    const g = await startNodeGateway({
+      config: parseConfig(raw, (n) => secrets[n]),
+      keys: await loadGrantKeys([{ ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }]),
+      client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem },
+      port: 0,
+      log: () => {},
+    })
+    gateways.push(g)
+    return g.url
+  }
+  const vaultCfg = (extra: Record<string, unknown> = {}) => ({
+    backend: 's3', s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyIdSecret: 'S3_KEY', secretAccessKeySecret: 'S3_SECRET' },
+    partSizeMiB: 16, recipients: [{ id: 'ir', clusters: ['prod'], namespaces: ['shop'], recipients: [investigator.recipient] }], ...extra,
+  })
+  const token = async () => new SignJWT({ groups: ['ir'], scope: 'checkpoint:create checkpoint:read checkpoint:delete' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'idp' }).setIssuer(ISSUER).setAudience('gw').setSubject('ivy').setIssuedAt().setExpirationTime('10m').sign(idpKey)
+  const post = async (url: string, path: string, accept = 'application/x-ndjson') =>
+    fetch(url + path, { method: 'POST', headers: { authorization: `Bearer ${await token()}`, accept } })
+  const node = () => a.node
+
+  it('NDJSON: completed, then sealing/uploading progress, then stored; the object decrypts to the archive', async () => {
+    const url = await gateway(vaultCfg())
+    const r = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=vault&reason=case%2042`)
+    assert.equal(r.status, 200)
+    const events = (await r.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>)
+    const types = events.map((e) => e.type)
+    const iCompleted = types.indexOf('completed')
+    assert.ok(iCompleted > 0 && types.includes('sealing') && types.includes('uploading'), types.join(','))
+    assert.equal(types.at(-1), 'stored', JSON.stringify(events.at(-1)))
+    const completed = events[iCompleted]!
+    const stored = events.at(-1)!
+    assert.equal(stored.key, `prod/shop/api-0/app/${completed.archive.name}.zst.age`)
+    assert.deepEqual(stored.plaintext, { sha256: completed.archive.sha256, size: completed.archive.size })
+    // The reason reached the signed statement.
+    const statement = JSON.parse(Buffer.from(completed.statement.dsseEnvelope.payload, 'base64').toString()) as { predicate: { reason: string } }
+    assert.equal(statement.predicate.reason, 'case 42')
+    const client = s3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey })
+    const sealed = Buffer.from(await (await fetch(await client.presignGet(stored.key, 60))).arrayBuffer())
+    assert.equal(createHash('sha256').update(sealed).digest('hex'), stored.sealed.sha256)
+    const plain: Buffer[] = []
+    for await (const c of ageDecrypt([sealed], [investigator.identity])) plain.push(c)
+    assert.ok(zstdDecompressSync(Buffer.concat(plain)).equals(await readFile(join(a.agent.store.dir, completed.archive.name))))
+  })
+
+  it('JSON: the answer waits for the vault and carries `stored`; keepOnNode false deletes the node copy', async () => {
+    const url = await gateway(vaultCfg({ keepOnNode: false }))
+    const r = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=vault`, 'application/json')
+    assert.equal(r.status, 200)
+    const body = (await r.json()) as { archive: { name: string }; stored?: { key: string }; statement?: unknown }
+    assert.ok(body.stored?.key.endsWith(`${body.archive.name}.zst.age`), JSON.stringify(body))
+    assert.ok(body.statement)
+    const deadline = Date.now() + 10_000
+    while ((await readdir(a.agent.store.dir)).includes(body.archive.name) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50))
+    assert.ok(!(await readdir(a.agent.store.dir)).includes(body.archive.name), 'the node copy is gone')
+  })
+
+  it('no recipient for the target → 400 invalid_recipient before anything is frozen; no vault → 400 invalid_query (store)', async () => {
+    const url = await gateway(vaultCfg())
+    const calls = cri.checkpointCalls.length
+    const none = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/dev/api-0/app?store=vault`)
+    assert.equal(none.status, 400)
+    assert.deepEqual(((await none.json()) as { code: string }).code, 'invalid_recipient')
+    const plain = await gateway()
+    const novault = await post(plain, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=vault`)
+    assert.deepEqual([novault.status, ((await novault.json()) as { field: string }).field], [400, 'store'])
+    const bad = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=s3`)
+    assert.deepEqual([bad.status, ((await bad.json()) as { field: string }).field], [400, 'store'])
+    assert.equal(cri.checkpointCalls.length, calls)
+  })
+
+  it('storage refusing: the checkpoint still succeeds, the stream ends store_failed, the archive stays', async () => {
+    const url = await gateway({ ...vaultCfg(), s3: { endpoint: s3.endpoint, bucket: 'no-such-bucket', region: s3.region, accessKeyIdSecret: 'S3_KEY', secretAccessKeySecret: 'S3_SECRET' } })
+    const r = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=vault`)
+    const events = (await r.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>)
+    const completed = events.find((e) => e.type === 'completed')!
+    assert.ok(completed)
+    assert.deepEqual([events.at(-1)!.type, events.at(-1)!.code], ['store_failed', 'storage_rejected'])
+    assert.ok((await readdir(a.agent.store.dir)).includes(completed.archive.name))
+  })
+})
