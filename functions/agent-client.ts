@@ -38,7 +38,7 @@ export interface AgentClient {
    * additions on the final event. An error answer is the agent's failure; `final` marks one that
    * came after the agent accepted the request (never worth a retry).
    */
-  startCheckpoint(cl: ClusterConfig, node: string, target: Target, timeoutSec: number, headers: Record<string, string>): Promise<CheckpointStart>
+  startCheckpoint(cl: ClusterConfig, node: string, target: Target, timeoutSec: number, headers: Record<string, string>, holdOpen?: boolean): Promise<CheckpointStart>
   /** The agent's archive list (GET /checkpoints), or the agent's failure. */
   list(cl: ClusterConfig, node: string, headers: Record<string, string>): Promise<ArchiveEntry[] | AgentFailure>
   /** The gateway's link to an archive (`?namespace=` picks the reading the caller was authorized for). */
@@ -80,7 +80,7 @@ export function createAgentClient({ config, agents, keys, clock, basePath }: Age
       const grant = await keys.sign({ ...claims, sub }, clock.now(), ttlSec, config.grants.issuer)
       return { authorization: `Bearer ${grant}`, [REQUEST_ID_HEADER]: requestId }
     },
-    async startCheckpoint(cl, node, target, timeoutSec, headers) {
+    async startCheckpoint(cl, node, target, timeoutSec, headers, holdOpen = false) {
       const res = await forward(cl, node, `${AGENT_PATHS.checkpoint(target)}?timeout=${timeoutSec}`, { method: 'POST', headers: { ...headers, accept: NDJSON } })
       if (res.status >= 300) return { failure: await agentFailure(res), final: false }
       if (!res.body || !(res.headers.get('content-type') ?? '').startsWith(NDJSON)) {
@@ -90,7 +90,7 @@ export function createAgentClient({ config, agents, keys, clock, basePath }: Age
       const cluster = cl.id
       const decorate = (e: FinalEvent): FinalEvent =>
         e.type === 'completed' ? { ...e, cluster, node, download: downloadPath(cluster, node, e.archive.name, target.namespace) } : { ...e, cluster, node }
-      return { relay: relayEvents(res.body, decorate, () => clock.now()) }
+      return { relay: relayEvents(res.body, decorate, () => clock.now(), holdOpen) }
     },
     async list(cl, node, headers) {
       const res = await forward(cl, node, AGENT_PATHS.list(), { method: 'GET', headers: { ...headers, accept: 'application/json' } })

@@ -20,6 +20,7 @@ import { createGrafanaSignature, createWebhookHandler } from './hooks/routes.ts'
 import { createJobs } from './jobs.ts'
 import { createNodeResolver } from './kube.ts'
 import { OPENAPI } from './openapi.ts'
+import { s3Client } from './vault/s3.ts'
 import { createOperationHandler, createOperationListHandler } from './operations/routes.ts'
 
 export type { AdminDeps, AgentTransport, Audit, Clock, Deps, Env, Gateway, KubeTransport, Log } from './context.ts'
@@ -43,7 +44,8 @@ export function createGateway(deps: Deps): Gateway {
   const agent = createAgentClient({ config, agents: deps.agents, keys, clock, basePath })
   const resolveNode = createNodeResolver({ config, kube: deps.kube, clock })
   const archives = { config, agent, trail }
-  const checkpoints = { config, agent, resolveNode, trail }
+  const vault = config.vault && { cfg: config.vault, s3: s3Client(config.vault.s3) }
+  const checkpoints = { config, agent, resolveNode, trail, ...(vault ? { vault } : {}) }
   const webhooks = operations && { config, ...operations, clock, log }
   const grafana = operations && config.hooks?.grafana
   const admin = deps.admin && { config, admin: deps.admin, trail }

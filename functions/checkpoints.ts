@@ -4,7 +4,8 @@
  * agent's checkpoint → relay its events (NDJSON) or wait for the last one (JSON).
  */
 import type { Handler } from 'hono'
-import { NDJSON, type CompletedEvent, type FinalEvent } from '../shared/events.ts'
+import { CheckpointError } from '../shared/errors.ts'
+import { encodeEvent, NDJSON, type CompletedEvent, type FinalEvent, type StoredEvent, type StoreFailedEvent } from '../shared/events.ts'
 import { checkName, checkQuery, checkTarget, parseTimeout } from '../shared/names.ts'
 import type { AgentClient, CheckpointStart } from './agent-client.ts'
 import type { AuditTrail } from './audit.ts'
@@ -14,21 +15,36 @@ import { NO_STORE, type Ctx, type Env } from './context.ts'
 import type { ResolveNode } from './kube.ts'
 import { failedEventFailure, problemResponse, runtimeLogOf } from './problem.ts'
 import { clusterOf, refuseBody } from './request.ts'
+import type { S3Client } from './vault/s3.ts'
+import { recipientsFor, storeArchive, type VaultConfig } from './vault/vault.ts'
 
 export interface CheckpointRouteDeps {
   config: GatewayConfig
   agent: AgentClient
   resolveNode: ResolveNode
   trail: AuditTrail
+  /** The evidence vault, when configured: `?store=vault` (or `vault.store: always`) seals and stores. */
+  vault?: { cfg: VaultConfig; s3: S3Client }
+}
+
+/** `?reason=`: 1..256 characters, no control characters; it goes into the grant and the signed statement. */
+function reasonOf(raw: string | null): string | undefined {
+  if (raw === null) return undefined
+  if (raw.length < 1 || raw.length > 256 || /[\u0000-\u001f\u007f]/.test(raw)) throw new CheckpointError('invalid_query', 'reason: 1..256 characters, no control characters', { field: 'reason' })
+  return raw
 }
 
 /** The handler of both checkpoint routes; `nodeInPath` for the one that names the node. */
 export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: boolean): Handler<Env> {
-  const { config, agent, resolveNode, trail } = deps
+  const { config, agent, resolveNode, trail, vault } = deps
   return async function createCheckpoint(c) {
     refuseBody(c)
     const url = new URL(c.req.url)
-    checkQuery(url.searchParams, ['timeout'])
+    checkQuery(url.searchParams, ['timeout', 'reason', 'store'])
+    const reason = reasonOf(url.searchParams.get('reason'))
+    const storeParam = url.searchParams.get('store')
+    if (storeParam !== null && storeParam !== 'vault') throw new CheckpointError('invalid_query', 'store: only "vault"', { field: 'store' })
+    if (storeParam !== null && !vault) throw new CheckpointError('invalid_query', 'store: this gateway has no evidence vault configured', { field: 'store' })
     const cluster = checkName('cluster', c.req.param('cluster'))
     let node = nodeInPath ? checkName('node', c.req.param('node')) : undefined
     const target = checkTarget({ namespace: c.req.param('namespace'), pod: c.req.param('pod'), container: c.req.param('container') })
@@ -36,35 +52,64 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
     const streaming = wantsNdjson(c.req.header('accept'))
     Object.assign(c.get('audit'), { cluster, ...(node ? { node } : {}), ...target })
     trail.authorize(c, 'create', decide(config.policy, c.get('caller'), 'create', { cluster, ...target }))
+    // Stored when asked or always; no recipient for the target is refused before anything is frozen.
+    const storing = vault && (storeParam === 'vault' || vault.cfg.store === 'always') ? vault : undefined
+    const recipients = storing ? recipientsFor(storing.cfg, cluster, target.namespace) : []
+    if (storing && recipients.length === 0) throw new CheckpointError('invalid_recipient', `no vault recipients are configured for cluster ${cluster} namespace ${target.namespace}`, { field: 'store' })
     const cl = clusterOf(config, cluster)
     node ??= await resolveNode(cl, target)
     const audit = c.get('audit')
     audit.node = node
-    const headers = await agent.grantHeaders(c.get('caller').sub, audit.requestId, { op: 'checkpoint:create', cluster, node, ...target }, timeout + config.grants.marginSec)
-    const started = await agent.startCheckpoint(cl, node, target, timeout, headers)
+    const sub = c.get('caller').sub
+    const headers = await agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:create', cluster, node, ...target, ...(reason ? { reason } : {}) }, timeout + config.grants.marginSec)
+    const started = await agent.startCheckpoint(cl, node, target, timeout, headers, storing !== undefined)
     if ('failure' in started) return trail.problem(c, started.failure.err, { status: started.failure.status, extra: { cluster: cl.id, node } })
-    deferOutcome(c, trail, started)
+    const { relay } = started
+    const n = node
+    // After `completed`: seal and store, its events on the same stream, then the end of it.
+    const stored = storing
+      ? relay.final.then(async (f): Promise<StoredEvent | StoreFailedEvent | undefined> => {
+        if (f.type !== 'completed') return relay.end(), undefined
+        const out = await storeArchive({
+          s3: storing.s3, cfg: storing.cfg, cluster, target, archive: f.archive, recipients, requestId: audit.requestId,
+          grant: (plan) => agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:store', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace], plan }, config.grants.readTtlSec),
+          agent: (path, init) => agent.forward(cl, n, path, init),
+          emit: (e) => relay.write(encodeEvent(e as never)),
+          now: () => Date.now(),
+        })
+        if (out.type === 'stored' && !storing.cfg.keepOnNode) {
+          const del = await agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:delete', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace] }, config.grants.readTtlSec)
+          await agent.forward(cl, n, `/checkpoints/${encodeURIComponent(f.archive.name)}`, { method: 'DELETE', headers: del }).then((r) => r.body?.cancel()).catch(() => {})
+        }
+        relay.end()
+        return out
+      })
+      : Promise.resolve(undefined)
+    deferOutcome(c, trail, started, stored)
     if (streaming) {
-      return new Response(started.relay.readable, { status: 200, headers: { 'content-type': NDJSON, ...NO_STORE } })
+      return new Response(relay.readable, { status: 200, headers: { 'content-type': NDJSON, ...NO_STORE } })
     }
-    started.relay.readable.cancel().catch(() => {})
-    const f = await started.relay.final
+    relay.readable.cancel().catch(() => {})
+    const f = await relay.final
     if (f.type === 'failed') {
       const { err, status } = failedEventFailure(f)
       return problemResponse(err, { status, extra: { cluster, node, ...runtimeLogOf(f) }, requestId: audit.requestId })
     }
-    return c.json(jsonResult(f), 200, NO_STORE)
+    const vaultOutcome = await stored
+    return c.json({ ...jsonResult(f), ...(vaultOutcome?.type === 'stored' ? { stored: vaultOutcome } : vaultOutcome ? { storeFailed: vaultOutcome } : {}) }, 200, NO_STORE)
   }
 }
 
 /** The outcome line waits for the agent's stream to end, whether or not the caller stayed. */
-function deferOutcome(c: Ctx, trail: AuditTrail, started: Extract<CheckpointStart, { relay: unknown }>): void {
+function deferOutcome(c: Ctx, trail: AuditTrail, started: Extract<CheckpointStart, { relay: unknown }>, stored: Promise<StoredEvent | StoreFailedEvent | undefined>): void {
   const audit = c.get('audit')
   const t0 = c.get('started')
   const { relay } = started
   audit.deferred = true
   c.executionCtx.waitUntil(
-    relay.done.then(async () => {
+    Promise.all([relay.done, stored.catch(() => undefined)]).then(async ([, vaultOutcome]) => {
+      if (vaultOutcome?.type === 'stored') audit.stored = vaultOutcome.key
+      if (vaultOutcome?.type === 'store_failed') audit.storeFailed = vaultOutcome.code
       const f: FinalEvent = await relay.final
       if (f.type === 'completed') {
         audit.status = 200
@@ -89,6 +134,7 @@ function jsonResult(f: CompletedEvent) {
     containerId: f.containerId,
     runtime: f.runtime,
     durationMs: f.durationMs,
+    ...(f.statement !== undefined ? { statement: f.statement } : {}),
   }
 }
 

@@ -8,6 +8,7 @@ import type { JWK } from 'jose'
 import { isClusterId } from '../shared/names.ts'
 import { parsePolicy, type Policy } from './authz.ts'
 import { parseHooksConfig, type HooksConfig } from './hooks/config.ts'
+import { parseVaultConfig, type VaultConfig } from './vault/vault.ts'
 
 export interface KubeConfig {
   /** Base URL of the cluster's Kubernetes API, e.g. https://10.0.0.1:6443 */
@@ -64,6 +65,8 @@ export interface GatewayConfig {
   limits: Limits
   /** Alert webhooks (functions/hooks/config.ts); absent = /v1/hooks/* answer 404. */
   hooks?: HooksConfig
+  /** The evidence vault (functions/vault/vault.ts); absent = `?store=vault` is refused. */
+  vault?: VaultConfig
 }
 
 const ASYMMETRIC_ALGS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'] as const
@@ -200,6 +203,7 @@ export function parseConfig(raw: unknown, secret: (name: string) => string | und
     },
     limits,
     ...(root.hooks !== undefined ? { hooks: parseHooksConfig(jsonValue(root.hooks, 'hooks'), secret) } : {}),
+    ...(root.vault !== undefined ? { vault: parseVaultConfig(jsonValue(root.vault, 'vault'), secret) } : {}),
   }
 }
 

@@ -82,6 +82,9 @@ export interface Audit {
   status?: number
   code?: string
   sha256?: string
+  /** The vault's object key, or why storing failed. */
+  stored?: string
+  storeFailed?: string
   /** The configuration version read or written (/v1/admin/config). */
   configVersion?: number
   dryRun?: boolean

@@ -22,6 +22,8 @@ const PARAMS = {
   container: pathParam('container', str(LABEL, { maxLength: 63 }), 'DNS-1123 label'),
   name: pathParam('name', str('^checkpoint-.+\\.tar$', { maxLength: 400 }), 'archive name: checkpoint-<pod>_<namespace>-<container>-<RFC3339>.tar'),
   timeout: { name: 'timeout', in: 'query', schema: str('^\\d{1,9}$'), description: 'whole seconds the caller waits (0 = default)' },
+  reason: { name: 'reason', in: 'query', schema: str(undefined, { minLength: 1, maxLength: 256 }), description: 'why, in 1..256 characters: it goes into the grant and the signed statement' },
+  store: { name: 'store', in: 'query', schema: { const: 'vault' }, description: 'seal the archive (zstd, age to the configured recipients) and store it in the evidence vault after the checkpoint' },
   archiveNamespace: { name: 'namespace', in: 'query', schema: str(LABEL, { maxLength: 63 }), description: 'the archive\'s namespace: picks one reading of the name; without it every reading must be allowed' },
 }
 
@@ -58,7 +60,7 @@ const checkpointOk = {
     content: { 'application/json': { schema: ref('CheckpointResult') }, 'application/x-ndjson': { schema: ref('CheckpointEvent') } },
   },
 }
-const CREATE_CODES: ErrorCode[] = ['invalid_name', 'invalid_timeout', 'invalid_body', 'not_found', ...AGENT_CHECKPOINT]
+const CREATE_CODES: ErrorCode[] = ['invalid_name', 'invalid_timeout', 'invalid_body', 'invalid_recipient', 'not_found', ...AGENT_CHECKPOINT]
 
 const alertSummary: Schema = {
   type: 'object',
@@ -128,18 +130,35 @@ export const OPENAPI = {
           items: { type: 'array', items: { type: 'string' }, description: 'the archive paths on the node, as the kubelet answers' },
           archive: ref('Archive'), cluster: { type: 'string' }, node: { type: 'string' }, download: { type: 'string' },
           containerId: { type: 'string' }, runtime: ref('Runtime'), durationMs: { type: 'number' },
+          statement: { type: 'object', description: 'the agent\'s signed statement: a Sigstore bundle (v0.3) with a DSSE envelope' },
+          stored: ref('Stored'), storeFailed: ref('StoreFailed'),
         },
+      },
+      Digest: { type: 'object', required: ['sha256', 'size'], properties: { sha256: str('^[0-9a-f]{64}$'), size: { type: 'integer', minimum: 0 } } },
+      Stored: {
+        type: 'object',
+        required: ['type', 'bucket', 'key', 'plaintext', 'sealed', 'recipients', 'parts', 'time'],
+        properties: { type: { const: 'stored' }, bucket: { type: 'string' }, key: { type: 'string' }, plaintext: ref('Digest'), sealed: ref('Digest'), recipients: { type: 'array', items: { type: 'string' } }, parts: { type: 'integer' }, time: { type: 'string' } },
+      },
+      StoreFailed: {
+        type: 'object',
+        required: ['type', 'code', 'status', 'message', 'time'],
+        properties: { type: { const: 'store_failed' }, code: { enum: Object.keys(ERROR_STATUS) }, status: { type: 'integer' }, message: { type: 'string' }, time: { type: 'string' } },
       },
       CheckpointEvent: {
         type: 'object',
         required: ['type', 'time'],
-        properties: { type: { enum: ['accepted', 'resolved', 'heartbeat', 'completed', 'failed'] }, time: { type: 'string' } },
+        properties: { type: { enum: ['accepted', 'resolved', 'heartbeat', 'completed', 'failed', 'sealing', 'uploading', 'stored', 'store_failed'] }, time: { type: 'string' } },
         oneOf: [
           { properties: { type: { const: 'accepted' } }, required: ['requestId', 'node', 'target', 'timeoutSeconds', 'queuePosition'] },
           { properties: { type: { const: 'resolved' } }, required: ['containerId', 'runtime'] },
           { properties: { type: { const: 'heartbeat' }, phase: { enum: ['queued', 'checkpointing', 'hashing'] } }, required: ['elapsedMs', 'phase'] },
           { properties: { type: { const: 'completed' }, archive: ref('Archive'), runtime: ref('Runtime') }, required: ['items', 'archive', 'runtime', 'containerId', 'durationMs'] },
           { properties: { type: { const: 'failed' }, code: { enum: Object.keys(ERROR_STATUS) }, status: { type: 'integer' }, runtimeLog: { type: 'array', items: { type: 'string' } } }, required: ['status', 'code', 'message'] },
+          { properties: { type: { const: 'sealing' } }, required: ['read', 'total', 'sealed'] },
+          { properties: { type: { const: 'uploading' } }, required: ['part', 'sentBytes'] },
+          ref('Stored'),
+          ref('StoreFailed'),
         ],
       },
       HookAnswer: {
@@ -198,10 +217,10 @@ export const OPENAPI = {
       get: op('The public grant-signing keys, for the agents\' --grant-jwks-url', { auth: false, ok: { '200': json('a JWK set without private members', { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { type: 'object', not: { required: ['d'] } } } } }) }, codes: [] }),
     },
     '/v1/clusters/{cluster}/nodes/{node}/checkpoint/{namespace}/{pod}/{container}': {
-      post: op('Checkpoint a container on a named node', { params: [PARAMS.cluster, PARAMS.node, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout], ok: checkpointOk, codes: CREATE_CODES }),
+      post: op('Checkpoint a container on a named node', { params: [PARAMS.cluster, PARAMS.node, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout, PARAMS.reason, PARAMS.store], ok: checkpointOk, codes: CREATE_CODES }),
     },
     '/v1/clusters/{cluster}/checkpoint/{namespace}/{pod}/{container}': {
-      post: op('Checkpoint a container; the node comes from the cluster\'s Kubernetes API', { params: [PARAMS.cluster, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout], ok: checkpointOk, codes: [...CREATE_CODES, 'conflict'] }),
+      post: op('Checkpoint a container; the node comes from the cluster\'s Kubernetes API', { params: [PARAMS.cluster, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout, PARAMS.reason, PARAMS.store], ok: checkpointOk, codes: [...CREATE_CODES, 'conflict'] }),
     },
     '/v1/clusters/{cluster}/nodes/{node}/checkpoints': {
       get: op('The node\'s archives the caller may read', { params: [PARAMS.cluster, PARAMS.node], ok: { '200': json('archives, each with its download path', ref('ArchiveList')) }, codes: ['invalid_name', 'invalid_body', 'not_found', 'bad_gateway', 'timeout', 'runtime_unavailable', 'shutting_down', 'internal'] }),

@@ -13,6 +13,9 @@ export interface Relay {
   final: Promise<FinalEvent>
   /** Settles once the agent's stream has been read to its end. Never rejects. */
   done: Promise<void>
+  /** With `holdOpen`: more NDJSON lines after the final event (the vault's), then the end. */
+  write(line: string): void
+  end(): void
 }
 
 /**
@@ -21,7 +24,7 @@ export interface Relay {
  * ctx.waitUntil(relay.done)
  * return new Response(relay.readable, { headers: { 'content-type': NDJSON } })
  */
-export function relayEvents(body: ReadableStream<Uint8Array>, decorate: (e: FinalEvent) => FinalEvent, now: () => number): Relay {
+export function relayEvents(body: ReadableStream<Uint8Array>, decorate: (e: FinalEvent) => FinalEvent, now: () => number, holdOpen = false): Relay {
   const encoder = new TextEncoder()
   let controller!: ReadableStreamDefaultController<Uint8Array>
   let detached = false
@@ -77,14 +80,17 @@ export function relayEvents(body: ReadableStream<Uint8Array>, decorate: (e: Fina
       send(encoder.encode(encodeEvent(finalEvent)))
     }
     resolveFinal(finalEvent)
-    if (!detached) {
-      try {
-        controller.close()
-      } catch {
-        // already cancelled
-      }
+    if (!holdOpen) end()
+  }
+  const end = () => {
+    if (detached) return
+    detached = true
+    try {
+      controller.close()
+    } catch {
+      // already cancelled
     }
   }
   const done = pump().catch(() => {})
-  return { readable, final, done }
+  return { readable, final, done, write: (line) => send(encoder.encode(line)), end }
 }

@@ -182,3 +182,25 @@ export function parseStoreEvent(line: string): StoreEvent {
   if (!e || typeof e !== 'object' || typeof e.type !== 'string' || !STORE_TYPES.has(e.type)) throw new TypeError(`not a store event: ${line.slice(0, 80)}`)
   return e as StoreEvent
 }
+
+/** The gateway's outcome of storing an archive in the evidence vault (after `completed`). */
+export interface StoredEvent {
+  type: 'stored'
+  bucket: string
+  key: string
+  plaintext: { sha256: string; size: number }
+  sealed: { sha256: string; size: number }
+  /** Fingerprints (16 hex of SHA-256) of the age recipients the archive was sealed to. */
+  recipients: string[]
+  parts: number
+  time: string
+}
+
+/** Storing failed; the checkpoint itself succeeded and the archive stays on the node. */
+export interface StoreFailedEvent {
+  type: 'store_failed'
+  code: string
+  status: number
+  message: string
+  time: string
+}

@@ -30,7 +30,7 @@ function originOf(base: string): string {
  * One request (to an agent or to a Kubernetes API) with undici's dispatcher API rather than its
  * fetch: the same exchange for less CPU per request (no fetch spec machinery or stream wrapping). No redirects are followed (as `redirect: 'manual'`), nothing
  * is decompressed (no Accept-Encoding is sent, so the peer answers identity), `init.signal` aborts
- * it, and no request body is sent (the gateway sends none; `init.body` is not read).
+ * it. A request body is sent only as a string (the vault's upload plan); the gateway sends no other.
  * A small answer with a Content-Length (lists, problems) is read here, before the Response is
  * made, which spares a web stream per request; so is every answer when `whole` is set (the
  * Kubernetes API's JSON documents, often chunked). Anything else (event streams, downloads) is
@@ -50,6 +50,7 @@ async function dispatch(base: string, path: string, init: RequestInit, dispatche
     path: url.slice(url.indexOf('/', url.indexOf('//') + 2)) || '/',
     method: (init.method ?? 'GET') as Dispatcher.HttpMethod,
     headers,
+    ...(typeof init.body === 'string' ? { body: init.body } : {}),
     ...(init.signal ? { signal: init.signal } : {}),
   })
   const out = new Headers()

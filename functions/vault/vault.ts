@@ -7,7 +7,7 @@
  * nothing partial is ever listed.
  */
 import { CheckpointError, isErrorCode } from '../../shared/errors.ts'
-import { parseStoreEvent, type SealedEvent, type StoreEvent } from '../../shared/events.ts'
+import { parseStoreEvent, type SealedEvent, type StoreEvent, type StoredEvent, type StoreFailedEvent } from '../../shared/events.ts'
 import { AGENT_PATHS, type UploadPlanBody } from '../../shared/agent-api.ts'
 import type { Target } from '../../shared/names.ts'
 import { globToRegExp } from '../authz.ts'
@@ -123,25 +123,6 @@ export async function recipientFingerprint(recipient: string): Promise<string> {
 }
 
 const sha256Hex = async (text: string) => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))), (b) => b.toString(16).padStart(2, '0')).join('')
-
-export interface StoredEvent {
-  type: 'stored'
-  bucket: string
-  key: string
-  plaintext: { sha256: string; size: number }
-  sealed: { sha256: string; size: number }
-  recipients: string[]
-  parts: number
-  time: string
-}
-
-export interface StoreFailedEvent {
-  type: 'store_failed'
-  code: string
-  status: number
-  message: string
-  time: string
-}
 
 export interface StoreRequest {
   s3: S3Client
