@@ -21,21 +21,24 @@ async function documentedConfigs(): Promise<Array<[string, Record<string, unknow
   const readme = (await Promise.all(['README.md', 'functions/README.md'].map((f) => readFile(join(root, f), 'utf8')))).join('\n')
   const configs: Array<[string, Record<string, unknown>]> = []
   let hooks: unknown
+  let vault: unknown
   for (const [, block] of readme.matchAll(/```json\n([\s\S]*?)```/g)) {
     const text = block!.trim()
     if (text.startsWith('"hooks"')) hooks = (JSON.parse(`{${text}}`) as { hooks: unknown }).hooks
     else {
       const doc = JSON.parse(text) as Record<string, unknown>
       if (doc.clusters) configs.push([`README example ${configs.length + 1}`, doc])
+      else if (doc.vault) vault = doc.vault
     }
   }
-  assert.ok(configs.length >= 1 && hooks, 'the README shows a gateway configuration and a hooks fragment')
+  assert.ok(configs.length >= 1 && hooks && vault, 'the README shows a gateway configuration, a hooks fragment and a vault fragment')
   configs.push(['README example 1 with its hooks fragment', { ...configs[0]![1], hooks }])
+  configs.push(['README example 1 with its vault fragment', { ...configs[0]![1], vault }])
   const toml = await readFile(join(root, 'wrangler.toml'), 'utf8')
   for (const [i, [, doc]] of [...toml.matchAll(/GATEWAY_CONFIG = '''\n([\s\S]*?)'''/g)].entries()) {
     configs.push([`wrangler.toml GATEWAY_CONFIG ${i + 1}`, JSON.parse(doc!) as Record<string, unknown>])
   }
-  assert.ok(configs.length >= 4, 'wrangler.toml shows its configurations')
+  assert.ok(configs.length >= 5, 'wrangler.toml shows its configurations')
   return configs
 }
 
@@ -83,6 +86,8 @@ describe('every documented gateway configuration starts', async () => {
     GATEWAY_CLIENT_KEY_FILE: client.key,
     KUBE_TOKEN_PROD_EU: 'token',
     GRAFANA_WEBHOOK_SECRET: 'secret',
+    S3_ACCESS_KEY_ID: 'key-id',
+    S3_SECRET_ACCESS_KEY: 'secret-key',
     PORT: '0',
   })
 

@@ -536,6 +536,13 @@ describe('abuse', { timeout: 900_000 }, () => {
     for (const k of FAILURES) emit(`abuse_${k}`, tally.failures[k], 'count')
     emit('abuse_oracle_mismatches', tally.mismatches, 'count')
     emit('abuse_duration', Math.round((performance.now() - started) / 100) / 10, 's')
+    // Secrets: every line the gateways wrote over the whole run holds no token, grant or key material.
+    const lines = [...gw.logs, ...hooksGw.logs].map((l) => JSON.stringify(l))
+    const leaked = lines.filter((l) => /eyJ[A-Za-z0-9_-]{10,}\.eyJ/.test(l) || /PRIVATE KEY|"d":"|Bearer /.test(l) || [...tokens.values()].some((t) => l.includes(t.split('.')[2]!)))
+    emit('abuse_log_lines_scanned', lines.length, 'lines')
+    emit('abuse_secret_leak', leaked.length, 'lines')
+    assert.ok(lines.length > 1000, `only ${lines.length} log lines`)
+    assert.deepEqual(leaked.slice(0, 3), [], 'log lines with a token, grant or key')
     for (const e of tally.examples) console.error(`abuse failure: ${e}`)
     for (const e of tally.mismatchExamples) console.error(`abuse mismatch: ${e}`)
     assert.deepEqual(tally.failures, { crash: 0, '5xx': 0, frozen: 0, bypass: 0, accepted_invalid: 0, lost: 0, partial: 0 }, `failures (seed ${SEED}):\n${tally.examples.join('\n')}`)
