@@ -37,7 +37,7 @@ export interface CheckpointPredicate {
 export interface SigstoreBundle {
   mediaType: string
   verificationMaterial: { publicKey: { hint: string } }
-  dsseEnvelope: { payload: string; payloadType: string; signatures: Array<{ sig: string; keyid: string }> }
+  dsseEnvelope: { payload: string; payloadType: string; signatures: Array<{ sig: string; keyid?: string }> }
 }
 
 export interface StatementKey {
@@ -96,14 +96,21 @@ export function statementFor(archive: { name: string; sha256: string }, predicat
   return { _type: STATEMENT_TYPE, subject: [{ name: archive.name, digest: { sha256: archive.sha256 } }], predicateType: PREDICATE_TYPE, predicate }
 }
 
-/** Signs a statement: a DSSE envelope in a Sigstore bundle with the key's hint. */
+/** The bundle's public-key hint for a key id: base64 of the SPKI SHA-256, as cosign writes it. */
+export const hintOf = (keyid: string): string => Buffer.from(keyid, 'hex').toString('base64')
+
+/**
+ * Signs a statement: a DSSE envelope in a Sigstore bundle with the key's hint. The DSSE signature
+ * carries no `keyid`: cosign 3 skips a signature whose keyid is not its own form for a given key
+ * ("accepted signatures do not match threshold") — measured with sid's cosign 3.1.1.
+ */
 export function signStatement(statement: Record<string, unknown>, key: StatementKey): SigstoreBundle {
   const payload = Buffer.from(JSON.stringify(statement))
   const sig = key.sign(pae(DSSE_PAYLOAD_TYPE, payload)).toString('base64')
   return {
     mediaType: BUNDLE_MEDIA_TYPE,
-    verificationMaterial: { publicKey: { hint: key.keyid } },
-    dsseEnvelope: { payload: payload.toString('base64'), payloadType: DSSE_PAYLOAD_TYPE, signatures: [{ sig, keyid: key.keyid }] },
+    verificationMaterial: { publicKey: { hint: hintOf(key.keyid) } },
+    dsseEnvelope: { payload: payload.toString('base64'), payloadType: DSSE_PAYLOAD_TYPE, signatures: [{ sig }] },
   }
 }
 

@@ -4,7 +4,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { loadStatementKey, pae, PREDICATE_TYPE, signStatement, statementFor, verifyBundle, type CheckpointPredicate } from '../../agent/custody.ts'
+import { hintOf, loadStatementKey, pae, PREDICATE_TYPE, signStatement, statementFor, verifyBundle, type CheckpointPredicate } from '../../agent/custody.ts'
 
 const predicate: CheckpointPredicate = {
   cluster: 'prod-eu', node: 'node-1', namespace: 'shop', pod: 'api-0', container: 'app', containerId: 'c0ffee',
@@ -30,7 +30,7 @@ describe('signed statements', () => {
       assert.equal((await stat(path)).mode & 0o777, 0o600)
       assert.equal((await loadStatementKey(path, alg)).keyid, key.keyid)
       const bundle = signStatement(statementFor(archive, predicate), key)
-      assert.equal(bundle.verificationMaterial.publicKey.hint, key.keyid)
+      assert.equal(bundle.verificationMaterial.publicKey.hint, hintOf(key.keyid))
       const v = verifyBundle(bundle, key.publicKeyPem, archive.sha256)
       assert.ok(v.ok)
       assert.equal(v.statement.predicateType, PREDICATE_TYPE)

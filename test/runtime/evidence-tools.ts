@@ -21,6 +21,8 @@ export interface EvidenceTools {
   age: string
   ageKeygen: string
   zstd: string
+  /** sid's cosign 3: verifies the agent's signed statements offline (Sigstore bundles). */
+  cosign: string
 }
 
 let tools: Promise<EvidenceTools> | undefined
@@ -30,7 +32,7 @@ export function ensureAge(): Promise<EvidenceTools> {
   tools ??= execFileP(FETCH_SH, [], { maxBuffer: 16 << 20, timeout: 300_000 }).then(({ stdout }) => {
     const dir = stdout.trim()
     const bin = join(dir, 'bin')
-    return { dir, age: join(bin, 'age'), ageKeygen: join(bin, 'age-keygen'), zstd: join(bin, 'zstd') }
+    return { dir, age: join(bin, 'age'), ageKeygen: join(bin, 'age-keygen'), zstd: join(bin, 'zstd'), cosign: join(bin, 'cosign') }
   })
   return tools
 }

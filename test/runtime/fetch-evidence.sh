@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fetches the evidence tools an analyst uses on a sealed checkpoint — Debian sid's `age` (with
-# `age-keygen`) and `zstd` — into a cache directory, without touching the system's packages, the
+# `age-keygen`), `cosign` (to verify signed statements offline) and `zstd` — into a cache directory, without touching the system's packages, the
 # way fetch.sh fetches the runtime. Idempotent: a second run with a complete cache does nothing.
-# Prints the cache directory on stdout; its bin/ holds age, age-keygen and zstd.
+# Prints the cache directory on stdout; its bin/ holds age, age-keygen, cosign and zstd.
 #
 #   test/runtime/fetch-evidence.sh
 #   EVIDENCE_CACHE=/some/dir test/runtime/fetch-evidence.sh
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 cache=${EVIDENCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/checkpoint-gateway/evidence-tools}
-stamp="$cache/.complete-v1"
+stamp="$cache/.complete-v2"
 if [[ -f $stamp ]]; then echo "$cache"; exit 0; fi
 
 mkdir -p "$(dirname "$cache")"
@@ -24,9 +24,9 @@ trap 'rm -rf "$work" "$tmp"' EXIT
 # shellcheck source=apt-download.sh
 . "$(dirname "$0")/apt-download.sh"
 
-download "$tmp" sid age
+download "$tmp" sid age cosign
 mkdir -p "$tmp/bin"
-for b in age age-keygen; do cp "$tmp/sid/usr/bin/$b" "$tmp/bin/"; done
+for b in age age-keygen cosign; do cp "$tmp/sid/usr/bin/$b" "$tmp/bin/"; done
 
 if system_zstd=$(command -v zstd); then
   ln -s "$system_zstd" "$tmp/bin/zstd"
@@ -45,9 +45,10 @@ case $("$tmp/bin/age" --version) in
   v1.3.* | 1.3.*) ;;
   *) echo "fetch-evidence.sh: sid's age is not 1.3.x" >&2; exit 1 ;;
 esac
+"$tmp/bin/cosign" version >&2 2>/dev/null || { echo "fetch-evidence.sh: sid's cosign does not run here" >&2; exit 1; }
 
 # Install with one rename, stamp included. Another run may have finished first: keep its cache.
-touch "$tmp/.complete-v1"
+touch "$tmp/.complete-v2"
 [[ -f $stamp ]] || rm -rf "$cache" # an incomplete leftover
 if ! mv -T "$tmp" "$cache" 2>/dev/null && [[ ! -f $stamp ]]; then
   echo "fetch-evidence.sh: cannot install $cache" >&2
