@@ -20,6 +20,7 @@ import { createGrafanaSignature, createWebhookHandler } from './hooks/routes.ts'
 import { createJobs } from './jobs.ts'
 import { createNodeResolver } from './kube.ts'
 import { OPENAPI } from './openapi.ts'
+import { createCustodyHandler } from './custody/routes.ts'
 import { s3Client } from './vault/s3.ts'
 import { createOperationHandler, createOperationListHandler } from './operations/routes.ts'
 
@@ -43,9 +44,10 @@ export function createGateway(deps: Deps): Gateway {
   const trail = createAuditTrail({ log, clock })
   const agent = createAgentClient({ config, agents: deps.agents, keys, clock, basePath })
   const resolveNode = createNodeResolver({ config, kube: deps.kube, clock })
-  const archives = { config, agent, trail }
+  const custody = deps.custody
+  const archives = { config, agent, trail, ...(custody ? { custody } : {}) }
   const vault = config.vault && { cfg: config.vault, s3: s3Client(config.vault.s3) }
-  const checkpoints = { config, agent, resolveNode, trail, ...(vault ? { vault } : {}) }
+  const checkpoints = { config, agent, resolveNode, trail, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) }
   const webhooks = operations && { config, ...operations, clock, log }
   const grafana = operations && config.hooks?.grafana
   const admin = deps.admin && { config, admin: deps.admin, trail }
@@ -65,6 +67,7 @@ export function createGateway(deps: Deps): Gateway {
   app.get('/v1/clusters/:cluster/nodes/:node/checkpoints', createListHandler(archives))
   app.get('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'read'))
   app.delete('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'delete'))
+  if (custody) app.get('/v1/custody/:cluster/:node/:name', createCustodyHandler({ config, trail, custody }))
   if (webhooks) {
     app.post('/v1/hooks/alertmanager', createWebhookHandler(webhooks, 'alertmanager'))
     app.post('/v1/hooks/grafana', createWebhookHandler(webhooks, 'grafana'))

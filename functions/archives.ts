@@ -15,11 +15,13 @@ import type { ClusterConfig, GatewayConfig } from './config.ts'
 import { NO_STORE, type Ctx, type Env } from './context.ts'
 import { agentFailure } from './problem.ts'
 import { clusterOf, refuseBody } from './request.ts'
+import { custodySubject, noteCustody, type CustodyLog } from './custody/log.ts'
 
 export interface ArchiveRouteDeps {
   config: GatewayConfig
   agent: AgentClient
   trail: AuditTrail
+  custody?: CustodyLog
 }
 
 /** Request headers a download passes to the agent, and answer headers it passes back. */
@@ -54,25 +56,19 @@ export function createListHandler({ config, agent, trail }: ArchiveRouteDeps): H
 export function createArchiveHandler(deps: ArchiveRouteDeps, action: 'read' | 'delete'): Handler<Env> {
   const { config, agent } = deps
   return async function archive(c) {
-    refuseBody(c)
-    const url = new URL(c.req.url)
-    checkQuery(url.searchParams, ['namespace'])
-    const cluster = checkName('cluster', c.req.param('cluster'))
-    const node = checkName('node', c.req.param('node'))
-    const name = c.req.param('name') ?? ''
-    if (!isArchiveName(name)) {
-      throw new CheckpointError('invalid_archive_name', `archive name ${JSON.stringify(name.slice(0, 80))}: must be checkpoint-<pod>_<namespace>-<container>-<RFC3339>.tar`, { field: 'name' })
-    }
-    Object.assign(c.get('audit'), { cluster, node, archive: name })
-    const { decision, namespaces } = archiveDecision(config, c, action, cluster, name, url.searchParams.get('namespace'))
+    const { cluster, node, name, decision, namespaces } = archiveRequest(config, c, action)
+    const subject = custodySubject(cluster, node, name)
+    const note = (event: 'downloaded' | 'deleted' | 'refused', details: Record<string, unknown>) => noteCustody(c, deps.custody, deps.trail.log, subject, event, details)
+    if (!decision.allow) note('refused', { action, missing: decision.missing })
     deps.trail.authorize(c, action, decision)
     const cl = clusterOf(config, cluster)
     const op = action === 'read' ? 'checkpoint:read' : 'checkpoint:delete'
     const headers = await agent.grantHeaders(c.get('caller').sub, c.get('audit').requestId, { op, cluster, node, archive: name, namespaces }, config.grants.readTtlSec)
     if (action === 'delete') {
       const res = await agent.forward(cl, node, AGENT_PATHS.archive(name), { method: 'DELETE', headers })
-      if (res.status >= 300) return agentError(deps, c, res, cl, node)
+      if (res.status >= 300) return agentError(deps, c, res, cl, node, note)
       await res.body?.cancel()
+      note('deleted', {})
       return new Response(null, { status: 204 })
     }
     for (const h of CONDITIONAL) {
@@ -80,7 +76,8 @@ export function createArchiveHandler(deps: ArchiveRouteDeps, action: 'read' | 'd
       if (v !== undefined) headers[h] = v
     }
     const res = await agent.forward(cl, node, AGENT_PATHS.archive(name), { method: 'GET', headers })
-    if (res.status >= 400 || (res.status !== 200 && res.status !== 206 && res.status !== 304)) return agentError(deps, c, res, cl, node)
+    if (res.status >= 400 || (res.status !== 200 && res.status !== 206 && res.status !== 304)) return agentError(deps, c, res, cl, node, note)
+    if (res.status !== 304) note('downloaded', { status: res.status, ...(res.headers.get('content-range') ? { range: res.headers.get('content-range') } : {}) })
     const out = new Headers(NO_STORE)
     for (const h of DOWNLOAD_HEADERS) {
       const v = res.headers.get(h)
@@ -89,6 +86,25 @@ export function createArchiveHandler(deps: ArchiveRouteDeps, action: 'read' | 'd
     if (!out.has('content-type')) out.set('content-type', 'application/x-tar')
     return new Response(res.status === 304 ? null : res.body, { status: res.status, headers: out })
   }
+}
+
+/**
+ * Reads and checks a request about one archive (`…/{cluster}/{node}/{name}?namespace=`, no body):
+ * its names, and the caller's decision on it with the namespaces that decision covers.
+ */
+export function archiveRequest(config: GatewayConfig, c: Ctx, action: 'read' | 'delete') {
+  refuseBody(c)
+  const url = new URL(c.req.url)
+  checkQuery(url.searchParams, ['namespace'])
+  const cluster = checkName('cluster', c.req.param('cluster'))
+  const node = checkName('node', c.req.param('node'))
+  const name = c.req.param('name') ?? ''
+  if (!isArchiveName(name)) {
+    throw new CheckpointError('invalid_archive_name', `archive name ${JSON.stringify(name.slice(0, 80))}: must be checkpoint-<pod>_<namespace>-<container>-<RFC3339>.tar`, { field: 'name' })
+  }
+  Object.assign(c.get('audit'), { cluster, node, archive: name })
+  const namespace = url.searchParams.get('namespace')
+  return { cluster, node, name, namespace, ...archiveDecision(config, c, action, cluster, name, namespace) }
 }
 
 /**
@@ -107,9 +123,10 @@ function archiveDecision(config: GatewayConfig, c: Ctx, action: 'read' | 'delete
   return { decision: decide(config.policy, caller, action, { cluster, ...t }), namespaces: [ns] }
 }
 
-async function agentError({ trail }: ArchiveRouteDeps, c: Ctx, res: Response, cl: ClusterConfig, node: string): Promise<Response> {
+async function agentError({ trail }: ArchiveRouteDeps, c: Ctx, res: Response, cl: ClusterConfig, node: string, note: (event: 'refused', details: Record<string, unknown>) => void): Promise<Response> {
   const f = await agentFailure(res)
   if (f.err.extra?.['agentCode'] === 'grant_mismatch' && f.err.extra['agentField'] === 'namespace') {
+    note('refused', { missing: 'archive namespace (agent record)' })
     // The archive exists, but not in a namespace the caller was authorized in: to the caller it
     // is absent (a 403 would tell it that this name belongs to someone else).
     const a = c.get('audit')

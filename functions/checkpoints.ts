@@ -17,6 +17,7 @@ import { failedEventFailure, problemResponse, runtimeLogOf } from './problem.ts'
 import { clusterOf, refuseBody } from './request.ts'
 import type { S3Client } from './vault/s3.ts'
 import { recipientsFor, storeArchive, type VaultConfig } from './vault/vault.ts'
+import { custodySubject, noteCustody, type CustodyLog } from './custody/log.ts'
 
 export interface CheckpointRouteDeps {
   config: GatewayConfig
@@ -25,6 +26,7 @@ export interface CheckpointRouteDeps {
   trail: AuditTrail
   /** The evidence vault, when configured: `?store=vault` (or `vault.store: always`) seals and stores. */
   vault?: { cfg: VaultConfig; s3: S3Client }
+  custody?: CustodyLog
 }
 
 /** `?reason=`: 1..256 characters, no control characters; it goes into the grant and the signed statement. */
@@ -66,6 +68,12 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
     if ('failure' in started) return trail.problem(c, started.failure.err, { status: started.failure.status, extra: { cluster: cl.id, node } })
     const { relay } = started
     const n = node
+    // The custody log's first entries: the archive made (with its digest and statement key), then the vault's outcome.
+    void relay.final.then((f) => {
+      if (f.type !== 'completed') return
+      const hint = (f.statement as { verificationMaterial?: { publicKey?: { hint?: string } } } | undefined)?.verificationMaterial?.publicKey?.hint
+      noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), 'created', { sha256: f.archive.sha256, size: f.archive.size, namespace: target.namespace, pod: target.pod, container: target.container, ...(reason ? { reason } : {}), ...(hint ? { statementKey: hint } : {}) })
+    })
     // After `completed`: seal and store, its events on the same stream, then the end of it.
     const stored = storing
       ? relay.final.then(async (f): Promise<StoredEvent | StoreFailedEvent | undefined> => {
@@ -77,6 +85,7 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
           emit: (e) => relay.write(encodeEvent(e as never)),
           now: () => Date.now(),
         })
+        noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), out.type, out.type === 'stored' ? { bucket: out.bucket, key: out.key, sealed: out.sealed, recipients: out.recipients } : { code: out.code })
         if (out.type === 'stored' && !storing.cfg.keepOnNode) {
           const del = await agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:delete', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace] }, config.grants.readTtlSec)
           await agent.forward(cl, n, `/checkpoints/${encodeURIComponent(f.archive.name)}`, { method: 'DELETE', headers: del }).then((r) => r.body?.cancel()).catch(() => {})

@@ -3,6 +3,7 @@
  * and the per-request context Hono carries ({@link Env}). Declarations only: every part imports
  * them from here and none from app.ts.
  */
+import type { CustodyLog } from './custody/log.ts'
 import type { Context, Hono } from 'hono'
 import type { ConfigSource } from './admin/model.ts'
 import type { Caller } from './authz.ts'
@@ -38,6 +39,8 @@ export interface Deps {
   operations?: Operations
   /** Where `config` came from and how to change it; enables /v1/admin/config. */
   admin?: AdminDeps
+  /** The archives' hash-chained custody log; enables /v1/custody/… (off without a database). */
+  custody?: CustodyLog
   /**
    * The prefix another Hono app mounts the gateway under (`outer.route('/forensics', gateway.app)`
    * → '/forensics'); absent when it serves at the root. Hono's route() does not tell a mounted

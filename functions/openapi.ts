@@ -237,6 +237,13 @@ export const OPENAPI = {
       }),
       delete: op('Delete an archive', { params: [PARAMS.cluster, PARAMS.node, PARAMS.name, PARAMS.archiveNamespace], ok: { '204': { description: 'deleted' } }, codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'not_found', ...AGENT_ARCHIVE] }),
     },
+    '/v1/custody/{cluster}/{node}/{name}': {
+      get: op('An archive\'s custody log (created, stored, downloaded, deleted, refused), hash-chained, with the result of checking the chain', {
+        params: [PARAMS.cluster, PARAMS.node, PARAMS.name, PARAMS.archiveNamespace],
+        ok: { '200': json('the entries, oldest first', { type: 'object', required: ['subject', 'entries', 'verified'], properties: { subject: { type: 'string' }, verified: { type: 'boolean' }, broken: { type: 'object' }, entries: { type: 'array', items: { type: 'object', required: ['seq', 'at', 'event', 'actor', 'requestId', 'details', 'prev', 'hash'] } } } }) },
+        codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'archive_not_found'],
+      }),
+    },
     '/v1/hooks/alertmanager': { post: hookOp('Alertmanager', '4') },
     '/v1/hooks/grafana': { post: hookOp('Grafana Alerting', '1') },
     '/v1/operations': {

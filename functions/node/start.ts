@@ -13,6 +13,7 @@ import type { Clock, Log } from '../context.ts'
 import type { GrantKeys } from '../grants.ts'
 import { createLiveGateway, type LiveGateway } from '../live.ts'
 import { sqlOperationStore } from '../operations/store.ts'
+import { sqlCustodyLog } from '../custody/log.ts'
 import { nodeJobQueue, type NodeJobQueueOptions } from './queue.ts'
 import { serveFetch, type FetchHandler, type Served } from './server.ts'
 import { sqliteDriver } from './sqlite.ts'
@@ -66,12 +67,15 @@ export async function startNodeGateway(options: NodeGatewayOptions): Promise<Ser
   const kube = nodeKubeTransport()
   const clock = options.clock ?? { now: Date.now }
   const log: Log = options.log ?? ((line) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n'))
-  const wantsDb = options.config ? options.config.hooks !== undefined : source!.kind === 'store' || hasHooks(source!.document)
+  // The database holds webhook operations, configuration versions and the custody log: opened for
+  // hooks or the store source, or whenever a file is named (a custody log needs a durable place).
+  const wantsDb = options.operationsDb !== undefined || (options.config ? options.config.hooks !== undefined : source!.kind === 'store' || hasHooks(source!.document))
   const db = wantsDb ? sqliteDriver(options.operationsDb ?? ':memory:') : undefined
   const store = db && sqlOperationStore(db)
   const jobs = store && nodeJobQueue({ store, run: (id) => gateway.runOperation(id), now: () => clock.now(), log, ...options.queue })
   const operations = store && jobs ? { store, queue: jobs } : undefined
-  const deps = { agents, kube, keys: options.keys, clock, log }
+  const custody = db && sqlCustodyLog(db, () => clock.now())
+  const deps = { agents, kube, keys: options.keys, clock, log, ...(custody ? { custody } : {}) }
   let gateway: Pick<LiveGateway, 'fetch' | 'runOperation' | 'sweepOperations'>
   if (options.config) {
     const fixed = createGateway({ ...deps, config: options.config, ...(operations ? { operations } : {}) })

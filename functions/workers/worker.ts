@@ -15,6 +15,7 @@ import type { AgentTransport, KubeTransport } from '../context.ts'
 import { loadGrantKeys } from '../grants.ts'
 import { createLiveGateway, type LiveGateway } from '../live.ts'
 import { sqlOperationStore } from '../operations/store.ts'
+import { sqlCustodyLog } from '../custody/log.ts'
 import { problemResponse } from '../problem.ts'
 import { d1Driver, type D1Like } from './d1.ts'
 import { cloudflareQueue, consumeBatch, type QueueBindingLike, type QueueMessageLike } from './queue.ts'
@@ -85,7 +86,7 @@ async function build(env: WorkerEnv): Promise<LiveGateway> {
   return createLiveGateway({
     source,
     validate,
-    deps: { agents, kube, keys, clock, log: (line) => console.log(JSON.stringify(line)) },
+    deps: { agents, kube, keys, clock, log: (line) => console.log(JSON.stringify(line)), ...(db ? { custody: sqlCustodyLog(db, () => Date.now()) } : {}) },
     ...(operations ? { operations } : {}),
     refreshMs,
   })

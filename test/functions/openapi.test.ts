@@ -69,6 +69,7 @@ describe('the OpenAPI document', () => {
         keys: await loadGrantKeys(world.grantKeys),
         clock: { now: Date.now },
         log: () => {},
+        custody: { append: async () => { throw new Error('unused') }, read: async () => [] },
         operations: { store: {} as never, queue: {} as never },
         admin: { source: variableSource(withHooks), validate: () => config, activate: async () => {} },
       })
