@@ -8,7 +8,7 @@ describe('benchmark reference table', () => {
       '# bench: agent.bench.ts',
       '{"name":"agent_rss_idle","value":58.2,"unit":"MiB","baseline":41.7,"ratio":1.396}',
       '{"name":"agent_checkpoint_overhead","value":339,"unit":"ms","baseline":324,"ratio":1.046}',
-      '{"name":"something_new","value":3,"unit":"x"}',
+      '{"name":"something_new","value":3,"unit":"x","baseline":null,"ratio":null}',
       'not json',
     ].join('\n'))
     assert.deepEqual(figures.map((f) => f.name), ['agent_rss_idle', 'agent_checkpoint_overhead', 'something_new'])

@@ -9,7 +9,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 
-interface Figure { name: string; value: number; unit: string; baseline?: number; ratio?: number }
+interface Figure { name: string; value: number; unit: string; baseline?: number | null; ratio?: number | null }
 
 /** name → [goal text, met?(figure)] */
 const GOALS: Record<string, [string, (f: Figure) => boolean]> = {
@@ -38,7 +38,7 @@ const BEGIN = '<!-- bench:begin -->'
 const END = '<!-- bench:end -->'
 
 export function table(figures: Figure[], when: string): string {
-  const n = (x: number | undefined) => (x === undefined ? '' : Number.isInteger(x) ? String(x) : x.toFixed(Math.abs(x) >= 100 ? 0 : 2))
+  const n = (x: number | null | undefined) => (x === undefined || x === null ? '' : Number.isInteger(x) ? String(x) : x.toFixed(Math.abs(x) >= 100 ? 0 : 2))
   const rows = figures.map((f) => {
     const goal = GOALS[f.name]
     const verdict = goal ? `${goal[0]} — ${goal[1](f) ? 'met' : 'missed'}` : ''
