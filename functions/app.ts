@@ -21,6 +21,7 @@ import { createJobs } from './jobs.ts'
 import { createNodeResolver } from './kube.ts'
 import { OPENAPI } from './openapi.ts'
 import { createCustodyHandler } from './custody/routes.ts'
+import { createEvidenceListHandler, createEvidenceUrlHandler } from './vault/routes.ts'
 import { s3Client } from './vault/s3.ts'
 import { createOperationHandler, createOperationListHandler } from './operations/routes.ts'
 
@@ -68,6 +69,11 @@ export function createGateway(deps: Deps): Gateway {
   app.get('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'read'))
   app.delete('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'delete'))
   if (custody) app.get('/v1/custody/:cluster/:node/:name', createCustodyHandler({ config, trail, custody }))
+  if (custody && vault) {
+    const evidence = { config, trail, custody, s3: vault.s3 }
+    app.get('/v1/evidence', createEvidenceListHandler(evidence))
+    app.get('/v1/evidence/:id{.+}', createEvidenceUrlHandler(evidence))
+  }
   if (webhooks) {
     app.post('/v1/hooks/alertmanager', createWebhookHandler(webhooks, 'alertmanager'))
     app.post('/v1/hooks/grafana', createWebhookHandler(webhooks, 'grafana'))

@@ -134,6 +134,14 @@ export const OPENAPI = {
           stored: ref('Stored'), storeFailed: ref('StoreFailed'),
         },
       },
+      Evidence: {
+        type: 'object',
+        required: ['id', 'cluster', 'namespace', 'pod', 'container', 'archive', 'storedAt'],
+        properties: {
+          id: { type: 'string' }, cluster: { type: 'string' }, namespace: { type: 'string' }, pod: { type: 'string' }, container: { type: 'string' },
+          archive: { type: 'string' }, node: { type: 'string' }, storedAt: { type: 'string' }, bucket: { type: 'string' }, sealed: ref('Digest'), recipients: { type: 'array', items: { type: 'string' } },
+        },
+      },
       Digest: { type: 'object', required: ['sha256', 'size'], properties: { sha256: str('^[0-9a-f]{64}$'), size: { type: 'integer', minimum: 0 } } },
       Stored: {
         type: 'object',
@@ -242,6 +250,20 @@ export const OPENAPI = {
         params: [PARAMS.cluster, PARAMS.node, PARAMS.name, PARAMS.archiveNamespace],
         ok: { '200': json('the entries, oldest first', { type: 'object', required: ['subject', 'entries', 'verified'], properties: { subject: { type: 'string' }, verified: { type: 'boolean' }, broken: { type: 'object' }, entries: { type: 'array', items: { type: 'object', required: ['seq', 'at', 'event', 'actor', 'requestId', 'details', 'prev', 'hash'] } } } }) },
         codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'archive_not_found'],
+      }),
+    },
+    '/v1/evidence': {
+      get: op('Archives stored in the vault that the caller may read, newest first', {
+        params: ['cluster', 'namespace', 'pod', 'limit'].map((name) => ({ name, in: 'query', schema: { type: 'string' } })),
+        ok: { '200': json('stored evidence', { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Evidence') } } }) },
+        codes: ['invalid_name'],
+      }),
+    },
+    '/v1/evidence/{id}': {
+      get: op('A short-lived (300 s) presigned download URL for one sealed object, with its digests; the issue is a custody entry', {
+        params: [pathParam('id', { type: 'string' }, '<cluster>/<namespace>/<pod>/<container>/<archive>.zst.age (slashes as they are)')],
+        ok: { '200': json('the URL and the evidence', { allOf: [ref('Evidence'), { type: 'object', required: ['url', 'expiresAt'], properties: { url: { type: 'string' }, expiresAt: { type: 'string' } } }] }) },
+        codes: ['invalid_archive_name', 'archive_not_found'],
       }),
     },
     '/v1/hooks/alertmanager': { post: hookOp('Alertmanager', '4') },

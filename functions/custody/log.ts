@@ -7,7 +7,7 @@
  */
 import type { SqlDriver } from '../operations/store.ts'
 
-export type CustodyEvent = 'created' | 'stored' | 'store_failed' | 'downloaded' | 'deleted' | 'refused'
+export type CustodyEvent = 'created' | 'stored' | 'store_failed' | 'downloaded' | 'deleted' | 'refused' | 'url_issued'
 
 export interface CustodyEntry {
   seq: number
@@ -25,6 +25,8 @@ export interface CustodyEntry {
 export interface CustodyLog {
   append(subject: string, e: Pick<CustodyEntry, 'event' | 'actor' | 'requestId' | 'details'>): Promise<CustodyEntry>
   read(subject: string): Promise<CustodyEntry[]>
+  /** Archives stored in the vault (their `stored` entries), newest first; `key` picks one object. */
+  stored(filter: { cluster?: string; key?: string; limit: number }): Promise<Array<{ subject: string; at: string; details: Record<string, unknown> }>>
 }
 
 /** The subject of an archive's log: where it was made and its name. */
@@ -92,6 +94,15 @@ export function sqlCustodyLog(db: SqlDriver, now: () => number): CustodyLog {
   }
   return {
     read,
+    async stored({ cluster, key, limit }) {
+      await init()
+      const where = ["event = 'stored'"]
+      const params: (string | number)[] = []
+      if (cluster !== undefined) (where.push('subject LIKE ?'), params.push(`${cluster}/%`))
+      if (key !== undefined) (where.push("json_extract(details, '$.key') = ?"), params.push(key))
+      const rows = await db.all(`SELECT subject, at, details FROM custody_log WHERE ${where.join(' AND ')} ORDER BY at DESC LIMIT ?`, [...params, limit])
+      return rows.map((r) => ({ subject: String(r.subject), at: String(r.at), details: JSON.parse(String(r.details)) as Record<string, unknown> }))
+    },
     async append(subject, e) {
       await init()
       // Two appends racing for the same number: the primary key lets one in, the other reads again.

@@ -61,7 +61,11 @@ describe('the OpenAPI document', () => {
     const world = await makeWorld()
     try {
       const raw = world.rawConfig()
-      const withHooks = { ...raw, hooks: { select: [{ checkpoint: 'true' }] } }
+      const withHooks = {
+        ...raw,
+        hooks: { select: [{ checkpoint: 'true' }] },
+        vault: { backend: 's3', s3: { endpoint: 'http://127.0.0.1:9', bucket: 'evidence', accessKeyIdSecret: 'K', secretAccessKeySecret: 'S' }, recipients: [{ clusters: ['*'], namespaces: ['*'], recipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'] }] },
+      }
       const config = parseConfig(withHooks, () => 'secret')
       const { app } = createGateway({
         config,
@@ -69,11 +73,11 @@ describe('the OpenAPI document', () => {
         keys: await loadGrantKeys(world.grantKeys),
         clock: { now: Date.now },
         log: () => {},
-        custody: { append: async () => { throw new Error('unused') }, read: async () => [] },
+        custody: { append: async () => { throw new Error('unused') }, read: async () => [], stored: async () => [] },
         operations: { store: {} as never, queue: {} as never },
         admin: { source: variableSource(withHooks), validate: () => config, activate: async () => {} },
       })
-      const registered = new Set(app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:([a-z]+)/gi, '{$1}')}`))
+      const registered = new Set(app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:([a-z]+)(\{[^}]*\})?/gi, '{$1}')}`))
       const documented = new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => (METHODS as readonly string[]).includes(m)).map((m) => `${m.toUpperCase()} ${p}`)))
       assert.deepEqual([...registered].sort(), [...documented].sort())
     } finally {

@@ -58,11 +58,14 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     await rm(dir, { recursive: true, force: true })
   })
 
-  async function gateway(vault?: Record<string, unknown>): Promise<string> {
+  async function gateway(vault?: Record<string, unknown>, operationsDb?: string): Promise<string> {
     const raw = {
       clusters: { prod: { agentUrl: a.agent.url, agentCa: ids.pki.ca.certPem } },
       auth: { issuers: [ISSUER], audience: 'gw', jwks: { keys: [idpJwk] } },
-      policy: { rules: [{ id: 'ir', groups: ['ir'], actions: ['create', 'read', 'delete'], clusters: ['*'], namespaces: ['*'] }] },
+      policy: { rules: [
+        { id: 'ir', groups: ['ir'], actions: ['create', 'read', 'delete'], clusters: ['*'], namespaces: ['*'] },
+        { id: 'dev', groups: ['dev'], actions: ['read'], clusters: ['*'], namespaces: ['dev'] },
+      ] },
       grants: { issuer: 'gw-vault' },
       limits: { agentHeadersTimeoutMs: 10_000 },
       ...(vault ? { vault } : {}),
@@ -74,6 +77,7 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
       client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem },
       port: 0,
       log: () => {},
+      ...(operationsDb ? { operationsDb } : {}),
     })
     gateways.push(g)
     return g.url
@@ -82,7 +86,7 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     backend: 's3', s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyIdSecret: 'S3_KEY', secretAccessKeySecret: 'S3_SECRET' },
     partSizeMiB: 16, recipients: [{ id: 'ir', clusters: ['prod'], namespaces: ['shop'], recipients: [investigator.recipient] }], ...extra,
   })
-  const token = async () => new SignJWT({ groups: ['ir'], scope: 'checkpoint:create checkpoint:read checkpoint:delete' })
+  const token = async (groups = ['ir']) => new SignJWT({ groups, scope: 'checkpoint:create checkpoint:read checkpoint:delete' })
     .setProtectedHeader({ alg: 'ES256', kid: 'idp' }).setIssuer(ISSUER).setAudience('gw').setSubject('ivy').setIssuedAt().setExpirationTime('10m').sign(idpKey)
   const post = async (url: string, path: string, accept = 'application/x-ndjson') =>
     fetch(url + path, { method: 'POST', headers: { authorization: `Bearer ${await token()}`, accept } })
@@ -136,6 +140,42 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     const bad = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=s3`)
     assert.deepEqual([bad.status, ((await bad.json()) as { field: string }).field], [400, 'store'])
     assert.equal(cri.checkpointCalls.length, calls)
+  })
+
+  it('the evidence API: stored objects listed for who may read them, a presigned URL per request, each issue a custody entry', async () => {
+    const url = await gateway(vaultCfg(), join(dir, 'gateway.sqlite'))
+    const made = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=vault`, 'application/json')
+    const body = (await made.json()) as { archive: { name: string }; stored: { key: string; sealed: { sha256: string; size: number } } }
+    assert.ok(body.stored, JSON.stringify(body))
+    const get = async (path: string, groups?: string[]) => fetch(url + path, { headers: { authorization: `Bearer ${await token(groups)}` } })
+    const list = (await (await get('/v1/evidence?cluster=prod&namespace=shop')).json()) as { items: Array<{ id: string; archive: string; sealed: unknown }> }
+    const item = list.items.find((i) => i.id === body.stored.key)
+    assert.ok(item, JSON.stringify(list))
+    assert.deepEqual([item.archive, item.sealed], [body.archive.name, body.stored.sealed])
+    // Another namespace's reader sees none of it, and gets no URL.
+    const theirs = (await (await get('/v1/evidence', ['dev'])).json()) as { items: unknown[] }
+    assert.deepEqual(theirs.items, [])
+    const refused = await get(`/v1/evidence/${body.stored.key}`, ['dev'])
+    assert.equal(refused.status, 403)
+    await refused.body?.cancel()
+    const r = await get(`/v1/evidence/${body.stored.key}`)
+    assert.equal(r.status, 200)
+    const issued = (await r.json()) as { url: string; sealed: { sha256: string } }
+    const sealed = Buffer.from(await (await fetch(issued.url)).arrayBuffer())
+    assert.equal(createHash('sha256').update(sealed).digest('hex'), body.stored.sealed.sha256)
+    const unknown = await get('/v1/evidence/prod/shop/api-0/app/checkpoint-api-0_shop-app-2026-01-01T00:00:00Z.tar.zst.age')
+    assert.equal(unknown.status, 404)
+    await unknown.body?.cancel()
+    // The custody log: created, stored, then the URL issued to ivy.
+    const deadline = Date.now() + 5000
+    let events: string[] = []
+    while (Date.now() < deadline) {
+      const log = (await (await get(`/v1/custody/prod/${node()}/${encodeURIComponent(body.archive.name)}?namespace=shop`)).json()) as { entries?: Array<{ event: string; actor: { sub: string } }>; verified?: boolean }
+      events = (log.entries ?? []).map((e) => `${e.event}:${e.actor.sub}`)
+      if (events.length >= 3 && log.verified) break
+      await new Promise((res) => setTimeout(res, 50))
+    }
+    assert.deepEqual(events, ['created:ivy', 'stored:ivy', 'url_issued:ivy'])
   })
 
   it('storage refusing: the checkpoint still succeeds, the stream ends store_failed, the archive stays', async () => {

@@ -1,0 +1,73 @@
+/**
+ * Stored evidence for investigators: `GET /v1/evidence?cluster=&namespace=&pod=&limit=` lists the
+ * archives stored in the vault that the caller may read (from the custody log's `stored` entries);
+ * `GET /v1/evidence/{key}` answers with a short-lived presigned download URL for one sealed object
+ * plus its digests — and every URL issued is a custody entry naming to whom.
+ */
+import type { Handler } from 'hono'
+import { CheckpointError } from '../../shared/errors.ts'
+import { checkName, checkQuery } from '../../shared/names.ts'
+import type { AuditTrail } from '../audit.ts'
+import { decide } from '../authz.ts'
+import type { GatewayConfig } from '../config.ts'
+import { NO_STORE, type Env } from '../context.ts'
+import { noteCustody, type CustodyLog } from '../custody/log.ts'
+import type { S3Client } from './s3.ts'
+
+export interface EvidenceRouteDeps {
+  config: GatewayConfig
+  trail: AuditTrail
+  custody: CustodyLog
+  s3: S3Client
+}
+
+/** `<cluster>/<namespace>/<pod>/<container>/<archive>.zst.age` → its parts (see objectKey). */
+function targetOfKey(key: string): { cluster: string; namespace: string; pod: string; container: string; archive: string } | null {
+  const m = /^([^/]+)\/([^/]+)\/([^/]+)\/([^/]+)\/([^/]+)\.zst\.age$/.exec(key)
+  return m ? { cluster: m[1]!, namespace: m[2]!, pod: m[3]!, container: m[4]!, archive: m[5]! } : null
+}
+
+const URL_TTL_SEC = 300
+
+function view(e: { subject: string; at: string; details: Record<string, unknown> }) {
+  const key = String(e.details.key)
+  const t = targetOfKey(key)!
+  return { id: key, ...t, node: e.subject.split('/')[1], storedAt: e.at, bucket: e.details.bucket, sealed: e.details.sealed, recipients: e.details.recipients }
+}
+
+export function createEvidenceListHandler({ config, trail, custody }: EvidenceRouteDeps): Handler<Env> {
+  return async function listEvidence(c) {
+    const q = new URL(c.req.url).searchParams
+    checkQuery(q, ['cluster', 'namespace', 'pod', 'limit'])
+    const cluster = q.get('cluster') === null ? undefined : checkName('cluster', q.get('cluster')!)
+    const namespace = q.get('namespace') === null ? undefined : checkName('namespace', q.get('namespace')!)
+    const pod = q.get('pod') === null ? undefined : checkName('pod', q.get('pod')!)
+    const limit = Number(q.get('limit') ?? 100)
+    if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new CheckpointError('invalid_query', 'limit: 1..500', { field: 'limit' })
+    const caller = c.get('caller')
+    if (!caller.scopes.has('checkpoint:read')) trail.authorize(c, 'read', { allow: false, missing: 'scope checkpoint:read' })
+    const items = (await custody.stored({ ...(cluster ? { cluster } : {}), limit: 1000 }))
+      .filter((e) => targetOfKey(String(e.details.key)) !== null)
+      .map(view)
+      .filter((e) => (!namespace || e.namespace === namespace) && (!pod || e.pod === pod))
+      .filter((e) => decide(config.policy, caller, 'read', e).allow)
+      .slice(0, limit)
+    return c.json({ items }, 200, NO_STORE)
+  }
+}
+
+export function createEvidenceUrlHandler({ config, trail, custody, s3 }: EvidenceRouteDeps): Handler<Env> {
+  return async function evidenceUrl(c) {
+    checkQuery(new URL(c.req.url).searchParams, [])
+    const key = c.req.param('id') ?? ''
+    const t = targetOfKey(key)
+    if (!t) throw new CheckpointError('invalid_archive_name', 'not an evidence id: <cluster>/<namespace>/<pod>/<container>/<archive>.zst.age', { field: 'id' })
+    Object.assign(c.get('audit'), { cluster: t.cluster, namespace: t.namespace, pod: t.pod, container: t.container, archive: t.archive })
+    trail.authorize(c, 'read', decide(config.policy, c.get('caller'), 'read', t))
+    const found = (await custody.stored({ key, limit: 1 }))[0]
+    if (!found) throw new CheckpointError('archive_not_found', `no stored evidence ${key}`)
+    const url = await s3.presignGet(key, URL_TTL_SEC)
+    noteCustody(c, custody, trail.log, found.subject, 'url_issued', { key, expiresSec: URL_TTL_SEC })
+    return c.json({ ...view(found), url, expiresAt: new Date(Date.now() + URL_TTL_SEC * 1000).toISOString() }, 200, NO_STORE)
+  }
+}
