@@ -17,9 +17,12 @@ import { fetchArchive } from './fetch.ts'
 import { call, CliError, gatewayOptions, type GatewayOptions } from './gateway.ts'
 
 const USAGE = `usage: checkpoint <command> [options]
-  create CLUSTER/NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [-o FILE]   checkpoint with live progress; -o also downloads it
+  create CLUSTER/NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [--reason=TEXT] [--store] [-o FILE]
+                                                                             checkpoint with live progress; --store seals it into the vault; -o also downloads it
   ls CLUSTER NODE                                                            the node's archives you may read
   get DOWNLOAD_PATH -o FILE [--sha256=HEX]                                   download (resumable), verified by SHA-256
+  evidence ls [--cluster=C] [--namespace=N]                                  stored evidence you may read
+  evidence get ID -o FILE [-i IDENTITY]                                      fetch a sealed object (verified); with -i, decrypt it too
   keys age -o FILE | keys grant --out DIR | keys statement -o FILE             make keys (offline)
   decrypt FILE.zst.age -i IDENTITY -o FILE                                    open sealed evidence: age, then zstd (offline)
   verify ARCHIVE --statement BUNDLE --key AGENT.pub                           check a signed statement (offline)
@@ -49,10 +52,15 @@ async function create(g: GatewayOptions, args: string[], flags: Flags, io: Io): 
   if (!m) throw new CliError('usage', 'create CLUSTER/NAMESPACE/POD/CONTAINER')
   const cluster = m[1]!
   const node = typeof flags.node === 'string' ? `/nodes/${encodeURIComponent(flags.node)}` : ''
-  const q = typeof flags.timeout === 'string' ? `?timeout=${encodeURIComponent(flags.timeout)}` : ''
+  const query = new URLSearchParams()
+  if (typeof flags.timeout === 'string') query.set('timeout', flags.timeout)
+  if (typeof flags.reason === 'string') query.set('reason', flags.reason)
+  if (flags.store) query.set('store', 'vault')
+  const q = query.size ? `?${query}` : ''
   const path = `/v1/clusters/${encodeURIComponent(cluster)}${node}/checkpoint/${m.slice(2).map(encodeURIComponent).join('/')}${q}`
   const res = await call(g, path, { method: 'POST', headers: { accept: 'application/x-ndjson' } })
   let final: Record<string, unknown> | undefined
+  let vaultOutcome: Record<string, unknown> | undefined
   let buf = ''
   const decoder = new TextDecoder()
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -62,6 +70,7 @@ async function create(g: GatewayOptions, args: string[], flags: Flags, io: Io): 
       buf = buf.slice(nl + 1)
       progress(e, io)
       if (e.type === 'completed' || e.type === 'failed') final = e
+      if (e.type === 'stored' || e.type === 'store_failed') vaultOutcome = e
     }
   }
   if (!final) throw new CliError('stream_cut', 'the event stream ended without a final event: the outcome is unknown (list the node\'s archives)')
@@ -72,6 +81,11 @@ async function create(g: GatewayOptions, args: string[], flags: Flags, io: Io): 
   const archive = final.archive as { name: string; size: number; sha256: string }
   if (flags.json) io.out(JSON.stringify(final))
   else io.out(`${archive.name}  ${archive.size} bytes  sha256 ${archive.sha256}\n${String(final.download)}`)
+  if (flags.store) {
+    if (!vaultOutcome) throw new CliError('stream_cut', 'the stream ended before the vault said whether it stored the archive')
+    if (vaultOutcome.type === 'store_failed') throw new CliError(String(vaultOutcome.code), `the checkpoint succeeded, storing it did not: ${String(vaultOutcome.message)}`, Number(vaultOutcome.status))
+    io.out(flags.json ? JSON.stringify(vaultOutcome) : `stored ${String(vaultOutcome.key)}  sealed sha256 ${String((vaultOutcome.sealed as { sha256?: string })?.sha256)}`)
+  }
   if (typeof flags.output === 'string') await fetchInto(g, String(final.download), flags.output, archive.sha256, flags, io)
 }
 
@@ -82,6 +96,10 @@ function progress(e: Record<string, unknown>, io: Io): void {
     case 'heartbeat': return io.err(`${String(e.phase)} … ${(Number(e.elapsedMs) / 1000).toFixed(0)} s`)
     case 'completed': return io.err(`completed in ${(Number(e.durationMs) / 1000).toFixed(1)} s`)
     case 'failed': return io.err(`failed: ${String(e.code)}`)
+    case 'sealing': return io.err(`sealing … ${Math.round((Number(e.read) / Math.max(1, Number(e.total))) * 100)} %`)
+    case 'uploading': return io.err(`uploaded part ${String(e.part)} (${(Number(e.sentBytes) / 1048576).toFixed(1)} MiB)`)
+    case 'stored': return io.err(`stored: ${String(e.key)}`)
+    case 'store_failed': return io.err(`not stored: ${String(e.code)}: ${String(e.message)}`)
   }
 }
 
@@ -89,6 +107,43 @@ async function fetchInto(g: GatewayOptions, download: string, out: string, sha25
   const f = await fetchArchive(g, download, out, sha256)
   if (flags.json) io.out(JSON.stringify(f))
   else io.out(`${f.path}  ${f.size} bytes  sha256 ${f.sha256} verified${f.resumedFrom ? ` (resumed at ${f.resumedFrom})` : ''}`)
+}
+
+/** `evidence ls [--cluster C] [--namespace N]`, `evidence get ID -o FILE [-i IDENTITY]`. */
+async function evidence(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
+  const [sub, id] = args
+  if (sub === 'ls') {
+    const q = new URLSearchParams()
+    for (const k of ['cluster', 'namespace'] as const) if (typeof flags[k] === 'string') q.set(k, flags[k] as string)
+    const res = await call(g, `/v1/evidence${q.size ? `?${q}` : ''}`)
+    const body = (await res.json()) as { items: Array<{ id: string; storedAt: string; sealed: { size: number } }> }
+    if (flags.json) return io.out(JSON.stringify(body))
+    for (const e of body.items) io.out(`${e.storedAt}  ${String(e.sealed?.size ?? '?').padStart(12)}  ${e.id}`)
+    return
+  }
+  if (sub !== 'get' || !id || typeof flags.output !== 'string') throw new CliError('usage', 'evidence ls | evidence get ID -o FILE [-i IDENTITY]')
+  const issued = (await (await call(g, `/v1/evidence/${id}`)).json()) as { url: string; sealed: { sha256: string; size: number } }
+  const sealedFile = typeof flags.identity === 'string' ? `${flags.output}.zst.age` : flags.output
+  const res = await fetch(issued.url).catch((err: Error) => { throw new CliError('storage_unavailable', `the storage did not answer: ${err.message}`) })
+  if (!res.ok || !res.body) throw new CliError('storage_rejected', `the storage answered ${res.status}`)
+  const { createWriteStream } = await import('node:fs')
+  const { rename, rm } = await import('node:fs/promises')
+  const { Readable } = await import('node:stream')
+  const { pipeline } = await import('node:stream/promises')
+  const { createHash } = await import('node:crypto')
+  const h = createHash('sha256')
+  await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), async function* (src: AsyncIterable<Buffer>) { for await (const c of src) { h.update(c); yield c } }, createWriteStream(`${sealedFile}.part`, { mode: 0o600 }))
+  const got = h.digest('hex')
+  if (got !== issued.sealed.sha256) {
+    await rm(`${sealedFile}.part`, { force: true })
+    throw new CliError('digest_mismatch', `the sealed object's SHA-256 is ${got}, the gateway recorded ${issued.sealed.sha256}: removed`)
+  }
+  await rename(`${sealedFile}.part`, sealedFile)
+  io.out(`${sealedFile}  sealed sha256 ${got} verified`)
+  if (typeof flags.identity === 'string') {
+    await decrypt([sealedFile], flags, io)
+    await rm(sealedFile, { force: true })
+  }
 }
 
 async function ls(g: GatewayOptions, args: string[], flags: Flags, io: Io): Promise<void> {
@@ -111,6 +166,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
         gateway: { type: 'string' }, 'token-file': { type: 'string' }, json: { type: 'boolean' }, node: { type: 'string' },
         timeout: { type: 'string' }, output: { type: 'string', short: 'o' }, sha256: { type: 'string' }, help: { type: 'boolean', short: 'h' },
         identity: { type: 'string', short: 'i' }, statement: { type: 'string' }, key: { type: 'string' }, out: { type: 'string' },
+        store: { type: 'boolean' }, reason: { type: 'string' }, cluster: { type: 'string' }, namespace: { type: 'string' },
       },
     })
   } catch (err) {
@@ -129,6 +185,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
     const g = await gatewayOptions(flags, env)
     if (command === 'create') await create(g, args, flags, io)
     else if (command === 'ls') await ls(g, args, flags, io)
+    else if (command === 'evidence') await evidence(g, args, flags, io)
     else if (command === 'get') {
       if (!args[0] || typeof flags.output !== 'string') throw new CliError('usage', 'get DOWNLOAD_PATH -o FILE')
       await fetchInto(g, args[0], flags.output, flags.sha256, flags, io)

@@ -178,6 +178,29 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     assert.deepEqual(events, ['created:ivy', 'stored:ivy', 'url_issued:ivy'])
   })
 
+  it('the CLI: create --store, evidence ls, evidence get -i decrypts to the archive', async () => {
+    const { execFile } = await import('node:child_process')
+    const url = await gateway(vaultCfg(), join(dir, 'cli.sqlite'))
+    const identityFile = join(dir, 'investigator.txt')
+    await (await import('node:fs/promises')).writeFile(identityFile, `${investigator.identity}\n`, { mode: 0o600 })
+    const cli = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [join(import.meta.dirname, '../../cli/main.ts'), ...args], { env: { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: url, CHECKPOINT_TOKEN: tokenFor }, timeout: 60_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }))
+    })
+    const tokenFor = await token()
+    const made = await cli(['create', `prod/shop/api-0/app`, `--node=${node()}`, '--store', '--json'])
+    assert.equal(made.code, 0, made.stderr)
+    assert.match(made.stderr, /^sealing … \d+ %$/m)
+    assert.match(made.stderr, /^stored: prod\/shop\/api-0\/app\//m)
+    const [completed, stored] = made.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>)
+    const ls = await cli(['evidence', 'ls', '--cluster=prod', '--json'])
+    assert.ok((JSON.parse(ls.stdout) as { items: Array<{ id: string }> }).items.some((i) => i.id === stored!.key))
+    const out = join(dir, 'evidence.tar')
+    const got = await cli(['evidence', 'get', stored!.key, '-o', out, '-i', identityFile])
+    assert.equal(got.code, 0, got.stderr)
+    assert.ok((await readFile(out)).equals(await readFile(join(a.agent.store.dir, completed!.archive.name))))
+  })
+
   it('storage refusing: the checkpoint still succeeds, the stream ends store_failed, the archive stays', async () => {
     const url = await gateway({ ...vaultCfg(), s3: { endpoint: s3.endpoint, bucket: 'no-such-bucket', region: s3.region, accessKeyIdSecret: 'S3_KEY', secretAccessKeySecret: 'S3_SECRET' } })
     const r = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=vault`)
