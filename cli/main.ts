@@ -12,6 +12,7 @@
  * 5 server side (5xx).
  */
 import { parseArgs } from 'node:util'
+import { config } from './config.ts'
 import { decrypt, keys, verify } from './evidence.ts'
 import { fetchArchive } from './fetch.ts'
 import { call, CliError, gatewayOptions, type GatewayOptions } from './gateway.ts'
@@ -23,6 +24,7 @@ const USAGE = `usage: checkpoint <command> [options]
   get DOWNLOAD_PATH -o FILE [--sha256=HEX]                                   download (resumable), verified by SHA-256
   evidence ls [--cluster=C] [--namespace=N]                                  stored evidence you may read
   evidence get ID -o FILE [-i IDENTITY]                                      fetch a sealed object (verified); with -i, decrypt it too
+  config get [-o FILE] | config diff FILE | config apply FILE                 the gateway's configuration (admin scope)
   keys age -o FILE | keys grant --out DIR | keys statement -o FILE             make keys (offline)
   decrypt FILE.zst.age -i IDENTITY -o FILE                                    open sealed evidence: age, then zstd (offline)
   verify ARCHIVE --statement BUNDLE --key AGENT.pub                           check a signed statement (offline)
@@ -186,6 +188,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
     if (command === 'create') await create(g, args, flags, io)
     else if (command === 'ls') await ls(g, args, flags, io)
     else if (command === 'evidence') await evidence(g, args, flags, io)
+    else if (command === 'config') await config(g, args, flags, io)
     else if (command === 'get') {
       if (!args[0] || typeof flags.output !== 'string') throw new CliError('usage', 'get DOWNLOAD_PATH -o FILE')
       await fetchInto(g, args[0], flags.output, flags.sha256, flags, io)
