@@ -23,7 +23,7 @@ const USAGE = `usage: checkpoint <command> [options]
   ls CLUSTER NODE                                                            the node's archives you may read
   get DOWNLOAD_PATH -o FILE [--sha256=HEX]                                   download (resumable), verified by SHA-256
   evidence ls [--cluster=C] [--namespace=N]                                  stored evidence you may read
-  evidence get ID -o FILE [-i IDENTITY]                                      fetch a sealed object (verified); with -i, decrypt it too
+  evidence get ID -o FILE [-i IDENTITY [--key AGENT.pub]]                    fetch a sealed object (digest and custody chain verified); -i decrypts; --key verifies its statement
   config get [-o FILE] | config diff FILE | config apply FILE                 the gateway's configuration (admin scope)
   keys age -o FILE | keys grant --out DIR | keys statement -o FILE             make keys (offline)
   decrypt FILE.zst.age -i IDENTITY -o FILE                                    open sealed evidence: age, then zstd (offline)
@@ -124,7 +124,11 @@ async function evidence(g: GatewayOptions, args: string[], flags: Flags, io: Io)
     return
   }
   if (sub !== 'get' || !id || typeof flags.output !== 'string') throw new CliError('usage', 'evidence ls | evidence get ID -o FILE [-i IDENTITY]')
-  const issued = (await (await call(g, `/v1/evidence/${id}`)).json()) as { url: string; sealed: { sha256: string; size: number } }
+  const issued = (await (await call(g, `/v1/evidence/${id}`)).json()) as { url: string; sealed: { sha256: string; size: number }; statementUrl?: string; custody: string }
+  // The custody chain first: evidence whose log was tampered with is reported, not handed over quietly.
+  const chain = (await (await call(g, issued.custody)).json()) as { verified: boolean; entries: Array<{ event: string; actor: { sub: string }; at: string }>; broken?: { seq: number; problem: string } }
+  if (!chain.verified) throw new CliError('custody_broken', `the custody log of ${id} does not verify (entry ${chain.broken?.seq}: ${chain.broken?.problem})`)
+  io.err(`custody: ${chain.entries.map((e) => `${e.event} by ${e.actor.sub}`).join(', ')} — chain verified`)
   const sealedFile = typeof flags.identity === 'string' ? `${flags.output}.zst.age` : flags.output
   const res = await fetch(issued.url).catch((err: Error) => { throw new CliError('storage_unavailable', `the storage did not answer: ${err.message}`) })
   if (!res.ok || !res.body) throw new CliError('storage_rejected', `the storage answered ${res.status}`)
@@ -145,6 +149,13 @@ async function evidence(g: GatewayOptions, args: string[], flags: Flags, io: Io)
   if (typeof flags.identity === 'string') {
     await decrypt([sealedFile], flags, io)
     await rm(sealedFile, { force: true })
+    if (typeof flags.key === 'string' && issued.statementUrl) {
+      const bundlePath = `${flags.output}.statement.json`
+      const res = await fetch(issued.statementUrl)
+      if (!res.ok) throw new CliError('storage_rejected', `the statement could not be read (${res.status})`)
+      await (await import('node:fs/promises')).writeFile(bundlePath, await res.text())
+      await verify([flags.output], { ...flags, statement: bundlePath }, io)
+    } else if (issued.statementUrl) io.err(`a signed statement is stored with it: give --key AGENT.pub to verify it`)
   }
 }
 

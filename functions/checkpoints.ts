@@ -80,12 +80,13 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
         if (f.type !== 'completed') return relay.end(), undefined
         const out = await storeArchive({
           s3: storing.s3, cfg: storing.cfg, cluster, target, archive: f.archive, recipients, requestId: audit.requestId,
+          ...(f.statement !== undefined ? { statement: f.statement } : {}),
           grant: (plan) => agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:store', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace], plan }, config.grants.readTtlSec),
           agent: (path, init) => agent.forward(cl, n, path, init),
           emit: (e) => relay.write(encodeEvent(e as never)),
           now: () => Date.now(),
         })
-        noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), out.type, out.type === 'stored' ? { bucket: out.bucket, key: out.key, sealed: out.sealed, recipients: out.recipients } : { code: out.code })
+        noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), out.type, out.type === 'stored' ? { bucket: out.bucket, key: out.key, sealed: out.sealed, plaintext: out.plaintext, recipients: out.recipients, ...(out.statementKey ? { statementKey: out.statementKey } : {}) } : { code: out.code })
         if (out.type === 'stored' && !storing.cfg.keepOnNode) {
           const del = await agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:delete', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace] }, config.grants.readTtlSec)
           await agent.forward(cl, n, `/checkpoints/${encodeURIComponent(f.archive.name)}`, { method: 'DELETE', headers: del }).then((r) => r.body?.cancel()).catch(() => {})

@@ -146,7 +146,7 @@ export const OPENAPI = {
       Stored: {
         type: 'object',
         required: ['type', 'bucket', 'key', 'plaintext', 'sealed', 'recipients', 'parts', 'time'],
-        properties: { type: { const: 'stored' }, bucket: { type: 'string' }, key: { type: 'string' }, plaintext: ref('Digest'), sealed: ref('Digest'), recipients: { type: 'array', items: { type: 'string' } }, parts: { type: 'integer' }, time: { type: 'string' } },
+        properties: { type: { const: 'stored' }, bucket: { type: 'string' }, key: { type: 'string' }, statementKey: { type: 'string' }, plaintext: ref('Digest'), sealed: ref('Digest'), recipients: { type: 'array', items: { type: 'string' } }, parts: { type: 'integer' }, time: { type: 'string' } },
       },
       StoreFailed: {
         type: 'object',
@@ -262,7 +262,7 @@ export const OPENAPI = {
     '/v1/evidence/{id}': {
       get: op('A short-lived (300 s) presigned download URL for one sealed object, with its digests; the issue is a custody entry', {
         params: [pathParam('id', { type: 'string' }, '<cluster>/<namespace>/<pod>/<container>/<archive>.zst.age (slashes as they are)')],
-        ok: { '200': json('the URL and the evidence', { allOf: [ref('Evidence'), { type: 'object', required: ['url', 'expiresAt'], properties: { url: { type: 'string' }, expiresAt: { type: 'string' } } }] }) },
+        ok: { '200': json('the URL and the evidence', { allOf: [ref('Evidence'), { type: 'object', required: ['url', 'expiresAt', 'custody'], properties: { url: { type: 'string' }, statementUrl: { type: 'string', description: 'presigned GET of the agent\'s signed statement, stored beside the object' }, custody: { type: 'string', description: 'the path of the archive\'s custody log' }, expiresAt: { type: 'string' } } }] }) },
         codes: ['invalid_archive_name', 'archive_not_found'],
       }),
     },

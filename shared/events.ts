@@ -193,6 +193,8 @@ export interface StoredEvent {
   /** Fingerprints (16 hex of SHA-256) of the age recipients the archive was sealed to. */
   recipients: string[]
   parts: number
+  /** The agent's signed statement, stored beside the object. */
+  statementKey?: string
   time: string
 }
 

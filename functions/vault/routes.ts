@@ -32,7 +32,7 @@ const URL_TTL_SEC = 300
 function view(e: { subject: string; at: string; details: Record<string, unknown> }) {
   const key = String(e.details.key)
   const t = targetOfKey(key)!
-  return { id: key, ...t, node: e.subject.split('/')[1], storedAt: e.at, bucket: e.details.bucket, sealed: e.details.sealed, recipients: e.details.recipients }
+  return { id: key, ...t, node: e.subject.split('/')[1], storedAt: e.at, bucket: e.details.bucket, sealed: e.details.sealed, plaintext: e.details.plaintext, recipients: e.details.recipients }
 }
 
 export function createEvidenceListHandler({ config, trail, custody }: EvidenceRouteDeps): Handler<Env> {
@@ -67,7 +67,9 @@ export function createEvidenceUrlHandler({ config, trail, custody, s3 }: Evidenc
     const found = (await custody.stored({ key, limit: 1 }))[0]
     if (!found) throw new CheckpointError('archive_not_found', `no stored evidence ${key}`)
     const url = await s3.presignGet(key, URL_TTL_SEC)
+    const statementKey = typeof found.details.statementKey === 'string' ? found.details.statementKey : undefined
+    const statementUrl = statementKey ? await s3.presignGet(statementKey, URL_TTL_SEC) : undefined
     noteCustody(c, custody, trail.log, found.subject, 'url_issued', { key, expiresSec: URL_TTL_SEC })
-    return c.json({ ...view(found), url, expiresAt: new Date(Date.now() + URL_TTL_SEC * 1000).toISOString() }, 200, NO_STORE)
+    return c.json({ ...view(found), url, ...(statementUrl ? { statementUrl } : {}), custody: `/v1/custody/${found.subject.split('/').map(encodeURIComponent).join('/')}?namespace=${t.namespace}`, expiresAt: new Date(Date.now() + URL_TTL_SEC * 1000).toISOString() }, 200, NO_STORE)
   }
 }

@@ -83,6 +83,8 @@ export interface S3Client {
   abortMultipartUpload(key: string, uploadId: string): Promise<void>
   /** The parts the server holds for the upload, in order (all pages). Rejects with `storage_rejected` once the upload is gone. */
   listParts(key: string, uploadId: string): Promise<UploadedPart[]>
+  /** Stores a small object (a manifest, a signed statement) in one signed PUT. */
+  putObject(key: string, body: string, contentType: string): Promise<{ etag: string }>
   /** A URL that lets its holder `GET` the object for `expiresSec` seconds. */
   presignGet(key: string, expiresSec: number): Promise<string>
   /** The object's size, ETag and metadata; `undefined` when there is no such object. */
@@ -242,6 +244,11 @@ export function s3Client(options: S3Options): S3Client {
       return presign('GET', objectUrl(key), expiresSec)
     },
 
+    async putObject(key, body, contentType) {
+      const res = await call('PutObject', 'PUT', objectUrl(key), { headers: { 'content-type': contentType }, body })
+      await res.body?.cancel()
+      return { etag: res.headers.get('etag') ?? '' }
+    },
     async headObject(key) {
       let res: Response
       try {

@@ -132,6 +132,8 @@ export interface StoreRequest {
   archive: { name: string; size: number; sha256: string }
   recipients: string[]
   requestId: string
+  /** The agent's signed statement of the archive: stored beside the sealed object (`<key>.statement.json`). */
+  statement?: unknown
   /** Signs the agent's store grant for this plan digest (the gateway's grant keys). */
   grant(planSha256: string): Promise<Record<string, string>>
   /** POSTs to the agent (mutual TLS, headers deadline): the agent client's `forward` bound to the node. */
@@ -173,7 +175,10 @@ export async function storeArchive(r: StoreRequest): Promise<StoredEvent | Store
     if (sealed.plaintext.sha256 !== r.archive.sha256 && r.archive.sha256 !== '') throw new CheckpointError('checkpoint_failed', 'the archive the agent sealed is not the one it reported')
     await r.s3.completeMultipartUpload(key, uploadId, sealed.parts)
     uploadId = undefined
-    const ev: StoredEvent = { type: 'stored', bucket: r.s3.bucket, key, plaintext: sealed.plaintext, sealed: sealed.sealed, recipients: fingerprints, parts: sealed.parts.length, time: time() }
+    // The statement travels with the evidence: whoever can read the object can check where it came from.
+    const statementKey = r.statement !== undefined ? `${key}.statement.json` : undefined
+    if (statementKey) await r.s3.putObject(statementKey, JSON.stringify(r.statement), 'application/vnd.dev.sigstore.bundle.v0.3+json')
+    const ev: StoredEvent = { type: 'stored', bucket: r.s3.bucket, key, plaintext: sealed.plaintext, sealed: sealed.sealed, recipients: fingerprints, parts: sealed.parts.length, ...(statementKey ? { statementKey } : {}), time: time() }
     r.emit(ev)
     return ev
   } catch (err) {

@@ -196,9 +196,16 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     const ls = await cli(['evidence', 'ls', '--cluster=prod', '--json'])
     assert.ok((JSON.parse(ls.stdout) as { items: Array<{ id: string }> }).items.some((i) => i.id === stored!.key))
     const out = join(dir, 'evidence.tar')
-    const got = await cli(['evidence', 'get', stored!.key, '-o', out, '-i', identityFile])
+    const keyFile = join(dir, 'agent.pub')
+    const published = JSON.parse(await (await a.fetch('/statement-keys')).body.text()) as { keys: Array<{ publicKey: string }> }
+    await (await import('node:fs/promises')).writeFile(keyFile, published.keys[0]!.publicKey)
+    const got = await cli(['evidence', 'get', stored!.key, '-o', out, '-i', identityFile, '--key', keyFile])
     assert.equal(got.code, 0, got.stderr)
     assert.ok((await readFile(out)).equals(await readFile(join(a.agent.store.dir, completed!.archive.name))))
+    // The URL just issued is logged in the background: it may or may not be in the log read right after.
+    assert.match(got.stderr, /^custody: created by ivy, stored by ivy(, url_issued by ivy)* — chain verified$/m)
+    assert.match(got.stdout, /^verified: checkpoint-api-0_shop-app-/m)
+    assert.ok(stored!.statementKey)
   })
 
   it('storage refusing: the checkpoint still succeeds, the stream ends store_failed, the archive stays', async () => {
