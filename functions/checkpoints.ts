@@ -77,9 +77,17 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
     // After `completed`: seal and store, its events on the same stream, then the end of it.
     const stored = storing
       ? relay.final.then(async (f): Promise<StoredEvent | StoreFailedEvent | undefined> => {
-        if (f.type !== 'completed') return relay.end(), undefined
+        // The caller's stream ends whatever happens below: never left open.
+        try {
+          return f.type === 'completed' ? await storeAndReport(storing, f) : undefined
+        } finally {
+          relay.end()
+        }
+      })
+      : Promise.resolve(undefined)
+    async function storeAndReport(v: NonNullable<typeof storing>, f: CompletedEvent): Promise<StoredEvent | StoreFailedEvent> {
         const out = await storeArchive({
-          s3: storing.s3, cfg: storing.cfg, cluster, target, archive: f.archive, recipients, requestId: audit.requestId,
+          s3: v.s3, cfg: v.cfg, cluster, target, archive: f.archive, recipients, requestId: audit.requestId,
           ...(f.statement !== undefined ? { statement: f.statement } : {}),
           grant: (plan) => agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:store', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace], plan }, config.grants.readTtlSec),
           agent: (path, init) => agent.forward(cl, n, path, init),
@@ -87,14 +95,12 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
           now: () => Date.now(),
         })
         noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), out.type, out.type === 'stored' ? { bucket: out.bucket, key: out.key, sealed: out.sealed, plaintext: out.plaintext, recipients: out.recipients, ...(out.statementKey ? { statementKey: out.statementKey } : {}) } : { code: out.code })
-        if (out.type === 'stored' && !storing.cfg.keepOnNode) {
+        if (out.type === 'stored' && !v.cfg.keepOnNode) {
           const del = await agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:delete', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace] }, config.grants.readTtlSec)
           await agent.forward(cl, n, `/checkpoints/${encodeURIComponent(f.archive.name)}`, { method: 'DELETE', headers: del }).then((r) => r.body?.cancel()).catch(() => {})
         }
-        relay.end()
         return out
-      })
-      : Promise.resolve(undefined)
+    }
     deferOutcome(c, trail, started, stored)
     if (streaming) {
       return new Response(relay.readable, { status: 200, headers: { 'content-type': NDJSON, ...NO_STORE } })

@@ -18,7 +18,8 @@ import { uploadParts } from '../seal/upload.ts'
 import type { AgentDeps, Ctx } from './context.ts'
 import { recordedTarget } from './archives.ts'
 
-let storing = false
+/** Agents whose store is running (one at a time per agent; tests run several agents in a process). */
+const storing = new WeakSet<AgentDeps>()
 
 async function readPlan(ctx: Ctx): Promise<{ raw: Buffer; plan: UploadPlanBody }> {
   const chunks: Buffer[] = []
@@ -61,8 +62,8 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
       throw err
     }
   }
-  if (storing) throw new CheckpointError('too_many_requests', 'an archive is being sealed on this node', { headers: { 'retry-after': '30' } })
-  storing = true
+  if (storing.has(d)) throw new CheckpointError('too_many_requests', 'an archive is being sealed on this node', { headers: { 'retry-after': '30' } })
+  storing.add(d)
   const now = () => new Date().toISOString()
   const send = (e: StoreEvent) => {
     if (!res.writableEnded && !res.destroyed) res.write(encodeEvent(e))
@@ -83,7 +84,7 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
     log.warn('archive not stored', { archive: name, code: e.code, err: e })
     send({ type: 'failed', status: e.status, code: e.code, message: e.message, ...(e.field ? { field: e.field } : {}), time: now() })
   } finally {
-    storing = false
+    storing.delete(d)
     res.end()
   }
 }

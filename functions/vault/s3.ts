@@ -94,15 +94,8 @@ export interface S3Client {
 const MAX_EXPIRES_SEC = 604_800
 const MAX_PARTS = 10_000
 
-/**
- * Builds the client. Checks its options at once: bad configuration throws a plain `Error`.
- *
- * @example
- * const s3 = s3Client({ endpoint: env.S3_ENDPOINT, bucket: env.S3_BUCKET, accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY })
- * const uploadId = await s3.createMultipartUpload(key, { 'sealed-sha256': digest })
- * const url = await s3.presignUploadPart(key, uploadId, 1, 300)   // handed to the agent
- */
-export function s3Client(options: S3Options): S3Client {
+/** The signed-request machinery of one bucket: calls with the gateway's credentials, presigning, object URLs. */
+function s3Transport(options: S3Options) {
   const base = baseUrl(options)
   const { bucket, accessKeyId, secretAccessKey } = options
   if (!accessKeyId || !secretAccessKey) throw new Error('s3: accessKeyId and secretAccessKey are required')
@@ -163,6 +156,19 @@ export function s3Client(options: S3Options): S3Client {
     return (await signer(method, url, { signQuery: true }).sign()).url.toString()
   }
 
+  return { bucket, call, text, presign, objectUrl }
+}
+
+/**
+ * Builds the client. Checks its options at once: bad configuration throws a plain `Error`.
+ *
+ * @example
+ * const s3 = s3Client({ endpoint: env.S3_ENDPOINT, bucket: env.S3_BUCKET, accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY })
+ * const uploadId = await s3.createMultipartUpload(key, { 'sealed-sha256': digest })
+ * const url = await s3.presignUploadPart(key, uploadId, 1, 300)   // handed to the agent
+ */
+export function s3Client(options: S3Options): S3Client {
+  const { bucket, call, text, presign, objectUrl } = s3Transport(options)
   return {
     bucket,
 
