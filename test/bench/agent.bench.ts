@@ -54,22 +54,16 @@ import { counter } from '../runtime/workloads.ts'
 import { agentListening, stopChild as stopChildAfter } from '../support/process.ts'
 import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
-import { emit, median, noter, round } from './figures.ts'
+import { emit, envNumber, median, noter, round } from './figures.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const MiB = 1 << 20
 
-const env = (name: string, dflt: number) => {
-  const raw = process.env[name]
-  const n = raw === undefined || raw === '' ? dflt : Number(raw)
-  if (!Number.isFinite(n) || n <= 0) throw new TypeError(`${name}=${raw}: must be a positive number`)
-  return n
-}
-const CHECKPOINTS = Math.round(env('BENCH_CHECKPOINTS', 15))
-const ARCHIVE_MB = env('BENCH_ARCHIVE_MB', 1024)
-const ROUNDS = Math.round(env('BENCH_DOWNLOAD_ROUNDS', 5))
-const RSS_ARCHIVE_MB = env('BENCH_RSS_ARCHIVE_MB', 2048)
-const TIMEOUT_S = env('BENCH_TIMEOUT_S', 480)
+const CHECKPOINTS = Math.round(envNumber('BENCH_CHECKPOINTS', 15))
+const ARCHIVE_MB = envNumber('BENCH_ARCHIVE_MB', 1024)
+const ROUNDS = Math.round(envNumber('BENCH_DOWNLOAD_ROUNDS', 5))
+const RSS_ARCHIVE_MB = envNumber('BENCH_RSS_ARCHIVE_MB', 2048)
+const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 480)
 const EXPERIMENTS = process.env.BENCH_EXPERIMENTS
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'overhead,download,rss').split(',').map((s) => s.trim()).filter(Boolean))
 

@@ -22,3 +22,13 @@ export function median(xs: number[]): number {
   const m = s.length >> 1
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
+
+/** A number from the environment (`dflt` when unset or empty); anything else stops the bench. */
+export function envNumber(name: string, dflt: number, { allowZero = false } = {}): number {
+  const raw = process.env[name]
+  const n = raw === undefined || raw === '' ? dflt : Number(raw)
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !allowZero)) {
+    throw new TypeError(`${name}=${raw}: must be a ${allowZero ? 'non-negative' : 'positive'} number`)
+  }
+  return n
+}

@@ -65,20 +65,15 @@ import { startFakeCri } from '../support/fake-cri.ts'
 import { stopChild } from '../support/process.ts'
 import { curlToNull } from './curl.ts'
 import { startNginxProxy } from './gateway-nginx.ts'
+import { envNumber } from './figures.ts'
 
 const MiB = 1 << 20
-const env = (name: string, dflt: number) => {
-  const raw = process.env[name]
-  const n = raw === undefined || raw === '' ? dflt : Number(raw)
-  if (!Number.isFinite(n) || n < 0) throw new TypeError(`${name}=${raw}: must be a non-negative number`)
-  return n
-}
-const N = Math.max(1, Math.round(env('BENCH_N', 200)))
-const RPS_SECONDS = env('BENCH_RPS_SECONDS', 5)
-const CONCURRENCY = Math.max(1, Math.round(env('BENCH_CONCURRENCY', 64)))
-const ARCHIVE_MB = env('BENCH_ARCHIVE_MB', 2048)
-const ROUNDS = Math.max(1, Math.round(env('BENCH_DOWNLOAD_ROUNDS', 2)))
-const TIMEOUT_S = env('BENCH_TIMEOUT_S', 240)
+const N = Math.max(1, Math.round(envNumber('BENCH_N', 200)))
+const RPS_SECONDS = envNumber('BENCH_RPS_SECONDS', 5)
+const CONCURRENCY = Math.max(1, Math.round(envNumber('BENCH_CONCURRENCY', 64)))
+const ARCHIVE_MB = envNumber('BENCH_ARCHIVE_MB', 2048)
+const ROUNDS = Math.max(1, Math.round(envNumber('BENCH_DOWNLOAD_ROUNDS', 2)))
+const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 240)
 const CPU_PROF = process.env.BENCH_GATEWAY_CPU_PROF
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,bundle').split(',').map((s) => s.trim()).filter(Boolean))
 const SERVER = fileURLToPath(new URL('./gateway-server.ts', import.meta.url))
@@ -130,7 +125,7 @@ function hasTaskset(): boolean {
     return false
   }
 }
-const PIN = env('BENCH_PIN', 1) !== 0 && cpus().length >= 2 && hasTaskset()
+const PIN = envNumber('BENCH_PIN', 1, { allowZero: true }) !== 0 && cpus().length >= 2 && hasTaskset()
 /** Moves every thread of `pid` to `cpu`. */
 const pin = (pid: number, cpu: string) => execFileSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' })
 

@@ -37,18 +37,12 @@ import { promisify } from 'node:util'
 import { ageEncrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { seal } from '../../agent/seal/seal.ts'
 import { ensureAge } from '../runtime/evidence-tools.ts'
-import { emit, median, noter, round } from './figures.ts'
+import { emit, envNumber, median, noter, round } from './figures.ts'
 
 const execFileP = promisify(execFile)
 const SELF = fileURLToPath(import.meta.url)
 const MiB = 1 << 20
 
-const env = (name: string, dflt: number) => {
-  const raw = process.env[name]
-  const n = raw === undefined || raw === '' ? dflt : Number(raw)
-  if (!Number.isFinite(n) || n <= 0) throw new TypeError(`${name}=${raw}: must be a positive number`)
-  return n
-}
 
 // ---- the RSS child: seal the file given on the command line, report RSS -------------------------
 
@@ -65,9 +59,9 @@ if (process.argv[2] === '--rss-child') {
   process.exit(0)
 }
 
-const SIZE_MB = env('BENCH_SEAL_MB', 256)
-const ROUNDS = Math.round(env('BENCH_SEAL_ROUNDS', 3))
-const TIMEOUT_S = env('BENCH_TIMEOUT_S', 600)
+const SIZE_MB = envNumber('BENCH_SEAL_MB', 256)
+const ROUNDS = Math.round(envNumber('BENCH_SEAL_ROUNDS', 3))
+const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600)
 
 // ---- output --------------------------------------------------------------------------------
 
