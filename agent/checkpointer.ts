@@ -48,12 +48,6 @@ export interface Resolved {
   container: ContainerInfo
 }
 
-/** What the preflight learned: the container's working set (null when stats failed) and the free space. */
-export interface Preflight {
-  workingSetBytes: number | null
-  freeBytes: number
-}
-
 /** A submitted checkpoint: the job, whether it was already running, the caller's queue position (0 = running). */
 export interface Started {
   job: Job
@@ -148,7 +142,7 @@ export class Checkpointer {
    * dumping) and hold the container's working set (CRI ContainerStats) plus the margin. The three
    * look-ups run at once; they sit on every checkpoint's path.
    */
-  async preflight(r: Resolved): Promise<Preflight> {
+  async preflight(r: Resolved): Promise<void> {
     const { store, diskMarginBytes, runtime, log } = this.o
     const [stats, freeBytes] = await Promise.all([
       runtime.containerStats(r.container.id).catch((err) => {
@@ -162,7 +156,6 @@ export class Checkpointer {
     if (freeBytes < need) {
       throw new CheckpointError('insufficient_storage', `checkpoint directory has ${freeBytes} bytes free; this container needs about ${need} (working set ${workingSetBytes ?? 'unknown'} + margin ${diskMarginBytes})`, { extra: { freeBytes, neededBytes: need } })
     }
-    return { workingSetBytes, freeBytes }
   }
 
   /**

@@ -41,7 +41,7 @@ export const OPTIONS = {
   'heartbeat-interval': { kind: 'duration', default: '5s', min: 1, max: 10, help: 'interval of heartbeat events while a checkpoint runs' },
   'disk-margin': { kind: 'size', default: '256Mi', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'space that must stay free beyond the container\'s working set: bytes, or with a unit (Ki, Mi, Gi, Ti, or k, M, G, T)' },
   'retention-max-per-container': { kind: 'int', default: '10', min: 0, max: 100000, help: 'archives kept per container, oldest deleted first (0 = no limit)' },
-  'retention-max-total-bytes': { kind: 'int', default: '0', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'bytes of archives kept in all (0 = no limit)' },
+  'retention-max-total-bytes': { kind: 'size', default: '0', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'archives kept in all: bytes, or with a unit as for --disk-margin (0 = no limit)' },
   'retention-max-age': { kind: 'duration', default: '0s', min: 0, max: 10 * 365 * 86400, help: 'archives older than this are deleted (0 = no limit)' },
   'shutdown-grace': { kind: 'duration', default: '2m', min: 0, max: 86400, help: 'on SIGTERM, how long running checkpoints may take to finish' },
   'statement-key': { kind: 'string', help: 'PEM (PKCS#8) ECDSA P-256 or Ed25519 private key that signs checkpoint statements, re-read when it changes (default: one made at first start in the checkpoint directory, .statement-key.pem)' },

@@ -9,11 +9,11 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
+import { BUNDLE_MEDIA_TYPE } from '../shared/agent-api.ts'
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1'
 export const PREDICATE_TYPE = 'https://checkpoint-gateway.dev/attestations/checkpoint/v1'
 export const DSSE_PAYLOAD_TYPE = 'application/vnd.in-toto+json'
-export const BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json'
 
 /** What the predicate records; every field the agent knows at completion. */
 export interface CheckpointPredicate {

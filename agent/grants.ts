@@ -99,7 +99,6 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
         throw new CheckpointError('grant_mismatch', 'grant does not cover this request: cluster differs', { field: 'cluster' })
       }
       sweep()
-      if (seen.has(payload.jti!)) throw replay()
       if (seen.size >= maxRemembered) throw new CheckpointError('too_many_requests', 'too many live grants', { headers: { 'retry-after': '5' } })
       seen.set(payload.jti!, payload.exp! * 1000)
       // Written down before the grant is honoured: a crash after this line cannot reopen it.

@@ -38,6 +38,13 @@ export interface UploadPlanBody {
 /** Largest plan body the agent reads. */
 export const MAX_PLAN_BYTES = 1024 * 1024
 
+/** Part sizes a plan may ask for, in MiB: S3's 5 MiB minimum; the agent holds one part in memory. */
+export const MIN_PART_MIB = 5
+export const MAX_PART_MIB = 512
+
+/** Media type of a Sigstore bundle (v0.3) — how signed statements are served and stored. */
+export const BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json'
+
 /** Header carrying the caller's request id end to end. */
 export const REQUEST_ID_HEADER = 'x-request-id'
 

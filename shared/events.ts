@@ -168,7 +168,7 @@ export interface SealedEvent {
   type: 'sealed'
   plaintext: { sha256: string; size: number }
   sealed: { sha256: string; size: number }
-  parts: Array<{ partNumber: number; etag: string; size: number; sha256: string }>
+  parts: Array<{ partNumber: number; etag: string; size: number }>
   time: string
 }
 

@@ -5,6 +5,7 @@
  * namespace its name can be read as): the name never chooses its namespace (shared/grant.ts).
  * Also an archive's signed statement and the keys statements are signed with (custody.ts).
  */
+import { BUNDLE_MEDIA_TYPE } from '../../shared/agent-api.ts'
 import { CheckpointError } from '../../shared/errors.ts'
 import type { ArchiveEntry } from '../../shared/events.ts'
 import { checkGrantCoversArchive } from '../../shared/grant.ts'
@@ -93,7 +94,7 @@ export async function statement(ctx: Ctx, d: AgentDeps): Promise<void> {
   checkGrantCoversArchive(grant, name, recordedTarget(await d.store.get(name)))
   const bundle = await d.store.readStatement(name)
   if (bundle === null) throw new CheckpointError('not_found', `archive ${name} has no signed statement`)
-  sendJson(ctx.res, 200, JSON.stringify(bundle), { 'content-type': 'application/vnd.dev.sigstore.bundle.v0.3+json' })
+  sendJson(ctx.res, 200, JSON.stringify(bundle), { 'content-type': BUNDLE_MEDIA_TYPE })
 }
 
 /** GET /statement-keys: the public keys this agent signs statements with (no grant: they are public). */

@@ -9,14 +9,16 @@
 import { createHash } from 'node:crypto'
 import { asCheckpointError, CheckpointError } from '../../shared/errors.ts'
 import { encodeEvent, NDJSON, type StoreEvent } from '../../shared/events.ts'
-import { MAX_PLAN_BYTES, type UploadPlanBody } from '../../shared/agent-api.ts'
+import { MAX_PART_MIB, MAX_PLAN_BYTES, MIN_PART_MIB, type UploadPlanBody } from '../../shared/agent-api.ts'
 import { checkGrantCoversArchive } from '../../shared/grant.ts'
 import { checkQuery } from '../../shared/names.ts'
-import { AgeError, parseRecipient } from '../seal/age.ts'
+import { AgeError, parseRecipient, type Recipient } from '../seal/age.ts'
 import { seal } from '../seal/seal.ts'
 import { uploadParts } from '../seal/upload.ts'
 import type { AgentDeps, Ctx } from './context.ts'
 import { recordedTarget } from './archives.ts'
+
+const MiB = 1024 * 1024
 
 /** Agents whose store is running (one at a time per agent; tests run several agents in a process). */
 const storing = new WeakSet<AgentDeps>()
@@ -38,7 +40,7 @@ async function readPlan(ctx: Ctx): Promise<{ raw: Buffer; plan: UploadPlanBody }
   }
   const bad = (field: string, why: string) => new CheckpointError('invalid_body', `${field}: ${why}`, { field })
   if (!Array.isArray(plan.recipients) || plan.recipients.length === 0 || plan.recipients.length > 64 || !plan.recipients.every((r) => typeof r === 'string')) throw bad('recipients', '1..64 age recipients')
-  if (!Number.isInteger(plan.partSize) || plan.partSize! < 5 * 1024 * 1024 || plan.partSize! > 512 * 1024 * 1024) throw bad('partSize', '5 MiB..512 MiB (S3 multipart limits)')
+  if (!Number.isInteger(plan.partSize) || plan.partSize! < MIN_PART_MIB * MiB || plan.partSize! > MAX_PART_MIB * MiB) throw bad('partSize', `${MIN_PART_MIB} MiB..${MAX_PART_MIB} MiB`)
   if (!Array.isArray(plan.urls) || plan.urls.length === 0 || plan.urls.length > 10_000 || !plan.urls.every((u) => typeof u === 'string' && /^https?:\/\//.test(u))) throw bad('urls', '1..10000 http(s) URLs')
   return { raw, plan: plan as UploadPlanBody }
 }
@@ -54,14 +56,14 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
   }
   const archive = await d.store.get(name)
   checkGrantCoversArchive(grant, name, recordedTarget(archive))
-  for (const [i, r] of plan.recipients.entries()) {
+  const recipients: Recipient[] = plan.recipients.map((r, i) => {
     try {
-      parseRecipient(r)
+      return parseRecipient(r)
     } catch (err) {
       if (err instanceof AgeError) throw new CheckpointError('invalid_recipient', `recipients[${i}]: not an age X25519 recipient (age1…)`, { field: `recipients[${i}]` })
       throw err
     }
-  }
+  })
   if (storing.has(d)) throw new CheckpointError('too_many_requests', 'an archive is being sealed on this node', { headers: { 'retry-after': '30' } })
   storing.add(d)
   const now = () => new Date().toISOString()
@@ -74,7 +76,7 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
   try {
     res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store', 'x-accel-buffering': 'no' })
     let parts: Awaited<ReturnType<typeof uploadParts>> = []
-    const sealed = await seal(archive.path, plan.recipients, async (bytes, { signal }) => {
+    const sealed = await seal(archive.path, recipients, async (bytes, { signal }) => {
       parts = await uploadParts(bytes, plan, { signal, onPart: (p, sentBytes) => send({ type: 'uploading', part: p.partNumber, sentBytes, time: now() }) })
     }, { signal: stop.signal, onProgress: (p) => send({ type: 'sealing', read: p.read, total: p.total, sealed: p.sealed, time: now() }) })
     send({ type: 'sealed', plaintext: sealed.plaintext, sealed: sealed.sealed, parts, time: now() })

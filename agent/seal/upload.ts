@@ -5,7 +5,7 @@
  * for the network or a 5xx/429 is sent again with backoff (the same bytes: the buffer is kept until
  * the PUT succeeds); a 4xx (expired or tampered URL, an upload that is gone) ends the upload at once.
  */
-import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { CheckpointError } from '../../shared/errors.ts'
 
 export interface UploadPlan {
@@ -19,7 +19,6 @@ export interface UploadedPart {
   partNumber: number
   etag: string
   size: number
-  sha256: string
 }
 
 export interface UploadOptions {
@@ -33,16 +32,11 @@ export interface UploadOptions {
   timeoutMs?: number
 }
 
-const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve, reject) => {
-  const t = setTimeout(resolve, ms)
-  signal?.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason) }, { once: true })
-})
-
 async function putPart(url: string, body: Buffer, partNumber: number, o: UploadOptions): Promise<string> {
   const attempts = o.attempts ?? 4
   let last: CheckpointError | undefined
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    if (attempt > 1) await sleep((o.backoffMs ?? 500) * 2 ** (attempt - 2), o.signal)
+    if (attempt > 1) await sleep((o.backoffMs ?? 500) * 2 ** (attempt - 2), undefined, { signal: o.signal })
     let res: Response
     try {
       const signal = AbortSignal.any([AbortSignal.timeout(o.timeoutMs ?? 120_000), ...(o.signal ? [o.signal] : [])])
@@ -72,7 +66,7 @@ async function putPart(url: string, body: Buffer, partNumber: number, o: UploadO
 
 /**
  * Consumes `sealed` into parts of `plan.partSize` and PUTs each to its URL in order. Resolves with
- * the parts (number, ETag, size, SHA-256) once the last is stored; rejects with `storage_rejected`
+ * the parts (number, ETag, size) once the last is stored; rejects with `storage_rejected`
  * (a refusal, or more data than the plan has parts for) or `storage_unavailable` (retries spent).
  */
 export async function uploadParts(sealed: AsyncIterable<Uint8Array>, plan: UploadPlan, o: UploadOptions = {}): Promise<UploadedPart[]> {
@@ -88,7 +82,7 @@ export async function uploadParts(sealed: AsyncIterable<Uint8Array>, plan: Uploa
     // The part buffer is refilled only after its PUT succeeded, so it can be sent as it is.
     const body = buf.subarray(0, fill)
     const etag = await putPart(url, body, partNumber, o)
-    const part = { partNumber, etag, size: fill, sha256: createHash('sha256').update(body).digest('hex') }
+    const part = { partNumber, etag, size: fill }
     parts.push(part)
     sent += fill
     fill = 0

@@ -8,7 +8,7 @@
  */
 import { CheckpointError, isErrorCode } from '../../shared/errors.ts'
 import { parseStoreEvent, type SealedEvent, type StoreEvent, type StoredEvent, type StoreFailedEvent } from '../../shared/events.ts'
-import { AGENT_PATHS, type UploadPlanBody } from '../../shared/agent-api.ts'
+import { AGENT_PATHS, BUNDLE_MEDIA_TYPE, MAX_PART_MIB, MIN_PART_MIB, type UploadPlanBody } from '../../shared/agent-api.ts'
 import type { Target } from '../../shared/names.ts'
 import { globToRegExp } from '../authz.ts'
 import { StorageError, type S3Client, type S3Options } from './s3.ts'
@@ -61,7 +61,7 @@ export function parseVaultConfig(raw: unknown, secret: (name: string) => string 
     return value
   }
   const partMiB = v.partSizeMiB ?? 16
-  if (!Number.isInteger(partMiB) || partMiB < 5 || partMiB > 5120) throw fail('partSizeMiB must be a whole number 5..5120')
+  if (!Number.isInteger(partMiB) || partMiB < MIN_PART_MIB || partMiB > MAX_PART_MIB) throw fail(`partSizeMiB must be a whole number ${MIN_PART_MIB}..${MAX_PART_MIB}`)
   const ttl = v.urlTtlSec ?? 900
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > 604_800) throw fail('urlTtlSec must be 60..604800')
   if (v.store !== undefined && v.store !== 'request' && v.store !== 'always') throw fail('store must be "request" or "always"')
@@ -177,7 +177,7 @@ export async function storeArchive(r: StoreRequest): Promise<StoredEvent | Store
     uploadId = undefined
     // The statement travels with the evidence: whoever can read the object can check where it came from.
     const statementKey = r.statement !== undefined ? `${key}.statement.json` : undefined
-    if (statementKey) await r.s3.putObject(statementKey, JSON.stringify(r.statement), 'application/vnd.dev.sigstore.bundle.v0.3+json')
+    if (statementKey) await r.s3.putObject(statementKey, JSON.stringify(r.statement), BUNDLE_MEDIA_TYPE)
     const ev: StoredEvent = { type: 'stored', bucket: r.s3.bucket, key, plaintext: sealed.plaintext, sealed: sealed.sealed, recipients: fingerprints, parts: sealed.parts.length, ...(statementKey ? { statementKey } : {}), time: time() }
     r.emit(ev)
     return ev

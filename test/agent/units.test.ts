@@ -55,6 +55,9 @@ describe('config', () => {
     assert.equal(loadConfig([...REQUIRED, '--disk-margin=1Gi'], {}).diskMarginBytes, 2 ** 30)
     assert.equal(loadConfig([...REQUIRED, '--disk-margin=0'], {}).diskMarginBytes, 0)
     assert.throws(() => loadConfig([...REQUIRED, '--disk-margin=256 MiB'], {}), (e: unknown) => e instanceof ConfigError && e.option === 'disk-margin')
+    assert.equal(loadConfig([...REQUIRED, '--retention-max-total-bytes=10Gi'], {}).retention.maxTotalBytes, 10 * 2 ** 30)
+    assert.equal(loadConfig([...REQUIRED, '--retention-max-total-bytes=1073741824'], {}).retention.maxTotalBytes, 2 ** 30)
+    assert.throws(() => loadConfig([...REQUIRED, '--retention-max-total-bytes=10 GB'], {}), (e: unknown) => e instanceof ConfigError && e.option === 'retention-max-total-bytes')
   })
 
   it('durations and help', () => {
