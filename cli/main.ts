@@ -12,6 +12,7 @@
  * 5 server side (5xx).
  */
 import { parseArgs } from 'node:util'
+import { ndjsonLines } from '../shared/events.ts'
 import { config } from './config.ts'
 import { decrypt, keys, verify } from './evidence.ts'
 import { fetchArchive } from './fetch.ts'
@@ -63,17 +64,17 @@ async function create(g: GatewayOptions, args: string[], flags: Flags, io: Io): 
   const res = await call(g, path, { method: 'POST', headers: { accept: 'application/x-ndjson' } })
   let final: Record<string, unknown> | undefined
   let vaultOutcome: Record<string, unknown> | undefined
-  let buf = ''
-  const decoder = new TextDecoder()
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buf += decoder.decode(chunk, { stream: true })
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const e = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>
-      buf = buf.slice(nl + 1)
-      progress(e, io)
-      if (e.type === 'completed' || e.type === 'failed') final = e
-      if (e.type === 'stored' || e.type === 'store_failed') vaultOutcome = e
+  for await (const line of ndjsonLines(res.body!)) {
+    if (!line.trim()) continue
+    let e: Record<string, unknown>
+    try {
+      e = JSON.parse(line) as Record<string, unknown>
+    } catch {
+      break // a line cut short: the stream was cut, the outcome is unknown
     }
+    progress(e, io)
+    if (e.type === 'completed' || e.type === 'failed') final = e
+    if (e.type === 'stored' || e.type === 'store_failed') vaultOutcome = e
   }
   if (!final) throw new CliError('stream_cut', 'the event stream ended without a final event: the outcome is unknown (list the node\'s archives)')
   if (final.type === 'failed') {

@@ -4,6 +4,7 @@
  * agent's checkpoint → relay its events (NDJSON) or wait for the last one (JSON).
  */
 import type { Handler } from 'hono'
+import { AGENT_PATHS } from '../shared/agent-api.ts'
 import { CheckpointError } from '../shared/errors.ts'
 import { encodeEvent, NDJSON, type CompletedEvent, type FinalEvent, type StoredEvent, type StoreFailedEvent } from '../shared/events.ts'
 import { checkName, checkQuery, checkTarget, parseTimeout } from '../shared/names.ts'
@@ -97,7 +98,7 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
         noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), out.type, out.type === 'stored' ? { bucket: out.bucket, key: out.key, sealed: out.sealed, plaintext: out.plaintext, recipients: out.recipients, ...(out.statementKey ? { statementKey: out.statementKey } : {}) } : { code: out.code })
         if (out.type === 'stored' && !v.cfg.keepOnNode) {
           const del = await agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:delete', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace] }, config.grants.readTtlSec)
-          await agent.forward(cl, n, `/checkpoints/${encodeURIComponent(f.archive.name)}`, { method: 'DELETE', headers: del }).then((r) => r.body?.cancel()).catch(() => {})
+          await agent.forward(cl, n, AGENT_PATHS.archive(f.archive.name), { method: 'DELETE', headers: del }).then((r) => r.body?.cancel()).catch(() => {})
         }
         return out
     }

@@ -11,6 +11,7 @@
 import type { Action } from '../authz.ts'
 import { jsonValue } from '../config.ts'
 import type { ConfigSummary, PermissionChange } from './model.ts'
+import { canonicalJson as canonical } from '../../shared/digest.ts'
 
 type Raw = Record<string, unknown>
 
@@ -27,16 +28,6 @@ interface RuleShape {
 
 const obj = (v: unknown): Raw => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Raw) : {})
 const strings = (v: unknown): string[] => (Array.isArray(v) ? [...new Set(v.filter((s): s is string => typeof s === 'string'))].sort() : [])
-
-/** A value as JSON with object keys sorted, so key order never reads as a change. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`
-  if (v && typeof v === 'object') {
-    const o = v as Raw
-    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`
-  }
-  return JSON.stringify(v) ?? 'null'
-}
 
 /** Rules by id, as parsePolicy reads them (default ids `rule-<i>`, `checkpoint:` prefixes dropped). */
 function rulesOf(doc: Raw): Map<string, RuleShape> {

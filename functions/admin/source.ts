@@ -12,6 +12,7 @@ import { CheckpointError } from '../../shared/errors.ts'
 import type { Clock } from '../context.ts'
 import { capSummary, summarize } from './diff.ts'
 import { SOURCE_KINDS, type ConfigSource, type ConfigStore, type ConfigVersion, type SourceKind } from './model.ts'
+import { sha256Hex } from '../../shared/digest.ts'
 
 /** How often an isolate asks the source for a newer version, unless `GATEWAY_CONFIG_REFRESH_MS` says otherwise. */
 export const DEFAULT_REFRESH_MS = 30_000
@@ -38,9 +39,7 @@ export function configSourceSettings(env: (name: string) => string | undefined):
 
 /** `"<version>-<16 hex of the SHA-256 of the document>"`: a new tag for every version, even one that repeats an older text. */
 export async function etagOf(version: number, document: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(document)))
-  const hex = [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('')
-  return `"${version}-${hex}"`
+  return `"${version}-${await sha256Hex(document, 8)}"`
 }
 
 const EMPTY_SUMMARY = summarize({}, {})

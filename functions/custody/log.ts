@@ -6,6 +6,7 @@
  * the operation store. Entries are only ever inserted.
  */
 import type { SqlDriver } from '../operations/store.ts'
+import { canonicalJson, sha256Hex } from '../../shared/digest.ts'
 
 export type CustodyEvent = 'created' | 'stored' | 'store_failed' | 'downloaded' | 'deleted' | 'refused' | 'url_issued'
 
@@ -47,21 +48,9 @@ const SCHEMA = [
   )`,
 ]
 
-/** JSON with keys in a fixed order at every depth: the same entry always hashes the same. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`
-  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`
-  return JSON.stringify(v)
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)))
-  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('')
-}
-
 /** The hash an entry must carry, from its content and its predecessor's hash. */
 export function entryHash(subject: string, e: Omit<CustodyEntry, 'hash'>): Promise<string> {
-  return sha256Hex(`${e.prev}\n${canonical({ subject, seq: e.seq, at: e.at, event: e.event, actor: e.actor, requestId: e.requestId, details: e.details })}`)
+  return sha256Hex(`${e.prev}\n${canonicalJson({ subject, seq: e.seq, at: e.at, event: e.event, actor: e.actor, requestId: e.requestId, details: e.details })}`)
 }
 
 /** Checks a log read back: consecutive numbers from 1, each `prev` the hash before, each hash its content's. */
@@ -98,7 +87,8 @@ export function sqlCustodyLog(db: SqlDriver, now: () => number): CustodyLog {
       await init()
       const where = ["event = 'stored'"]
       const params: (string | number)[] = []
-      if (cluster !== undefined) (where.push('subject LIKE ?'), params.push(`${cluster}/%`))
+      // Not LIKE: `_` in a cluster id would be a wildcard there.
+      if (cluster !== undefined) (where.push('substr(subject, 1, ?) = ?'), params.push(cluster.length + 1, `${cluster}/`))
       if (key !== undefined) (where.push("json_extract(details, '$.key') = ?"), params.push(key))
       const rows = await db.all(`SELECT subject, at, details FROM custody_log WHERE ${where.join(' AND ')} ORDER BY at DESC LIMIT ?`, [...params, limit])
       return rows.map((r) => ({ subject: String(r.subject), at: String(r.at), details: JSON.parse(String(r.details)) as Record<string, unknown> }))

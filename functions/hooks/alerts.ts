@@ -7,6 +7,7 @@
  */
 import { CheckpointError } from '../../shared/errors.ts'
 import type { HookSource } from '../operations/model.ts'
+import { sha256Hex } from '../../shared/digest.ts'
 
 export interface Alert {
   /** The alert's own status, else the notification's; meaningless when `invalid` is set. */
@@ -49,8 +50,7 @@ function strMap(v: unknown, field: string): Record<string, string> {
 /** A stable stand-in for a missing fingerprint: SHA-256 of the sorted label set, 16 hex digits. */
 async function labelFingerprint(labels: Record<string, string>): Promise<string> {
   const text = JSON.stringify(Object.keys(labels).sort().map((k) => [k, labels[k]]))
-  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)))
-  return Array.from(d.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join('')
+  return sha256Hex(text, 8)
 }
 
 /**

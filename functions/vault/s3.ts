@@ -10,6 +10,7 @@
  * caller, which knows what the upload is for. Failures are {@link StorageError}s with a stable code.
  */
 import { AwsV4Signer } from 'aws4fetch'
+import { sha256Hex } from '../../shared/digest.ts'
 
 /** Storage could not be reached or answered 5xx / 429: try again later, the request may be fine. */
 export const STORAGE_UNAVAILABLE = 'storage_unavailable'
@@ -379,11 +380,6 @@ function decodeXml(s: string): string {
 
 function escapeXml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&${{ '&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": 'apos' }[c]};`)
-}
-
-async function sha256Hex(body: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(body)))
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
 function errorText(err: unknown): string {

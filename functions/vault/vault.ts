@@ -7,11 +7,13 @@
  * nothing partial is ever listed.
  */
 import { CheckpointError, isErrorCode } from '../../shared/errors.ts'
-import { parseStoreEvent, type SealedEvent, type StoreEvent, type StoredEvent, type StoreFailedEvent } from '../../shared/events.ts'
+import { ndjsonLines, parseStoreEvent, type SealedEvent, type StoreEvent, type StoredEvent, type StoreFailedEvent } from '../../shared/events.ts'
 import { AGENT_PATHS, BUNDLE_MEDIA_TYPE, MAX_PART_MIB, MIN_PART_MIB, type UploadPlanBody } from '../../shared/agent-api.ts'
 import type { Target } from '../../shared/names.ts'
 import { globToRegExp } from '../authz.ts'
+import { agentFailure } from '../problem.ts'
 import { StorageError, type S3Client, type S3Options } from './s3.ts'
+import { sha256Hex } from '../../shared/digest.ts'
 
 export interface RecipientRule {
   id: string
@@ -118,11 +120,8 @@ export function partsFor(size: number, partSize: number): number {
 
 /** A short fingerprint of a recipient, for metadata and listings (not a secret: recipients are public). */
 export async function recipientFingerprint(recipient: string): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(recipient)))
-  return Array.from(d.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join('')
+  return sha256Hex(recipient, 8)
 }
-
-const sha256Hex = async (text: string) => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))), (b) => b.toString(16).padStart(2, '0')).join('')
 
 export interface StoreRequest {
   s3: S3Client
@@ -189,29 +188,22 @@ export async function storeArchive(r: StoreRequest): Promise<StoredEvent | Store
 /** Passes the agent's progress on and returns its `sealed` event; a failure or a cut throws. */
 async function relayStore(res: Response, emit: (e: StoreEvent) => void): Promise<SealedEvent> {
   if (res.status !== 200 || !res.body) {
-    const text = await res.text().catch(() => '')
-    let code = 'bad_gateway'
-    let message = `the agent answered ${res.status}`
-    try {
-      const p = JSON.parse(text) as { code?: string; detail?: string }
-      if (typeof p.code === 'string') code = p.code
-      if (typeof p.detail === 'string') message = p.detail
-    } catch {
-      // not a problem body
-    }
-    throw new CheckpointError(code === 'invalid_recipient' || code === 'too_many_requests' ? code : 'bad_gateway', message)
+    // Only a refusal of the investigators' keys or a busy node says something to the caller;
+    // anything else the agent answers is the gateway's problem.
+    const { err } = await agentFailure(res)
+    throw new CheckpointError(err.code === 'invalid_recipient' || err.code === 'too_many_requests' ? err.code : 'bad_gateway', err.message)
   }
-  const decoder = new TextDecoder()
-  let buf = ''
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buf += decoder.decode(chunk, { stream: true })
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const e = parseStoreEvent(buf.slice(0, nl))
-      buf = buf.slice(nl + 1)
-      if (e.type === 'sealed') return e
-      if (e.type === 'failed') throw new CheckpointError(isErrorCode(e.code) ? e.code : 'bad_gateway', e.message)
-      emit(e)
+  for await (const line of ndjsonLines(res.body)) {
+    if (!line.trim()) continue
+    let e: StoreEvent
+    try {
+      e = parseStoreEvent(line)
+    } catch {
+      throw new CheckpointError('bad_gateway', 'the agent\'s store stream carried a line that is not a store event')
     }
+    if (e.type === 'sealed') return e
+    if (e.type === 'failed') throw new CheckpointError(isErrorCode(e.code) ? e.code : 'bad_gateway', e.message)
+    emit(e)
   }
   throw new CheckpointError('bad_gateway', 'the agent\'s store stream ended without an outcome')
 }
