@@ -116,4 +116,15 @@ describe('the custody log', () => {
     assert.deepEqual(await verifyChain(subject, await log.read(subject)), { ok: false, seq: 3, problem: 'gap' })
     db.close()
   })
+  it('stored(): a cluster id is matched exactly (`_` is no wildcard); an undefined detail keeps the chain whole', async () => {
+    const log = sqlCustodyLog(sqliteDriver(join(dir, 'stored.sqlite')), Date.now)
+    const actor = { sub: 'ivy' }
+    const put = (cluster: string) => log.append(`${cluster}/node-1/a.tar`, { event: 'stored', actor, requestId: 'r', details: { key: `${cluster}/ns/p/c/a.tar.zst.age`, gone: undefined } })
+    await put('a_b')
+    await put('a-b')
+    await put('axb')
+    assert.deepEqual((await log.stored({ cluster: 'a_b', limit: 10 })).map((e) => e.subject), ['a_b/node-1/a.tar'])
+    assert.equal((await log.stored({ limit: 10 })).length, 3)
+    assert.deepEqual(await verifyChain('a_b/node-1/a.tar', await log.read('a_b/node-1/a.tar')), { ok: true })
+  })
 })
