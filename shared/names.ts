@@ -73,6 +73,14 @@ export function parseTimeout(raw: string | null | undefined, dflt: number, max: 
   return n === 0 ? dflt : n
 }
 
+/** A `limit` query parameter: whole number 1..max (`dflt` when absent); else 400 invalid_query. */
+export function parseLimit(raw: string | null, dflt: number, max: number): number {
+  if (raw === null) return dflt
+  const n = /^\d{1,6}$/.test(raw) ? Number(raw) : NaN
+  if (!(n >= 1 && n <= max)) throw new CheckpointError('invalid_query', `limit: 1..${max}`, { field: 'limit' })
+  return n
+}
+
 /** Rejects query parameters other than `allowed` (typos must not be silently ignored). */
 export function checkQuery(params: Iterable<[string, string]>, allowed: readonly string[]): void {
   const seen = new Set<string>()

@@ -12,7 +12,7 @@
  */
 import type { Handler } from 'hono'
 import { CheckpointError } from '../../shared/errors.ts'
-import { checkQuery } from '../../shared/names.ts'
+import { checkQuery, parseLimit } from '../../shared/names.ts'
 import type { AuditTrail } from '../audit.ts'
 import { decide } from '../authz.ts'
 import type { GatewayConfig } from '../config.ts'
@@ -108,10 +108,9 @@ export function createConfigHistoryHandler(deps: AdminRouteDeps): Handler<Env> {
     refuseBody(c)
     const q = new URL(c.req.url).searchParams
     checkQuery(q, ['limit'])
-    const l = q.get('limit')
-    if (l !== null && (!/^\d{1,3}$/.test(l) || Number(l) < 1 || Number(l) > HISTORY_MAX)) throw new CheckpointError('invalid_query', `limit: 1..${HISTORY_MAX}`, { field: 'limit' })
+    const limit = parseLimit(q.get('limit'), HISTORY_DEFAULT, HISTORY_MAX)
     authorizeAdmin(c, deps)
-    const items = await source.history(l === null ? HISTORY_DEFAULT : Number(l))
+    const items = await source.history(limit)
     return c.json({ source: source.kind, items: items.map((e) => ({ ...e, createdAt: new Date(e.createdAt).toISOString() })) }, 200, NO_STORE)
   }
 }

@@ -3,7 +3,7 @@
  */
 import type { Handler } from 'hono'
 import { CheckpointError } from '../../shared/errors.ts'
-import { checkName, checkQuery } from '../../shared/names.ts'
+import { checkName, checkQuery, parseLimit } from '../../shared/names.ts'
 import { decide, requireAllowed } from '../authz.ts'
 import type { GatewayConfig } from '../config.ts'
 import { NO_STORE, type Env } from '../context.ts'
@@ -57,11 +57,7 @@ function listFilter(q: URLSearchParams): OperationFilter {
     if (!(OPERATION_STATES as readonly string[]).includes(st)) throw new CheckpointError('invalid_query', `state: one of ${OPERATION_STATES.join(', ')}`, { field: 'state' })
     f.state = st as OperationState
   }
-  const limit = q.get('limit')
-  if (limit !== null) {
-    if (!/^\d{1,3}$/.test(limit) || Number(limit) < 1 || Number(limit) > 500) throw new CheckpointError('invalid_query', 'limit: 1..500', { field: 'limit' })
-    f.limit = Number(limit)
-  }
+  f.limit = parseLimit(q.get('limit'), 100, 500)
   return f
 }
 

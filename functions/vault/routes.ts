@@ -6,7 +6,7 @@
  */
 import type { Handler } from 'hono'
 import { CheckpointError } from '../../shared/errors.ts'
-import { checkName, checkQuery } from '../../shared/names.ts'
+import { checkName, checkQuery, parseLimit } from '../../shared/names.ts'
 import type { AuditTrail } from '../audit.ts'
 import { decide } from '../authz.ts'
 import type { GatewayConfig } from '../config.ts'
@@ -42,8 +42,7 @@ export function createEvidenceListHandler({ config, trail, custody }: EvidenceRo
     const cluster = q.get('cluster') === null ? undefined : checkName('cluster', q.get('cluster')!)
     const namespace = q.get('namespace') === null ? undefined : checkName('namespace', q.get('namespace')!)
     const pod = q.get('pod') === null ? undefined : checkName('pod', q.get('pod')!)
-    const limit = Number(q.get('limit') ?? 100)
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new CheckpointError('invalid_query', 'limit: 1..500', { field: 'limit' })
+    const limit = parseLimit(q.get('limit'), 100, 500)
     const caller = c.get('caller')
     if (!caller.scopes.has('checkpoint:read')) trail.authorize(c, 'read', { allow: false, missing: 'scope checkpoint:read' })
     const items = (await custody.stored({ ...(cluster ? { cluster } : {}), limit: 1000 }))
