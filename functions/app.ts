@@ -70,7 +70,7 @@ export function createGateway(deps: Deps): Gateway {
   app.delete('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'delete'))
   if (custody) app.get('/v1/custody/:cluster/:node/:name', createCustodyHandler({ config, trail, custody }))
   if (custody && vault) {
-    const evidence = { config, trail, custody, s3: vault.s3 }
+    const evidence = { config, trail, custody, s3: vault.s3, basePath }
     app.get('/v1/evidence', createEvidenceListHandler(evidence))
     app.get('/v1/evidence/:id{.+}', createEvidenceUrlHandler(evidence))
   }

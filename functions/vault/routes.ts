@@ -19,6 +19,8 @@ export interface EvidenceRouteDeps {
   trail: AuditTrail
   custody: CustodyLog
   s3: S3Client
+  /** Prefix of the links the gateway writes (Deps.basePath). */
+  basePath: string
 }
 
 /** `<cluster>/<namespace>/<pod>/<container>/<archive>.zst.age` → its parts (see objectKey). */
@@ -55,7 +57,7 @@ export function createEvidenceListHandler({ config, trail, custody }: EvidenceRo
   }
 }
 
-export function createEvidenceUrlHandler({ config, trail, custody, s3 }: EvidenceRouteDeps): Handler<Env> {
+export function createEvidenceUrlHandler({ config, trail, custody, s3, basePath }: EvidenceRouteDeps): Handler<Env> {
   return async function evidenceUrl(c) {
     checkQuery(new URL(c.req.url).searchParams, [])
     const key = c.req.param('id') ?? ''
@@ -69,6 +71,6 @@ export function createEvidenceUrlHandler({ config, trail, custody, s3 }: Evidenc
     const statementKey = typeof found.details.statementKey === 'string' ? found.details.statementKey : undefined
     const statementUrl = statementKey ? await s3.presignGet(statementKey, URL_TTL_SEC) : undefined
     noteCustody(c, custody, trail.log, found.subject, 'url_issued', { key, expiresSec: URL_TTL_SEC })
-    return c.json({ ...view(found), url, ...(statementUrl ? { statementUrl } : {}), custody: `/v1/custody/${found.subject.split('/').map(encodeURIComponent).join('/')}?namespace=${t.namespace}`, expiresAt: new Date(Date.now() + URL_TTL_SEC * 1000).toISOString() }, 200, NO_STORE)
+    return c.json({ ...view(found), url, ...(statementUrl ? { statementUrl } : {}), custody: `${basePath}/v1/custody/${found.subject.split('/').map(encodeURIComponent).join('/')}?namespace=${t.namespace}`, expiresAt: new Date(Date.now() + URL_TTL_SEC * 1000).toISOString() }, 200, NO_STORE)
   }
 }

@@ -86,7 +86,7 @@ async function build(env: WorkerEnv): Promise<LiveGateway> {
   return createLiveGateway({
     source,
     validate,
-    deps: { agents, kube, keys, clock, log: (line) => console.log(JSON.stringify(line)), ...(db ? { custody: sqlCustodyLog(db, () => Date.now()) } : {}) },
+    deps: { agents, kube, keys, clock, log: (line) => console.log(JSON.stringify(line)), ...(db ? { custody: sqlCustodyLog(db, clock.now) } : {}) },
     ...(operations ? { operations } : {}),
     refreshMs,
   })

@@ -160,7 +160,11 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     await refused.body?.cancel()
     const r = await get(`/v1/evidence/${body.stored.key}`)
     assert.equal(r.status, 200)
-    const issued = (await r.json()) as { url: string; sealed: { sha256: string } }
+    const issued = (await r.json()) as { url: string; sealed: { sha256: string }; custody: string }
+    // The custody link it writes is one the gateway answers.
+    const linked = await get(issued.custody)
+    assert.equal(linked.status, 200)
+    assert.equal(((await linked.json()) as { verified?: boolean }).verified, true)
     const sealed = Buffer.from(await (await fetch(issued.url)).arrayBuffer())
     assert.equal(createHash('sha256').update(sealed).digest('hex'), body.stored.sealed.sha256)
     const unknown = await get('/v1/evidence/prod/shop/api-0/app/checkpoint-api-0_shop-app-2026-01-01T00:00:00Z.tar.zst.age')
