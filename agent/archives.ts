@@ -202,8 +202,13 @@ export class ArchiveStore {
   }
 
   async remove(name: string): Promise<void> {
-    const a = await this.get(name)
-    await unlink(a.path)
+    await this.get(name)
+    await this.unlinkArchive(name)
+  }
+
+  /** The archive, then what lies beside it (record, statement); a missing sidecar is no error. */
+  private async unlinkArchive(name: string): Promise<void> {
+    await unlink(join(this.dir, name))
     await unlink(this.metaPath(name)).catch(() => {})
     await unlink(this.statementPath(name)).catch(() => {})
   }
@@ -245,9 +250,7 @@ export class ArchiveStore {
     const deleted: string[] = []
     for (const name of doomed) {
       try {
-        await unlink(join(this.dir, name))
-        await unlink(this.metaPath(name)).catch(() => {})
-        await unlink(this.statementPath(name)).catch(() => {})
+        await this.unlinkArchive(name)
         deleted.push(name)
         this.log.info('retention deleted archive', { archive: name })
       } catch (err) {

@@ -35,7 +35,7 @@ example: checkpoint create prod-eu/payments/api-7d9f/app -o api.tar
 `
 
 /** Exit status for a failure, by its stable code and status. */
-export function exitStatus(code: string, status: number | undefined): number {
+function exitStatus(code: string, status: number | undefined): number {
   if (code === 'usage') return 2
   if (status === 404 || /not_found$/.test(code)) return 3
   if (status === 401 || status === 403 || code === 'unauthenticated' || code === 'forbidden') return 4

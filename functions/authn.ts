@@ -43,7 +43,7 @@ function isTokenFault(err: unknown): boolean {
 export type Authenticate = (authorization: string | undefined) => Promise<Caller>
 
 /** How many verified tokens an authenticator remembers, and for how long at most. */
-export const TOKEN_CACHE_MAX = 1000
+const TOKEN_CACHE_MAX = 1000
 export const TOKEN_CACHE_TTL_MS = 60_000
 /** Longer tokens are verified every time (bounds the cache's memory: 1,000 × 4 KiB of token, and its claims). */
 const TOKEN_CACHE_MAX_CHARS = 4096

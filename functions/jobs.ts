@@ -100,7 +100,7 @@ function reconcileJob({ config, agent, trail }: JobDeps): ReconcileFn {
 }
 
 /** The earliest archive of `target` the agent wrote since `since` (its own clock: some slack). */
-export function earliestSince(items: ArchiveEntry[], target: Target, since: number): ArchiveEntry | undefined {
+function earliestSince(items: ArchiveEntry[], target: Target, since: number): ArchiveEntry | undefined {
   const from = since - DISPATCH_CLOCK_SLACK_MS
   return items
     .filter((e) => e.sha256Known !== false && e.namespace === target.namespace && e.pod === target.pod && e.container === target.container && archiveMatches(e.name, target) && Date.parse(e.created) >= from)

@@ -33,7 +33,7 @@ export interface AdminRouteDeps {
  * The largest document a PUT takes. A 5,000-rule, 1,000-cluster fleet is ≈ 0.7 MB of JSON; one
  * version is one database row, and D1 caps a row at 2 MB (Cloudflare's limits page; not verified here).
  */
-export const MAX_DOCUMENT_BYTES = 1_500_000
+const MAX_DOCUMENT_BYTES = 1_500_000
 
 const HISTORY_DEFAULT = 50
 const HISTORY_MAX = 500

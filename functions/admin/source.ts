@@ -18,7 +18,7 @@ import { sha256Hex } from '../../shared/digest.ts'
 export const DEFAULT_REFRESH_MS = 30_000
 const MAX_REFRESH_MS = 300_000
 /** The author of the version a store is seeded with. */
-export const SEED_AUTHOR = 'GATEWAY_CONFIG'
+const SEED_AUTHOR = 'GATEWAY_CONFIG'
 
 /**
  * The deployment's choice, from its environment (Workers vars, Node env): `GATEWAY_CONFIG_SOURCE`

@@ -7,7 +7,7 @@
 import type { SqlDriver } from '../operations/store.ts'
 import type { ConfigStore, ConfigSummary, ConfigVersion } from './model.ts'
 
-export const CONFIG_SCHEMA = [
+const CONFIG_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS config_versions (
     version INTEGER PRIMARY KEY,
     etag TEXT NOT NULL,

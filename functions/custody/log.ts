@@ -49,7 +49,7 @@ const SCHEMA = [
 ]
 
 /** The hash an entry must carry, from its content and its predecessor's hash. */
-export function entryHash(subject: string, e: Omit<CustodyEntry, 'hash'>): Promise<string> {
+function entryHash(subject: string, e: Omit<CustodyEntry, 'hash'>): Promise<string> {
   return sha256Hex(`${e.prev}\n${canonicalJson({ subject, seq: e.seq, at: e.at, event: e.event, actor: e.actor, requestId: e.requestId, details: e.details })}`)
 }
 

@@ -62,7 +62,7 @@ function listFilter(q: URLSearchParams): OperationFilter {
 }
 
 /** An operation as the status API shows it. */
-export function view(op: OperationRecord): Record<string, unknown> {
+function view(op: OperationRecord): Record<string, unknown> {
   const iso = (ms: number) => new Date(ms).toISOString()
   return {
     id: op.id,

@@ -119,7 +119,7 @@ export function partsFor(size: number, partSize: number): number {
 }
 
 /** A short fingerprint of a recipient, for metadata and listings (not a secret: recipients are public). */
-export async function recipientFingerprint(recipient: string): Promise<string> {
+async function recipientFingerprint(recipient: string): Promise<string> {
   return sha256Hex(recipient, 8)
 }
 
