@@ -255,7 +255,7 @@ export const OPENAPI = {
     '/v1/evidence': {
       get: op('Archives stored in the vault that the caller may read, newest first', {
         params: ['cluster', 'namespace', 'pod', 'limit'].map((name) => ({ name, in: 'query', schema: { type: 'string' } })),
-        ok: { '200': json('stored evidence', { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Evidence') } } }) },
+        ok: { '200': json('stored evidence', { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Evidence') }, incomplete: { type: 'boolean', description: 'true when the scan stopped at its bound (100,000 stored objects) before `limit` items: narrow with cluster/namespace/pod' } } }) },
         codes: ['invalid_name'],
       }),
     },

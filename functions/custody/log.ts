@@ -26,8 +26,8 @@ export interface CustodyEntry {
 export interface CustodyLog {
   append(subject: string, e: Pick<CustodyEntry, 'event' | 'actor' | 'requestId' | 'details'>): Promise<CustodyEntry>
   read(subject: string): Promise<CustodyEntry[]>
-  /** Archives stored in the vault (their `stored` entries), newest first; `key` picks one object. */
-  stored(filter: { cluster?: string; key?: string; limit: number }): Promise<Array<{ subject: string; at: string; details: Record<string, unknown> }>>
+  /** Archives stored in the vault (their `stored` entries), newest first; `key` picks one object; `offset` pages. */
+  stored(filter: { cluster?: string; key?: string; limit: number; offset?: number }): Promise<Array<{ subject: string; at: string; details: Record<string, unknown> }>>
 }
 
 /** The subject of an archive's log: where it was made and its name. */
@@ -83,14 +83,14 @@ export function sqlCustodyLog(db: SqlDriver, now: () => number): CustodyLog {
   }
   return {
     read,
-    async stored({ cluster, key, limit }) {
+    async stored({ cluster, key, limit, offset = 0 }) {
       await init()
       const where = ["event = 'stored'"]
       const params: (string | number)[] = []
       // Not LIKE: `_` in a cluster id would be a wildcard there.
       if (cluster !== undefined) (where.push('substr(subject, 1, ?) = ?'), params.push(cluster.length + 1, `${cluster}/`))
       if (key !== undefined) (where.push("json_extract(details, '$.key') = ?"), params.push(key))
-      const rows = await db.all(`SELECT subject, at, details FROM custody_log WHERE ${where.join(' AND ')} ORDER BY at DESC LIMIT ?`, [...params, limit])
+      const rows = await db.all(`SELECT subject, at, details FROM custody_log WHERE ${where.join(' AND ')} ORDER BY at DESC, subject, seq LIMIT ? OFFSET ?`, [...params, limit, offset])
       return rows.map((r) => ({ subject: String(r.subject), at: String(r.at), details: JSON.parse(String(r.details)) as Record<string, unknown> }))
     },
     async append(subject, e) {

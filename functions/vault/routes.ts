@@ -30,6 +30,9 @@ function targetOfKey(key: string): { cluster: string; namespace: string; pod: st
 }
 
 const URL_TTL_SEC = 300
+/** Custody rows read per page, and at most per listing. */
+const PAGE = 1000
+const MAX_SCAN = 100_000
 
 function view(e: { subject: string; at: string; details: Record<string, unknown> }) {
   const key = String(e.details.key)
@@ -47,13 +50,25 @@ export function createEvidenceListHandler({ config, trail, custody }: EvidenceRo
     const limit = parseLimit(q.get('limit'), 100, 500)
     const caller = c.get('caller')
     if (!caller.scopes.has('checkpoint:read')) trail.authorize(c, 'read', { allow: false, missing: 'scope checkpoint:read' })
-    const items = (await custody.stored({ ...(cluster ? { cluster } : {}), limit: 1000 }))
-      .filter((e) => targetOfKey(String(e.details.key)) !== null)
-      .map(view)
-      .filter((e) => (!namespace || e.namespace === namespace) && (!pod || e.pod === pod))
-      .filter((e) => decide(config.policy, caller, 'read', e).allow)
-      .slice(0, limit)
-    return c.json({ items }, 200, NO_STORE)
+    // Page through the log until `limit` readable items are found or it ends: a caller who may read
+    // little must not get a short list only because others' evidence is newer. A scan that hits
+    // its bound says so (`incomplete`) rather than passing for the whole list.
+    const items: ReturnType<typeof view>[] = []
+    let offset = 0
+    let ended = false
+    while (items.length < limit && offset < MAX_SCAN) {
+      const page = await custody.stored({ ...(cluster ? { cluster } : {}), limit: PAGE, offset })
+      offset += page.length
+      ended = page.length < PAGE
+      items.push(...page
+        .filter((e) => targetOfKey(String(e.details.key)) !== null)
+        .map(view)
+        .filter((e) => (!namespace || e.namespace === namespace) && (!pod || e.pod === pod))
+        .filter((e) => decide(config.policy, caller, 'read', e).allow))
+      if (ended) break
+    }
+    const incomplete = items.length < limit && !ended
+    return c.json({ items: items.slice(0, limit), ...(incomplete ? { incomplete } : {}) }, 200, NO_STORE)
   }
 }
 

@@ -15,6 +15,8 @@ import { zstdDecompressSync } from 'node:zlib'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { ageDecrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { parseConfig } from '../../functions/config.ts'
+import { sqlCustodyLog } from '../../functions/custody/log.ts'
+import { sqliteDriver } from '../../functions/node/sqlite.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
 import { startNodeGateway } from '../../functions/node/start.ts'
 import { s3Client } from '../../functions/vault/s3.ts'
@@ -180,6 +182,26 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
       await new Promise((res) => setTimeout(res, 50))
     }
     assert.deepEqual(events, ['created:ivy', 'stored:ivy', 'url_issued:ivy'])
+  })
+
+  it('the evidence list pages past newer evidence the caller may not read (1,001 newer rows)', async () => {
+    const db = join(dir, 'paging.sqlite')
+    const url = await gateway(vaultCfg(), db)
+    let t = Date.parse('2026-01-01T00:00:00Z')
+    const log = sqlCustodyLog(sqliteDriver(db), () => (t += 1000))
+    const stored = (ns: string, i: number) => {
+      const archive = `checkpoint-p-${i}_${ns}-c-2026-01-01T00:00:00Z.tar`
+      return log.append(`prod/n1/${archive}`, { event: 'stored', actor: { sub: 'ivy' }, requestId: `r${i}`, details: { key: `prod/${ns}/p/c/${archive}.zst.age`, bucket: 'b', sealed: { sha256: 'a'.repeat(64), size: 1 }, plaintext: { sha256: 'b'.repeat(64), size: 1 }, recipients: [] } })
+    }
+    await stored('dev', 0)
+    for (let i = 1; i <= 1001; i++) await stored('shop', i)
+    const list = async (groups: string[], q = '') => (await (await fetch(`${url}/v1/evidence${q}`, { headers: { authorization: `Bearer ${await token(groups)}` } })).json()) as { items: Array<{ namespace: string }>; incomplete?: boolean }
+    const dev = await list(['dev'])
+    assert.deepEqual(dev.items.map((i) => i.namespace), ['dev'])
+    assert.equal(dev.incomplete, undefined)
+    const all = await list(['ir'], '?limit=500')
+    assert.equal(all.items.length, 500)
+    assert.ok(all.items.every((i) => i.namespace === 'shop'))
   })
 
   it('the CLI: create --store, evidence ls, evidence get -i decrypts to the archive', async () => {
