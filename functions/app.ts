@@ -22,7 +22,8 @@ import { createNodeResolver } from './kube.ts'
 import { OPENAPI } from './openapi.ts'
 import { createCustodyHandler } from './custody/routes.ts'
 import { createEvidenceListHandler, createEvidenceUrlHandler } from './vault/routes.ts'
-import { s3Client } from './vault/s3.ts'
+import { createObjectHandler, createPartUploadHandler } from './vault/r2.ts'
+import { openStorage } from './vault/vault.ts'
 import { createOperationHandler, createOperationListHandler } from './operations/routes.ts'
 
 export type { AdminDeps, AgentTransport, Audit, Clock, Deps, Env, Gateway, KubeTransport, Log } from './context.ts'
@@ -47,7 +48,8 @@ export function createGateway(deps: Deps): Gateway {
   const resolveNode = createNodeResolver({ config, kube: deps.kube, clock })
   const custody = deps.custody
   const archives = { config, agent, trail, ...(custody ? { custody } : {}) }
-  const vault = config.vault && { cfg: config.vault, s3: s3Client(config.vault.s3) }
+  const now = () => clock.now()
+  const vault = config.vault && { cfg: config.vault, storage: openStorage(config.vault, { keys, now, ...(deps.bucket ? { bucket: deps.bucket } : {}) }) }
   const checkpoints = { config, agent, resolveNode, trail, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) }
   const webhooks = operations && { config, ...operations, clock, log }
   const grafana = operations && config.hooks?.grafana
@@ -61,7 +63,13 @@ export function createGateway(deps: Deps): Gateway {
   app.get('/openapi.json', (c) => c.json(described, 200, { 'cache-control': 'public, max-age=300' }))
   app.use('/v1/*', auditOutcome(trail))
   if (config.hooks && grafana) app.use('/v1/hooks/grafana', createGrafanaSignature(config.hooks, grafana, clock))
-  app.use('/v1/*', bearerAuth(createAuthenticator(config.auth, () => clock.now())))
+  // The r2 vault's own URLs carry a capability instead of a caller token: routed before authentication.
+  if (vault?.cfg.backend === 'r2') {
+    const bucket = deps.bucket!(vault.cfg.r2!.binding)!
+    app.put('/v1/vault/uploads/:upload/parts/:part', createPartUploadHandler({ bucket, keys, now, maxPartBytes: vault.cfg.partSizeBytes }))
+    app.get('/v1/vault/objects/:key{.+}', createObjectHandler({ bucket, keys, now }))
+  }
+  app.use('/v1/*', bearerAuth(createAuthenticator(config.auth, now)))
 
   app.post('/v1/clusters/:cluster/nodes/:node/checkpoint/:namespace/:pod/:container', createCheckpointHandler(checkpoints, true))
   app.post('/v1/clusters/:cluster/checkpoint/:namespace/:pod/:container', createCheckpointHandler(checkpoints, false))
@@ -70,7 +78,7 @@ export function createGateway(deps: Deps): Gateway {
   app.delete('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'delete'))
   if (custody) app.get('/v1/custody/:cluster/:node/:name', createCustodyHandler({ config, trail, custody }))
   if (custody && vault) {
-    const evidence = { config, trail, custody, s3: vault.s3, basePath }
+    const evidence = { config, trail, custody, storage: vault.storage, basePath }
     app.get('/v1/evidence', createEvidenceListHandler(evidence))
     app.get('/v1/evidence/:id{.+}', createEvidenceUrlHandler(evidence))
   }

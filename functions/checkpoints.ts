@@ -16,7 +16,7 @@ import { NO_STORE, type Ctx, type Env } from './context.ts'
 import type { ResolveNode } from './kube.ts'
 import { failedEventFailure, problemResponse, runtimeLogOf } from './problem.ts'
 import { clusterOf, refuseBody } from './request.ts'
-import type { S3Client } from './vault/s3.ts'
+import type { EvidenceStorage } from './vault/storage.ts'
 import { recipientsFor, storeArchive, type VaultConfig } from './vault/vault.ts'
 import { custodySubject, noteCustody, type CustodyLog } from './custody/log.ts'
 
@@ -26,7 +26,7 @@ export interface CheckpointRouteDeps {
   resolveNode: ResolveNode
   trail: AuditTrail
   /** The evidence vault, when configured: `?store=vault` (or `vault.store: always`) seals and stores. */
-  vault?: { cfg: VaultConfig; s3: S3Client }
+  vault?: { cfg: VaultConfig; storage: EvidenceStorage }
   custody?: CustodyLog
 }
 
@@ -88,7 +88,7 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
       : Promise.resolve(undefined)
     async function storeAndReport(v: NonNullable<typeof storing>, f: CompletedEvent): Promise<StoredEvent | StoreFailedEvent> {
         const out = await storeArchive({
-          s3: v.s3, cfg: v.cfg, cluster, target, archive: f.archive, recipients, requestId: audit.requestId,
+          storage: v.storage, cfg: v.cfg, cluster, target, archive: f.archive, recipients, requestId: audit.requestId,
           ...(f.statement !== undefined ? { statement: f.statement } : {}),
           grant: (plan) => agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:store', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace], plan }, config.grants.readTtlSec),
           agent: (path, init) => agent.forward(cl, n, path, init),

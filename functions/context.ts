@@ -10,6 +10,7 @@ import type { Caller } from './authz.ts'
 import type { ClusterConfig, GatewayConfig } from './config.ts'
 import type { GrantKeys } from './grants.ts'
 import type { Operations } from './operations/model.ts'
+import type { R2BucketLike } from './vault/r2.ts'
 
 /** Reaches a node's agent over mutual TLS. `path` starts with '/'; the transport adds the base URL. */
 export interface AgentTransport {
@@ -48,6 +49,8 @@ export interface Deps {
    * carry the prefix to be followed, so it is given here.
    */
   basePath?: string
+  /** R2 bucket bindings by name, for the vault's `r2` backend (Workers' env; absent on Node). */
+  bucket?: (binding: string) => R2BucketLike | undefined
 }
 
 /** What the admin API needs besides the active configuration (functions/live.ts supplies it). */

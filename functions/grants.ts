@@ -4,7 +4,8 @@
  * verify while keys rotate (publish the next key first, switch, keep the old one until its last
  * grant has expired).
  */
-import { SignJWT, importJWK, type CryptoKey, type JWK } from 'jose'
+import { SignJWT, createLocalJWKSet, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK } from 'jose'
+import { CheckpointError } from '../shared/errors.ts'
 import { GRANT_TYP, grantAudience, type GrantClaims } from '../shared/grant.ts'
 import { jsonValue } from './config.ts'
 
@@ -13,7 +14,28 @@ export interface GrantKeys {
   sign(claims: GrantClaims, nowMs: number, ttlSec: number, issuer: string): Promise<string>
   /** The public key set (no private members). */
   jwks(): { keys: JWK[] }
+  /**
+   * Signs a capability the gateway will check itself: a URL's bearer may do `claims.use` on the
+   * one thing the claims name (a part of one upload, one object) until it expires. Typed apart
+   * from grants, so no agent takes one for a grant and no grant passes for one.
+   */
+  capability(claims: Capability, nowMs: number, ttlSec: number): Promise<string>
+  /** The claims of a capability this gateway signed for `use`; `invalid_grant` (401) if it is not one, forged or expired. */
+  verifyCapability(token: string, use: Capability['use'], nowMs: number): Promise<Capability>
 }
+
+/** What a capability URL lets its holder do (functions/vault/r2.ts). */
+export interface Capability {
+  use: 'vault:part' | 'vault:get'
+  /** The object key. */
+  key: string
+  /** The multipart upload and the part (`vault:part`). */
+  upload?: string
+  part?: number
+}
+
+export const CAPABILITY_TYP = 'vault-cap+jwt'
+const CAPABILITY_AUD = 'checkpoint-gateway:vault'
 
 const SIGNING_ALGS = new Set(['EdDSA', 'Ed25519', 'ES256'])
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
@@ -53,6 +75,7 @@ export async function loadGrantKeys(secret: unknown): Promise<GrantKeys> {
   if (!signer) throw new Error('config: GRANT_SIGNING_KEYS holds no private key')
   const s = signer
   const jwks = { keys: published }
+  const localKeys = createLocalJWKSet(jwks)
   return {
     async sign(claims, nowMs, ttlSec, issuer) {
       const iat = Math.floor(nowMs / 1000)
@@ -67,5 +90,25 @@ export async function loadGrantKeys(secret: unknown): Promise<GrantKeys> {
         .sign(s.key)
     },
     jwks: () => jwks,
+    async capability(claims, nowMs, ttlSec) {
+      const iat = Math.floor(nowMs / 1000)
+      return new SignJWT({ ...claims })
+        .setProtectedHeader({ alg: s.alg, kid: s.kid, typ: CAPABILITY_TYP })
+        .setAudience(CAPABILITY_AUD)
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + Math.ceil(ttlSec))
+        .sign(s.key)
+    },
+    async verifyCapability(token, use, nowMs) {
+      let payload: Record<string, unknown>
+      try {
+        ({ payload } = await jwtVerify(token, localKeys, { typ: CAPABILITY_TYP, audience: CAPABILITY_AUD, algorithms: [...SIGNING_ALGS], currentDate: new Date(nowMs), requiredClaims: ['exp'] }))
+      } catch (err) {
+        const why = err instanceof joseErrors.JWTExpired ? 'expired' : 'not a capability this gateway signed'
+        throw new CheckpointError('invalid_grant', `capability ${why}`, { field: 'cap' })
+      }
+      if (payload.use !== use || typeof payload.key !== 'string') throw new CheckpointError('grant_mismatch', `capability is not for ${use}`, { field: 'cap' })
+      return payload as unknown as Capability
+    },
   }
 }

@@ -10,6 +10,7 @@ import { CheckpointError } from '../../shared/errors.ts'
 import type { ArchiveEntry } from '../../shared/events.ts'
 import { checkGrantCoversArchive } from '../../shared/grant.ts'
 import { checkQuery, type Target } from '../../shared/names.ts'
+import { parseRange } from '../../shared/range.ts'
 import { sendFileRange } from '../files.ts'
 import type { VerifiedGrant } from '../grants.ts'
 import { refuseBody, sendJson, type AgentDeps, type Ctx } from './context.ts'
@@ -30,27 +31,6 @@ export async function removeArchive(ctx: Ctx, d: AgentDeps): Promise<void> {
   await d.store.remove(name)
   ctx.log.info('archive deleted', { client: ctx.client, sub: grant.sub, archive: name })
   ctx.res.writeHead(204).end()
-}
-
-/** Parses a single `bytes=` range against `size`; null = serve it all; throws for unsatisfiable. */
-export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null {
-  if (!header) return null
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
-  if (!m || (m[1] === '' && m[2] === '')) return null // multiple or malformed ranges: whole body (RFC 9110 allows ignoring)
-  let start: number
-  let end: number
-  if (m[1] === '') {
-    const n = Number(m[2])
-    if (n === 0) throw new CheckpointError('invalid_range', 'empty suffix range')
-    start = Math.max(0, size - n)
-    end = size - 1
-  } else {
-    start = Number(m[1])
-    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)
-    if (m[2] !== '' && Number(m[2]) < start) return null
-  }
-  if (start >= size) throw new CheckpointError('invalid_range', `range starts at ${start}, archive has ${size} bytes`, { headers: { 'content-range': `bytes */${size}` } })
-  return { start, end }
 }
 
 export async function download(ctx: Ctx, d: AgentDeps): Promise<void> {

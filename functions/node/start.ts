@@ -82,7 +82,11 @@ export async function startNodeGateway(options: NodeGatewayOptions): Promise<Ser
     gateway = { fetch: async (req, env, ctx) => fixed.app.fetch(req, env as never, ctx as never), runOperation: fixed.runOperation, sweepOperations: fixed.sweepOperations }
   } else {
     const s = source!
-    const validate = (raw: unknown) => parseConfig(s.resolve ? s.resolve(raw) : raw, s.secret)
+    const validate = (raw: unknown) => {
+      const config = parseConfig(s.resolve ? s.resolve(raw) : raw, s.secret)
+      if (config.vault?.backend === 'r2') throw new Error('config: vault.backend "r2" needs a Workers R2 binding; on Node use "s3" (R2 has an S3 endpoint)')
+      return config
+    }
     const live = createLiveGateway({
       source: s.kind === 'store' ? storeSource({ store: sqlConfigStore(db!), seed: s.document, validate, clock }) : variableSource(s.document),
       validate,

@@ -12,13 +12,13 @@ import { decide } from '../authz.ts'
 import type { GatewayConfig } from '../config.ts'
 import { NO_STORE, type Env } from '../context.ts'
 import { noteCustody, type CustodyLog } from '../custody/log.ts'
-import type { S3Client } from './s3.ts'
+import type { EvidenceStorage } from './storage.ts'
 
 export interface EvidenceRouteDeps {
   config: GatewayConfig
   trail: AuditTrail
   custody: CustodyLog
-  s3: S3Client
+  storage: EvidenceStorage
   /** Prefix of the links the gateway writes (Deps.basePath). */
   basePath: string
 }
@@ -72,7 +72,7 @@ export function createEvidenceListHandler({ config, trail, custody }: EvidenceRo
   }
 }
 
-export function createEvidenceUrlHandler({ config, trail, custody, s3, basePath }: EvidenceRouteDeps): Handler<Env> {
+export function createEvidenceUrlHandler({ config, trail, custody, storage, basePath }: EvidenceRouteDeps): Handler<Env> {
   return async function evidenceUrl(c) {
     checkQuery(new URL(c.req.url).searchParams, [])
     const key = c.req.param('id') ?? ''
@@ -82,9 +82,9 @@ export function createEvidenceUrlHandler({ config, trail, custody, s3, basePath 
     trail.authorize(c, 'read', decide(config.policy, c.get('caller'), 'read', t))
     const found = (await custody.stored({ key, limit: 1 }))[0]
     if (!found) throw new CheckpointError('archive_not_found', `no stored evidence ${key}`)
-    const url = await s3.presignGet(key, URL_TTL_SEC)
+    const url = await storage.presignGet(key, URL_TTL_SEC)
     const statementKey = typeof found.details.statementKey === 'string' ? found.details.statementKey : undefined
-    const statementUrl = statementKey ? await s3.presignGet(statementKey, URL_TTL_SEC) : undefined
+    const statementUrl = statementKey ? await storage.presignGet(statementKey, URL_TTL_SEC) : undefined
     noteCustody(c, custody, trail.log, found.subject, 'url_issued', { key, expiresSec: URL_TTL_SEC })
     return c.json({ ...view(found), url, ...(statementUrl ? { statementUrl } : {}), custody: `${basePath}/v1/custody/${found.subject.split('/').map(encodeURIComponent).join('/')}?namespace=${t.namespace}`, expiresAt: new Date(Date.now() + URL_TTL_SEC * 1000).toISOString() }, 200, NO_STORE)
   }

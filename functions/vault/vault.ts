@@ -12,7 +12,10 @@ import { AGENT_PATHS, BUNDLE_MEDIA_TYPE, MAX_PART_MIB, MIN_PART_MIB, type Upload
 import type { Target } from '../../shared/names.ts'
 import { globToRegExp } from '../authz.ts'
 import { agentFailure } from '../problem.ts'
-import { StorageError, type S3Client, type S3Options } from './s3.ts'
+import type { GrantKeys } from '../grants.ts'
+import { r2Storage, type R2BucketLike } from './r2.ts'
+import { s3Client, type S3Options } from './s3.ts'
+import { StorageError, type EvidenceStorage } from './storage.ts'
 import { sha256Hex } from '../../shared/digest.ts'
 
 export interface RecipientRule {
@@ -22,9 +25,19 @@ export interface RecipientRule {
   recipients: string[]
 }
 
+/** The `r2` backend: a Workers R2 bucket binding, and the gateway's URL as agents and investigators reach it. */
+export interface R2Settings {
+  binding: string
+  /** `https://gateway.example.com` (plus the mount prefix, if any): the part-upload and download URLs start here. */
+  publicUrl: string
+}
+
 export interface VaultConfig {
-  backend: 's3'
-  s3: S3Options
+  backend: 's3' | 'r2'
+  /** Set when `backend` is `s3`. */
+  s3?: S3Options
+  /** Set when `backend` is `r2`. */
+  r2?: R2Settings
   /** Bytes per part (S3: 5 MiB .. 5 GiB); default 16 MiB. */
   partSizeBytes: number
   /** Lifetime of each presigned part URL; default 900 s. */
@@ -50,8 +63,9 @@ const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/
 export function parseVaultConfig(raw: unknown, secret: (name: string) => string | undefined): VaultConfig {
   const v = (raw ?? {}) as Record<string, any>
   const fail = (what: string) => new Error(`config: vault.${what}`)
-  if (v.backend !== 's3') throw fail('backend must be "s3"')
+  if (v.backend !== 's3' && v.backend !== 'r2') throw fail('backend must be "s3" or "r2"')
   const s3 = (v.s3 ?? {}) as Record<string, unknown>
+  const r2 = (v.r2 ?? {}) as Record<string, unknown>
   const need = (k: string) => {
     if (typeof s3[k] !== 'string' || s3[k] === '') throw fail(`s3.${k} is required`)
     return s3[k] as string
@@ -63,7 +77,9 @@ export function parseVaultConfig(raw: unknown, secret: (name: string) => string 
     return value
   }
   const partMiB = v.partSizeMiB ?? 16
-  if (!Number.isInteger(partMiB) || partMiB < MIN_PART_MIB || partMiB > MAX_PART_MIB) throw fail(`partSizeMiB must be a whole number ${MIN_PART_MIB}..${MAX_PART_MIB}`)
+  // r2: each part is one request to the Worker, and Workers refuse bodies over 100 MB (Free and Pro plans).
+  const maxMiB = v.backend === 'r2' ? R2_MAX_PART_MIB : MAX_PART_MIB
+  if (!Number.isInteger(partMiB) || partMiB < MIN_PART_MIB || partMiB > maxMiB) throw fail(`partSizeMiB must be a whole number ${MIN_PART_MIB}..${maxMiB}`)
   const ttl = v.urlTtlSec ?? 900
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > 604_800) throw fail('urlTtlSec must be 60..604800')
   if (v.store !== undefined && v.store !== 'request' && v.store !== 'always') throw fail('store must be "request" or "always"')
@@ -80,18 +96,48 @@ export function parseVaultConfig(raw: unknown, secret: (name: string) => string 
     if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'string' && AGE_RECIPIENT.test(x))) throw fail(`${id}.recipients must be age X25519 recipients (age1…)`)
     return { id, clusters: globs('clusters'), namespaces: globs('namespaces'), recipients: list as string[] }
   })
+  const backend = v.backend === 's3'
+    ? {
+      backend: 's3' as const,
+      s3: {
+        endpoint: need('endpoint'), bucket: need('bucket'), accessKeyId: fromSecret('accessKeyIdSecret'), secretAccessKey: fromSecret('secretAccessKeySecret'),
+        ...(typeof s3.region === 'string' ? { region: s3.region } : {}), ...(s3.style === 'virtual' ? { style: 'virtual' as const } : {}),
+      },
+    }
+    : { backend: 'r2' as const, r2: parseR2(r2, fail) }
   return {
-    backend: 's3',
-    s3: {
-      endpoint: need('endpoint'), bucket: need('bucket'), accessKeyId: fromSecret('accessKeyIdSecret'), secretAccessKey: fromSecret('secretAccessKeySecret'),
-      ...(typeof s3.region === 'string' ? { region: s3.region } : {}), ...(s3.style === 'virtual' ? { style: 'virtual' as const } : {}),
-    },
+    ...backend,
     partSizeBytes: partMiB * 1024 * 1024,
     urlTtlSec: ttl,
     store: v.store ?? 'request',
     keepOnNode: v.keepOnNode ?? true,
     recipients: rules,
   }
+}
+
+/** Workers' request-body limit on the Free and Pro plans is 100 MB; a part is one request. */
+export const R2_MAX_PART_MIB = 95
+
+function parseR2(r2: Record<string, unknown>, fail: (what: string) => Error): R2Settings {
+  if (typeof r2.binding !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(r2.binding)) throw fail('r2.binding must name the R2 bucket binding (wrangler.toml [[r2_buckets]] binding)')
+  let url: URL | undefined
+  try {
+    url = typeof r2.publicUrl === 'string' ? new URL(r2.publicUrl) : undefined
+  } catch {}
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.search || url.hash || url.username) throw fail('r2.publicUrl must be the gateway\'s http(s) URL as agents reach it (with its mount prefix, no query)')
+  return { binding: r2.binding, publicUrl: url.href.replace(/\/$/, '') }
+}
+
+/**
+ * The storage client of the configured backend. `bucket` finds an R2 binding by name (Workers
+ * only); a missing binding is a configuration error naming it.
+ */
+export function openStorage(cfg: VaultConfig, o: { bucket?: (binding: string) => R2BucketLike | undefined; keys: GrantKeys; now(): number }): EvidenceStorage {
+  if (cfg.backend === 's3') return s3Client(cfg.s3!)
+  const { binding, publicUrl } = cfg.r2!
+  const bucket = o.bucket?.(binding)
+  if (!bucket) throw new Error(`config: vault.r2.binding: no R2 bucket binding ${binding} here (Workers only; on Node use the s3 backend with R2's S3 endpoint)`)
+  return r2Storage({ bucket, name: binding, publicUrl, keys: o.keys, now: o.now })
 }
 
 /** Every recipient of every rule that covers the cluster and namespace (no rule: none). */
@@ -124,7 +170,7 @@ async function recipientFingerprint(recipient: string): Promise<string> {
 }
 
 export interface StoreRequest {
-  s3: S3Client
+  storage: EvidenceStorage
   cfg: VaultConfig
   cluster: string
   target: Target
@@ -154,30 +200,30 @@ export async function storeArchive(r: StoreRequest): Promise<StoredEvent | Store
   let uploadId: string | undefined
   const failed = async (err: unknown): Promise<StoreFailedEvent> => {
     const e = err instanceof CheckpointError ? err : err instanceof StorageError ? new CheckpointError(err.code, err.message) : new CheckpointError('internal', String((err as Error)?.message ?? err))
-    if (uploadId) await r.s3.abortMultipartUpload(key, uploadId).catch(() => {})
+    if (uploadId) await r.storage.abortMultipartUpload(key, uploadId).catch(() => {})
     const ev: StoreFailedEvent = { type: 'store_failed', code: e.code, status: e.status, message: e.message, time: time() }
     r.emit(ev)
     return ev
   }
   try {
-    uploadId = await r.s3.createMultipartUpload(key, { 'archive-name': r.archive.name, 'request-id': r.requestId })
+    uploadId = await r.storage.createMultipartUpload(key, { 'archive-name': r.archive.name, 'request-id': r.requestId })
     const n = partsFor(r.archive.size, r.cfg.partSizeBytes)
-    const urls = await Promise.all(Array.from({ length: n }, (_, i) => r.s3.presignUploadPart(key, uploadId!, i + 1, r.cfg.urlTtlSec)))
+    const urls = await Promise.all(Array.from({ length: n }, (_, i) => r.storage.presignUploadPart(key, uploadId!, i + 1, r.cfg.urlTtlSec)))
     const body = JSON.stringify({ recipients: r.recipients, partSize: r.cfg.partSizeBytes, urls } satisfies UploadPlanBody)
     const headers = await r.grant(await sha256Hex(body))
     const res = await r.agent(AGENT_PATHS.store(r.archive.name), { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/x-ndjson' }, body })
     const sealed = await relayStore(res, r.emit)
     // The storage's own list must hold exactly the parts the agent reports, before anything is completed.
-    const held = await r.s3.listParts(key, uploadId)
+    const held = await r.storage.listParts(key, uploadId)
     const same = held.length === sealed.parts.length && held.every((p, i) => p.partNumber === sealed.parts[i]!.partNumber && p.etag === sealed.parts[i]!.etag && p.size === sealed.parts[i]!.size)
     if (!same || sealed.parts.reduce((s, p) => s + p.size, 0) !== sealed.sealed.size) throw new CheckpointError('storage_rejected', 'the parts the storage holds are not the parts the agent sealed')
     if (sealed.plaintext.sha256 !== r.archive.sha256 && r.archive.sha256 !== '') throw new CheckpointError('checkpoint_failed', 'the archive the agent sealed is not the one it reported')
-    await r.s3.completeMultipartUpload(key, uploadId, sealed.parts)
+    await r.storage.completeMultipartUpload(key, uploadId, sealed.parts)
     uploadId = undefined
     // The statement travels with the evidence: whoever can read the object can check where it came from.
     const statementKey = r.statement !== undefined ? `${key}.statement.json` : undefined
-    if (statementKey) await r.s3.putObject(statementKey, JSON.stringify(r.statement), BUNDLE_MEDIA_TYPE)
-    const ev: StoredEvent = { type: 'stored', bucket: r.s3.bucket, key, plaintext: sealed.plaintext, sealed: sealed.sealed, recipients: fingerprints, parts: sealed.parts.length, ...(statementKey ? { statementKey } : {}), time: time() }
+    if (statementKey) await r.storage.putObject(statementKey, JSON.stringify(r.statement), BUNDLE_MEDIA_TYPE)
+    const ev: StoredEvent = { type: 'stored', bucket: r.storage.bucket, key, plaintext: sealed.plaintext, sealed: sealed.sealed, recipients: fingerprints, parts: sealed.parts.length, ...(statementKey ? { statementKey } : {}), time: time() }
     r.emit(ev)
     return ev
   } catch (err) {

@@ -17,6 +17,7 @@ import { createLiveGateway, type LiveGateway } from '../live.ts'
 import { sqlOperationStore } from '../operations/store.ts'
 import { sqlCustodyLog } from '../custody/log.ts'
 import { problemResponse } from '../problem.ts'
+import type { R2BucketLike } from '../vault/r2.ts'
 import { d1Driver, type D1Like } from './d1.ts'
 import { cloudflareQueue, consumeBatch, type QueueBindingLike, type QueueMessageLike } from './queue.ts'
 
@@ -62,6 +63,10 @@ async function build(env: WorkerEnv): Promise<LiveGateway> {
       return cl.kube!.binding ? binding(env, cl.kube!.binding).fetch(url, init) : fetch(url, init)
     },
   }
+  const bucket = (name: string) => {
+    const b = env[name] as R2BucketLike | undefined
+    return b && typeof b.createMultipartUpload === 'function' ? b : undefined
+  }
   const db = env.OPERATIONS_DB && d1Driver(env.OPERATIONS_DB)
   const operations = db && env.CHECKPOINT_JOBS ? { store: sqlOperationStore(db), queue: cloudflareQueue(env.CHECKPOINT_JOBS) } : undefined
   const validate = (raw: unknown): GatewayConfig => {
@@ -72,6 +77,7 @@ async function build(env: WorkerEnv): Promise<LiveGateway> {
       const missing = [['OPERATIONS_DB', env.OPERATIONS_DB], ['CHECKPOINT_JOBS', env.CHECKPOINT_JOBS]].filter(([, v]) => !v).map(([n]) => n)
       throw new Error(`config: hooks are configured but binding ${missing.join(' and ')} is missing (see wrangler.toml)`)
     }
+    if (config.vault?.backend === 'r2' && !bucket(config.vault.r2!.binding)) throw new Error(`config: vault.r2.binding: no R2 bucket binding ${config.vault.r2!.binding} (see wrangler.toml [[r2_buckets]])`)
     return config
   }
   const seed = env.GATEWAY_CONFIG === undefined ? undefined : jsonValue(env.GATEWAY_CONFIG, 'GATEWAY_CONFIG')
@@ -86,7 +92,7 @@ async function build(env: WorkerEnv): Promise<LiveGateway> {
   return createLiveGateway({
     source,
     validate,
-    deps: { agents, kube, keys, clock, log: (line) => console.log(JSON.stringify(line)), ...(db ? { custody: sqlCustodyLog(db, clock.now) } : {}) },
+    deps: { agents, kube, keys, clock, bucket, log: (line) => console.log(JSON.stringify(line)), ...(db ? { custody: sqlCustodyLog(db, clock.now) } : {}) },
     ...(operations ? { operations } : {}),
     refreshMs,
   })

@@ -10,7 +10,7 @@ import { ConfigError, envName, helpText, loadConfig, OPTIONS, parseDuration, par
 import { fromGrpc, GRPC } from '../../agent/cri/errors.ts'
 import { memoryLogger } from '../../agent/log.ts'
 import { Metrics } from '../../agent/metrics.ts'
-import { parseRange } from '../../agent/http/archives.ts'
+import { parseRange } from '../../shared/range.ts'
 import { CheckpointError } from '../../shared/errors.ts'
 
 const REQUIRED = ['--tls-cert=c', '--tls-key=k', '--tls-ca=a', '--allowed-clients=uri:spiffe://x/gw', '--grant-jwks-file=j']

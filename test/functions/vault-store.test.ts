@@ -42,7 +42,7 @@ describe('storing an archive in the vault (gateway driver, real agent, real S3)'
       backend: 's3', s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyIdSecret: 'S3_KEY', secretAccessKeySecret: 'S3_SECRET' },
       partSizeMiB: 5, recipients: [{ id: 'ir', clusters: ['prod-*'], namespaces: ['shop', 'pay-*'], recipients: [investigator.recipient] }],
     }, (n) => secrets[n])
-    client = s3Client(cfg.s3)
+    client = s3Client(cfg.s3!)
     ids = await makeIdentities(dir)
     cri = await startFakeCri(join(dir, 'cri.sock'), { archiveBytes: 7 * MiB, randomArchive: true }, [{ id: 'c-api', ...T }])
     a = await startTestAgent({ ids, endpoint: cri.endpoint, dir })
@@ -64,7 +64,7 @@ describe('storing an archive in the vault (gateway driver, real agent, real S3)'
     return {
       events,
       run: () => storeArchive({
-        s3: client, cfg, cluster: 'prod-eu', target: T, archive, recipients: recipientsFor(cfg, 'prod-eu', T.namespace), requestId: 'req-vault-1',
+        storage: client, cfg, cluster: 'prod-eu', target: T, archive, recipients: recipientsFor(cfg, 'prod-eu', T.namespace), requestId: 'req-vault-1',
         grant: async (plan) => ({ authorization: `Bearer ${await mintGrant(ids, { op: 'checkpoint:store', node: a.node, archive: archive.name, namespaces: everyReading(archive.name), plan })}` }),
         agent: (path, init) => undiciFetch(a.agent.url + path, { ...(init as object), dispatcher: mtls }) as unknown as Promise<Response>,
         emit: (e) => void events.push(e as never),
@@ -111,7 +111,7 @@ describe('storing an archive in the vault (gateway driver, real agent, real S3)'
     let uploadId: string | undefined
     const spy: S3Client = { ...client, bucket: client.bucket, createMultipartUpload: async (k, m) => (uploadId = await client.createMultipartUpload(k, m)) }
     const target = { ...T, container: 'refused' }
-    const { run } = request({ s3: spy, target, recipients: ['age1' + 'q'.repeat(58)] })
+    const { run } = request({ storage: spy, target, recipients: ['age1' + 'q'.repeat(58)] })
     const out = await run()
     assert.deepEqual([out.type, out.type === 'store_failed' ? out.code : ''], ['store_failed', 'invalid_recipient'])
     await assert.rejects(client.listParts(objectKey('prod-eu', target, archive.name), uploadId!), { code: 'storage_rejected' })
@@ -119,9 +119,9 @@ describe('storing an archive in the vault (gateway driver, real agent, real S3)'
   })
 
   it('storage refusing (wrong credentials) → store_failed storage_rejected, before the agent does any work', async () => {
-    const wrong = s3Client({ ...cfg.s3, secretAccessKey: 'not-the-secret' })
+    const wrong = s3Client({ ...cfg.s3!, secretAccessKey: 'not-the-secret' })
     let agentCalls = 0
-    const { run } = request({ s3: wrong, agent: async () => { agentCalls++; throw new Error('not reached') } })
+    const { run } = request({ storage: wrong, agent: async () => { agentCalls++; throw new Error('not reached') } })
     const out = await run()
     assert.deepEqual([out.type, out.type === 'store_failed' ? out.code : ''], ['store_failed', 'storage_rejected'])
     assert.equal(agentCalls, 0)
@@ -130,7 +130,7 @@ describe('storing an archive in the vault (gateway driver, real agent, real S3)'
   it('the agent unreachable → store_failed, and the upload it had created is aborted', async () => {
     let uploadId: string | undefined
     const spy: S3Client = { ...client, bucket: client.bucket, createMultipartUpload: async (k, m) => (uploadId = await client.createMultipartUpload(k, m)) }
-    const { run } = request({ s3: spy, target: { ...T, container: 'unreachable' }, agent: async () => { throw new Error('connect ECONNREFUSED') } })
+    const { run } = request({ storage: spy, target: { ...T, container: 'unreachable' }, agent: async () => { throw new Error('connect ECONNREFUSED') } })
     const out = await run()
     assert.equal(out.type, 'store_failed')
     assert.ok(uploadId)
