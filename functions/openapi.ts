@@ -266,6 +266,36 @@ export const OPENAPI = {
         codes: ['invalid_archive_name', 'archive_not_found'],
       }),
     },
+    '/v1/vault/uploads/{upload}/parts/{part}': {
+      put: op('r2 vault backend: one part of a sealed archive from an agent into the R2 multipart upload. No bearer token: the `cap` query parameter (a capability the gateway signed, naming this object, upload and part, valid `vault.urlTtlSec`) is the only credential; the agent is handed the whole URL in its upload plan', {
+        auth: false,
+        params: [
+          pathParam('upload', { type: 'string' }, 'the R2 multipart upload id'),
+          pathParam('part', str('^\\d{1,5}$'), 'the part number, 1..10000'),
+          { name: 'cap', in: 'query', required: true, schema: { type: 'string' }, description: 'the capability' },
+          { name: 'Content-Length', in: 'header', required: true, schema: { type: 'string' }, description: 'the part\'s size, at most the configured part size' },
+        ],
+        body: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+        ok: { '200': { description: 'stored; `ETag` is the part\'s tag, reported back in the agent\'s `sealed` event', headers: { ETag: { schema: { type: 'string' } } } } },
+        codes: ['invalid_grant', 'grant_mismatch', 'invalid_query', 'invalid_body', 'payload_too_large', 'conflict', 'storage_unavailable', 'malformed_request', 'headers_too_large'],
+      }),
+    },
+    '/v1/vault/objects/{key}': {
+      get: op('r2 vault backend: a stored object (sealed archive or its statement) streamed from the binding — the `url` and `statementUrl` of GET /v1/evidence/{id}. Single `Range` requests, `If-Range` with the ETag', {
+        auth: false,
+        params: [
+          pathParam('key', { type: 'string' }, 'the object key (slashes as they are)'),
+          { name: 'cap', in: 'query', required: true, schema: { type: 'string' }, description: 'the capability (300 s)' },
+          { name: 'Range', in: 'header', schema: { type: 'string' } },
+          { name: 'If-Range', in: 'header', schema: { type: 'string' } },
+        ],
+        ok: {
+          '200': { description: 'the object', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+          '206': { description: 'the range asked for', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+        },
+        codes: ['invalid_grant', 'grant_mismatch', 'invalid_query', 'archive_not_found', 'invalid_range', 'conflict', 'storage_unavailable', 'malformed_request', 'headers_too_large'],
+      }),
+    },
     '/v1/hooks/alertmanager': { post: hookOp('Alertmanager', '4') },
     '/v1/hooks/grafana': { post: hookOp('Grafana Alerting', '1') },
     '/v1/operations': {

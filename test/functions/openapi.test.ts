@@ -77,7 +77,10 @@ describe('the OpenAPI document', () => {
         operations: { store: {} as never, queue: {} as never },
         admin: { source: variableSource(withHooks), validate: () => config, activate: async () => {} },
       })
-      const registered = new Set(app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:([a-z]+)(\{[^}]*\})?/gi, '{$1}')}`))
+      // The r2 backend adds its own capability routes.
+      const r2Config = parseConfig({ ...withHooks, vault: { ...withHooks.vault, backend: 'r2', r2: { binding: 'EVIDENCE', publicUrl: 'https://gw.example' } } }, () => 'secret')
+      const r2 = createGateway({ config: r2Config, agents: { fetch: async () => new Response(null, { status: 502 }) }, keys: await loadGrantKeys(world.grantKeys), clock: { now: Date.now }, log: () => {}, bucket: () => ({ createMultipartUpload: async () => ({ uploadId: 'u' }) }) as never })
+      const registered = new Set([...app.routes, ...r2.app.routes].filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:([a-z]+)(\{[^}]*\})?/gi, '{$1}')}`))
       const documented = new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => (METHODS as readonly string[]).includes(m)).map((m) => `${m.toUpperCase()} ${p}`)))
       assert.deepEqual([...registered].sort(), [...documented].sort())
     } finally {

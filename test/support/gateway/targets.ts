@@ -146,7 +146,7 @@ export interface WorkerGatewayOptions {
   /** The loopback port of the real HTTP listener. Default 0 (any free port). */
   port?: number
   /** `OPERATIONS_DB` (D1) and `CHECKPOINT_JOBS` (a queue this Worker also consumes), as wrangler.toml declares them. */
-  bindings?: { d1?: boolean; queues?: boolean }
+  bindings?: { d1?: boolean; queues?: boolean; r2?: string[] }
   /** Called with each structured line the gateway logs (they are kept in `logs` too). */
   onLog?: (line: Record<string, unknown>) => void
   /**
@@ -192,6 +192,7 @@ export async function startWorkerGateway(o: WorkerGatewayOptions): Promise<Worke
     port: o.port ?? 0,
     bindings: { GATEWAY_CONFIG: JSON.stringify(o.config), GRANT_SIGNING_KEYS: JSON.stringify(o.grantKeys), ...o.secrets },
     ...(o.bindings?.d1 ? { d1Databases: ['OPERATIONS_DB'] } : {}),
+    ...(o.bindings?.r2 ? { r2Buckets: o.bindings.r2 } : {}),
     ...(o.bindings?.queues
       ? {
         queueProducers: { CHECKPOINT_JOBS: { queueName: 'checkpoint-jobs' } },
