@@ -23,6 +23,7 @@ import { OPENAPI } from './openapi.ts'
 import { createCustodyHandler } from './custody/routes.ts'
 import { createEvidenceListHandler, createEvidenceUrlHandler } from './vault/routes.ts'
 import { createObjectHandler, createPartUploadHandler } from './vault/r2.ts'
+import { createStoreArchiveHandler } from './vault/store-route.ts'
 import { openStorage } from './vault/vault.ts'
 import { createOperationHandler, createOperationListHandler } from './operations/routes.ts'
 
@@ -50,7 +51,7 @@ export function createGateway(deps: Deps): Gateway {
   const archives = { config, agent, trail, ...(custody ? { custody } : {}) }
   const now = () => clock.now()
   const vault = config.vault && { cfg: config.vault, storage: openStorage(config.vault, { keys, now, ...(deps.bucket ? { bucket: deps.bucket } : {}) }) }
-  const checkpoints = { config, agent, resolveNode, trail, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) }
+  const checkpoints = { config, agent, resolveNode, trail, clock, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) }
   const webhooks = operations && { config, ...operations, clock, log }
   const grafana = operations && config.hooks?.grafana
   const admin = deps.admin && { config, admin: deps.admin, trail }
@@ -75,6 +76,7 @@ export function createGateway(deps: Deps): Gateway {
   app.post('/v1/clusters/:cluster/checkpoint/:namespace/:pod/:container', createCheckpointHandler(checkpoints, false))
   app.get('/v1/clusters/:cluster/nodes/:node/checkpoints', createListHandler(archives))
   app.get('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'read'))
+  if (vault) app.post('/v1/clusters/:cluster/nodes/:node/checkpoints/:name/store', createStoreArchiveHandler({ config, agent, trail, vault, clock, ...(custody ? { custody } : {}) }))
   app.delete('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'delete'))
   if (custody) app.get('/v1/custody/:cluster/:node/:name', createCustodyHandler({ config, trail, custody }))
   if (custody && vault) {
@@ -98,6 +100,6 @@ export function createGateway(deps: Deps): Gateway {
   app.all('*', (c) => trail.problem(c, new CheckpointError('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`)))
   app.onError((err, c) => trail.problem(c, asCheckpointError(err)))
 
-  const jobs = operations && createJobs({ config, operations, agent, resolveNode, trail, clock })
+  const jobs = operations && createJobs({ config, operations, agent, resolveNode, trail, clock, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) })
   return { app, runOperation: jobs?.runOperation ?? (async () => {}), sweepOperations: jobs?.sweepOperations ?? (async () => 0) }
 }

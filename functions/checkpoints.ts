@@ -12,12 +12,11 @@ import type { AgentClient, CheckpointStart } from './agent-client.ts'
 import type { AuditTrail } from './audit.ts'
 import { decide } from './authz.ts'
 import type { GatewayConfig } from './config.ts'
-import { NO_STORE, type Ctx, type Env } from './context.ts'
+import { NO_STORE, type Clock, type Ctx, type Env } from './context.ts'
 import type { ResolveNode } from './kube.ts'
 import { failedEventFailure, problemResponse, runtimeLogOf } from './problem.ts'
-import { clusterOf, refuseBody } from './request.ts'
-import type { EvidenceStorage } from './vault/storage.ts'
-import { recipientsFor, storeArchive, type VaultConfig } from './vault/vault.ts'
+import { clusterOf, refuseBody, wantsNdjson } from './request.ts'
+import { chooseRecipients, recipientsAsked, storeFromNode, type Vault } from './vault/flow.ts'
 import { custodySubject, noteCustody, type CustodyLog } from './custody/log.ts'
 
 export interface CheckpointRouteDeps {
@@ -25,8 +24,9 @@ export interface CheckpointRouteDeps {
   agent: AgentClient
   resolveNode: ResolveNode
   trail: AuditTrail
+  clock: Clock
   /** The evidence vault, when configured: `?store=vault` (or `vault.store: always`) seals and stores. */
-  vault?: { cfg: VaultConfig; storage: EvidenceStorage }
+  vault?: Vault
   custody?: CustodyLog
 }
 
@@ -39,15 +39,16 @@ function reasonOf(raw: string | null): string | undefined {
 
 /** The handler of both checkpoint routes; `nodeInPath` for the one that names the node. */
 export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: boolean): Handler<Env> {
-  const { config, agent, resolveNode, trail, vault } = deps
+  const { config, agent, resolveNode, trail, vault, clock } = deps
   return async function createCheckpoint(c) {
     refuseBody(c)
     const url = new URL(c.req.url)
-    checkQuery(url.searchParams, ['timeout', 'reason', 'store'])
+    checkQuery(url.searchParams, ['timeout', 'reason', 'store', 'recipient'])
     const reason = reasonOf(url.searchParams.get('reason'))
     const storeParam = url.searchParams.get('store')
     if (storeParam !== null && storeParam !== 'vault') throw new CheckpointError('invalid_query', 'store: only "vault"', { field: 'store' })
     if (storeParam !== null && !vault) throw new CheckpointError('invalid_query', 'store: this gateway has no evidence vault configured', { field: 'store' })
+    if (url.searchParams.has('recipient') && storeParam === null && vault?.cfg.store !== 'always') throw new CheckpointError('invalid_query', 'recipient: only with store=vault', { field: 'recipient' })
     const cluster = checkName('cluster', c.req.param('cluster'))
     let node = nodeInPath ? checkName('node', c.req.param('node')) : undefined
     const target = checkTarget({ namespace: c.req.param('namespace'), pod: c.req.param('pod'), container: c.req.param('container') })
@@ -57,8 +58,7 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
     trail.authorize(c, 'create', decide(config.policy, c.get('caller'), 'create', { cluster, ...target }))
     // Stored when asked or always; no recipient for the target is refused before anything is frozen.
     const storing = vault && (storeParam === 'vault' || vault.cfg.store === 'always') ? vault : undefined
-    const recipients = storing ? recipientsFor(storing.cfg, cluster, target.namespace) : []
-    if (storing && recipients.length === 0) throw new CheckpointError('invalid_recipient', `no vault recipients are configured for cluster ${cluster} namespace ${target.namespace}`, { field: 'store' })
+    const recipients = storing ? chooseRecipients(storing.cfg, cluster, target.namespace, recipientsAsked(url.searchParams.get('recipient'))) : []
     const cl = clusterOf(config, cluster)
     node ??= await resolveNode(cl, target)
     const audit = c.get('audit')
@@ -80,28 +80,18 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
       ? relay.final.then(async (f): Promise<StoredEvent | StoreFailedEvent | undefined> => {
         // The caller's stream ends whatever happens below: never left open.
         try {
-          return f.type === 'completed' ? await storeAndReport(storing, f) : undefined
+          if (f.type !== 'completed') return undefined
+          return await storeFromNode(storing, agent, config, {
+            cl, node: n, target, sub, requestId: audit.requestId, archive: f.archive, recipients, now: () => clock.now(),
+            ...(f.statement !== undefined ? { statement: f.statement } : {}),
+            emit: (e) => relay.write(encodeEvent(e as never)),
+            note: (event, details) => noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), event, details),
+          })
         } finally {
           relay.end()
         }
       })
       : Promise.resolve(undefined)
-    async function storeAndReport(v: NonNullable<typeof storing>, f: CompletedEvent): Promise<StoredEvent | StoreFailedEvent> {
-        const out = await storeArchive({
-          storage: v.storage, cfg: v.cfg, cluster, target, archive: f.archive, recipients, requestId: audit.requestId,
-          ...(f.statement !== undefined ? { statement: f.statement } : {}),
-          grant: (plan) => agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:store', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace], plan }, config.grants.readTtlSec),
-          agent: (path, init) => agent.forward(cl, n, path, init),
-          emit: (e) => relay.write(encodeEvent(e as never)),
-          now: () => Date.now(),
-        })
-        noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), out.type, out.type === 'stored' ? { bucket: out.bucket, key: out.key, sealed: out.sealed, plaintext: out.plaintext, recipients: out.recipients, ...(out.statementKey ? { statementKey: out.statementKey } : {}) } : { code: out.code })
-        if (out.type === 'stored' && !v.cfg.keepOnNode) {
-          const del = await agent.grantHeaders(sub, audit.requestId, { op: 'checkpoint:delete', cluster, node: n, archive: f.archive.name, namespaces: [target.namespace] }, config.grants.readTtlSec)
-          await agent.forward(cl, n, AGENT_PATHS.archive(f.archive.name), { method: 'DELETE', headers: del }).then((r) => r.body?.cancel()).catch(() => {})
-        }
-        return out
-    }
     deferOutcome(c, trail, started, stored)
     if (streaming) {
       return new Response(relay.readable, { status: 200, headers: { 'content-type': NDJSON, ...NO_STORE } })
@@ -153,9 +143,4 @@ function jsonResult(f: CompletedEvent) {
     durationMs: f.durationMs,
     ...(f.statement !== undefined ? { statement: f.statement } : {}),
   }
-}
-
-function wantsNdjson(accept: string | undefined): boolean {
-  if (!accept) return false
-  return accept.split(',').some((part) => part.split(';')[0]!.trim().toLowerCase() === NDJSON)
 }

@@ -192,7 +192,7 @@ export function parseConfig(raw: unknown, secret: (name: string) => string | und
   if (limits.defaultTimeoutSec < 1 || limits.defaultTimeoutSec > limits.maxTimeoutSec) {
     throw new Error('config: limits.defaultTimeoutSec must be within 1..maxTimeoutSec')
   }
-  return {
+  const config: GatewayConfig = {
     clusters,
     auth,
     policy: parsePolicy(jsonValue(root.policy, 'policy')),
@@ -205,6 +205,8 @@ export function parseConfig(raw: unknown, secret: (name: string) => string | und
     ...(root.hooks !== undefined ? { hooks: parseHooksConfig(jsonValue(root.hooks, 'hooks'), secret) } : {}),
     ...(root.vault !== undefined ? { vault: parseVaultConfig(jsonValue(root.vault, 'vault'), secret) } : {}),
   }
+  if (config.hooks?.store === 'vault' && !config.vault) throw new Error('config: hooks.store is "vault" but no vault is configured')
+  return config
 }
 
 /** The agent base URL for a node of a cluster. */

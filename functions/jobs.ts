@@ -16,6 +16,8 @@ import type { CheckpointFn, Operations, ReconcileFn } from './operations/model.t
 import { createRunner, RETRYABLE_FINAL, RETRYABLE_STATUS, sweepOperations } from './operations/runner.ts'
 import { failedEventFailure, runtimeLogOf } from './problem.ts'
 import { clusterOf } from './request.ts'
+import { custodySubject, type CustodyEvent, type CustodyLog } from './custody/log.ts'
+import { chooseRecipients, storeFromNode, type Vault } from './vault/flow.ts'
 
 export interface JobDeps {
   config: GatewayConfig
@@ -24,6 +26,9 @@ export interface JobDeps {
   resolveNode: ResolveNode
   trail: AuditTrail
   clock: Clock
+  /** Alerts' archives are stored when `hooks.store` is `vault` or `vault.store` is `always`. */
+  vault?: Vault
+  custody?: CustodyLog
 }
 
 /** How much earlier than the dispatch an agent's `created` stamp may be and still be that job's archive. */
@@ -51,12 +56,16 @@ export function createJobs(deps: JobDeps): Pick<Gateway, 'runOperation' | 'sweep
   return { runOperation, sweepOperations: () => sweepOperations(operations, clock.now(), leaseMs) }
 }
 
-function checkpointJob({ config, agent, resolveNode, trail }: JobDeps): CheckpointFn {
+function checkpointJob(deps: JobDeps): CheckpointFn {
+  const { config, agent, resolveNode, trail } = deps
+  const vault = deps.vault && (config.hooks?.store === 'vault' || deps.vault.cfg.store === 'always') ? deps.vault : undefined
   return async function checkpointJob(j) {
     let node = j.node
     const { cluster, target } = j
     try {
       const cl = clusterOf(config, cluster)
+      // No recipient for the target: refused before anything is frozen, as a caller's request is.
+      const recipients = vault ? chooseRecipients(vault.cfg, cluster, target.namespace) : []
       node ??= await resolveNode(cl, target)
       const headers = await agent.grantHeaders(j.sub, j.requestId, { op: 'checkpoint:create', cluster, node, ...target }, j.timeoutSec + config.grants.marginSec)
       await j.dispatching?.(node)
@@ -69,7 +78,20 @@ function checkpointJob({ config, agent, resolveNode, trail }: JobDeps): Checkpoi
       const { relay } = started
       relay.readable.cancel().catch(() => {})
       const f = await relay.final
-      if (f.type === 'completed') return { ok: true, node, archive: f.archive, download: f.download! }
+      if (f.type === 'completed') {
+        const n = node
+        const note = (event: CustodyEvent, details: Record<string, unknown>) => deps.custody?.append(custodySubject(cluster, n, f.archive.name), { event, actor: { sub: j.sub }, requestId: j.requestId, details })
+          .catch((err) => trail.log({ type: 'error', error: `custody log: ${String((err as Error)?.message ?? err)}`, requestId: j.requestId }))
+        await note('created', { sha256: f.archive.sha256, size: f.archive.size, ...target, why: 'alert' })
+        const out = vault && await storeFromNode(vault, agent, config, {
+          cl, node, target, sub: j.sub, requestId: j.requestId, archive: f.archive, recipients, now: () => deps.clock.now(),
+          ...(f.statement !== undefined ? { statement: f.statement } : {}),
+          emit: () => {},
+          note: (event, details) => void note(event, details),
+        })
+        const stored = out?.type === 'stored' ? { stored: { bucket: out.bucket, key: out.key, sealed: out.sealed } } : out ? { storeFailed: { code: out.code, message: out.message } } : {}
+        return { ok: true, node, archive: f.archive, download: f.download!, ...stored }
+      }
       const { err, status } = failedEventFailure(f)
       return { ok: false, node, status, code: err.code, message: err.message, retryable: RETRYABLE_FINAL.has(err.code), ...runtimeLogOf(f) }
     } catch (err) {

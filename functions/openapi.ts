@@ -24,6 +24,7 @@ const PARAMS = {
   timeout: { name: 'timeout', in: 'query', schema: str('^\\d{1,9}$'), description: 'whole seconds the caller waits (0 = default)' },
   reason: { name: 'reason', in: 'query', schema: str(undefined, { minLength: 1, maxLength: 256 }), description: 'why, in 1..256 characters: it goes into the grant and the signed statement' },
   store: { name: 'store', in: 'query', schema: { const: 'vault' }, description: 'seal the archive (zstd, age to the configured recipients) and store it in the evidence vault after the checkpoint' },
+  recipient: { name: 'recipient', in: 'query', schema: str('^age1[02-9ac-hj-np-z]{58}(,age1[02-9ac-hj-np-z]{58}){0,63}$'), description: 'seal to these recipients only (comma-separated, each one configuration allows for the target; 403 forbidden otherwise)' },
   archiveNamespace: { name: 'namespace', in: 'query', schema: str(LABEL, { maxLength: 63 }), description: 'the archive\'s namespace: picks one reading of the name; without it every reading must be allowed' },
 }
 
@@ -208,6 +209,11 @@ export const OPENAPI = {
           cluster: { type: 'string' }, namespace: { type: 'string' }, pod: { type: 'string' }, container: { type: 'string' }, node: { type: 'string' },
           attempts: { type: 'integer' }, createdAt: { type: 'string' }, updatedAt: { type: 'string' }, nextAttemptAt: { type: 'string' },
           reason: { type: 'string' }, archive: ref('Archive'), download: { type: 'string' },
+          stored: {
+            type: 'object', description: 'hooks.store: where the vault holds the archive (`key` is its evidence id)', required: ['bucket', 'key', 'sealed'],
+            properties: { bucket: { type: 'string' }, key: { type: 'string' }, sealed: { type: 'object', required: ['sha256', 'size'], properties: { sha256: { type: 'string' }, size: { type: 'integer' } } } },
+          },
+          storeFailed: { type: 'object', description: 'hooks.store: why storing failed (the archive stays on the node)', required: ['code', 'message'], properties: { code: { enum: Object.keys(ERROR_STATUS) }, message: { type: 'string' } } },
           error: {
             type: 'object',
             required: ['code', 'status', 'attempts'],
@@ -225,10 +231,10 @@ export const OPENAPI = {
       get: op('The public grant-signing keys, for the agents\' --grant-jwks-url', { auth: false, ok: { '200': json('a JWK set without private members', { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { type: 'object', not: { required: ['d'] } } } } }) }, codes: [] }),
     },
     '/v1/clusters/{cluster}/nodes/{node}/checkpoint/{namespace}/{pod}/{container}': {
-      post: op('Checkpoint a container on a named node', { params: [PARAMS.cluster, PARAMS.node, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout, PARAMS.reason, PARAMS.store], ok: checkpointOk, codes: CREATE_CODES }),
+      post: op('Checkpoint a container on a named node', { params: [PARAMS.cluster, PARAMS.node, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout, PARAMS.reason, PARAMS.store, PARAMS.recipient], ok: checkpointOk, codes: CREATE_CODES }),
     },
     '/v1/clusters/{cluster}/checkpoint/{namespace}/{pod}/{container}': {
-      post: op('Checkpoint a container; the node comes from the cluster\'s Kubernetes API', { params: [PARAMS.cluster, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout, PARAMS.reason, PARAMS.store], ok: checkpointOk, codes: [...CREATE_CODES, 'conflict'] }),
+      post: op('Checkpoint a container; the node comes from the cluster\'s Kubernetes API', { params: [PARAMS.cluster, PARAMS.namespace, PARAMS.pod, PARAMS.container, PARAMS.timeout, PARAMS.reason, PARAMS.store, PARAMS.recipient], ok: checkpointOk, codes: [...CREATE_CODES, 'conflict'] }),
     },
     '/v1/clusters/{cluster}/nodes/{node}/checkpoints': {
       get: op('The node\'s archives the caller may read', { params: [PARAMS.cluster, PARAMS.node], ok: { '200': json('archives, each with its download path', ref('ArchiveList')) }, codes: ['invalid_name', 'invalid_body', 'not_found', 'bad_gateway', 'timeout', 'runtime_unavailable', 'shutting_down', 'internal'] }),
@@ -244,6 +250,18 @@ export const OPENAPI = {
         codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'not_found', ...AGENT_ARCHIVE],
       }),
       delete: op('Delete an archive', { params: [PARAMS.cluster, PARAMS.node, PARAMS.name, PARAMS.archiveNamespace], ok: { '204': { description: 'deleted' } }, codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'not_found', ...AGENT_ARCHIVE] }),
+    },
+    '/v1/clusters/{cluster}/nodes/{node}/checkpoints/{name}/store': {
+      post: op('Seal an archive already on the node and store it in the evidence vault (needs the read action on its target). NDJSON streams sealing/uploading and ends with stored or store_failed; JSON waits: 200 with `stored`, or the failure as a problem', {
+        params: [PARAMS.cluster, PARAMS.node, PARAMS.name, { ...PARAMS.archiveNamespace, description: 'the archive\'s namespace; needed when its name reads more than one way' }, PARAMS.recipient],
+        ok: {
+          '200': {
+            description: 'the store\'s events (NDJSON), or `{stored}`',
+            content: { 'application/json': { schema: { type: 'object', required: ['stored'], properties: { stored: ref('Stored') } } }, 'application/x-ndjson': { schema: ref('CheckpointEvent') } },
+          },
+        },
+        codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'invalid_recipient', 'not_found', 'archive_not_found', 'storage_rejected', 'storage_unavailable', 'too_many_requests', ...AGENT_ARCHIVE],
+      }),
     },
     '/v1/custody/{cluster}/{node}/{name}': {
       get: op('An archive\'s custody log (created, stored, downloaded, deleted, refused), hash-chained, with the result of checking the chain', {

@@ -1,4 +1,5 @@
 /** Checks every /v1 handler makes before it acts: no body where none belongs, a registered cluster. */
+import { NDJSON } from '../shared/events.ts'
 import { CheckpointError } from '../shared/errors.ts'
 import type { ClusterConfig, GatewayConfig } from './config.ts'
 import type { Ctx } from './context.ts'
@@ -16,4 +17,10 @@ export function clusterOf(config: GatewayConfig, id: string): ClusterConfig {
   const cl = config.clusters.get(id)
   if (!cl) throw new CheckpointError('not_found', `cluster ${id} is not registered`, { field: 'cluster' })
   return cl
+}
+
+/** True when `Accept` asks for NDJSON (streamed events). */
+export function wantsNdjson(accept: string | undefined): boolean {
+  if (!accept) return false
+  return accept.split(',').some((part) => part.split(';')[0]!.trim().toLowerCase() === NDJSON)
 }

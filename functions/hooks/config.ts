@@ -47,6 +47,8 @@ export interface HooksConfig {
   retry: RetryConfig
   /** A running job whose record was not touched for this long is taken over (its worker died). */
   leaseSec: number
+  /** `vault`: every alert's archive is sealed and stored in the evidence vault after its checkpoint (as is every archive with `vault.store: always`). */
+  store: 'none' | 'vault'
   grafana?: GrafanaSignatureConfig
 }
 
@@ -66,6 +68,10 @@ function int(v: unknown, dflt: number, what: string, min = 0): number {
   if (v === undefined) return dflt
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new Error(`config: ${what} must be an integer ≥ ${min}`)
   return v
+}
+
+function fail(what: string): never {
+  throw new Error(`config: ${what}`)
 }
 
 /** Parses `hooks`; `secret` looks up named secrets (the Grafana HMAC key). */
@@ -107,6 +113,7 @@ export function parseHooksConfig(raw: unknown, secret: (name: string) => string 
     timeoutSec: int(h.timeoutSec, 120, 'hooks.timeoutSec', 1),
     retry,
     leaseSec: int(h.leaseSec, 900, 'hooks.leaseSec', 1),
+    store: h.store === undefined ? 'none' : h.store === 'vault' || h.store === 'none' ? h.store : fail('hooks.store must be "vault" or "none"'),
   }
   if (h.defaultCluster !== undefined) cfg.defaultCluster = strOr(h.defaultCluster, undefined, 'hooks.defaultCluster')
   if (h.grafana !== undefined) {

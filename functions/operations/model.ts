@@ -16,6 +16,16 @@ export interface OperationResult {
   archive: ArchiveInfo
   node: string
   download: string
+  /** Where the vault holds it (`hooks.store: vault`): its evidence id is `key`. */
+  stored?: StoredRef
+  /** Why storing failed; the archive stays on the node. */
+  storeFailed?: { code: string; message: string }
+}
+
+export interface StoredRef {
+  bucket: string
+  key: string
+  sealed: { sha256: string; size: number }
 }
 
 export interface OperationError {
@@ -147,7 +157,7 @@ export interface CheckpointJob {
 }
 
 export type JobOutcome =
-  | { ok: true; node: string; archive: ArchiveInfo; download: string }
+  | { ok: true; node: string; archive: ArchiveInfo; download: string; stored?: StoredRef; storeFailed?: { code: string; message: string } }
   | { ok: false; node?: string; status: number; code: string; message: string; retryable: boolean; retryAfterSec?: number; runtimeLog?: string[] }
 
 /** Takes a job's checkpoint (the gateway's forwarding, JSON mode). */

@@ -80,6 +80,8 @@ function view(op: OperationRecord): Record<string, unknown> {
     ...(op.notBefore !== undefined ? { nextAttemptAt: iso(op.notBefore) } : {}),
     ...(op.reason ? { reason: op.reason } : {}),
     ...(op.state === 'succeeded' && op.result ? { archive: op.result.archive, download: op.result.download } : {}),
+    ...(op.state === 'succeeded' && op.result?.stored ? { stored: op.result.stored } : {}),
+    ...(op.state === 'succeeded' && op.result?.storeFailed ? { storeFailed: op.result.storeFailed } : {}),
     ...(op.error && op.state !== 'succeeded' ? { error: { ...op.error, attempts: op.attempts } } : {}),
   }
 }

@@ -100,7 +100,7 @@ export function createRunner(deps: RunnerDeps): (opId: string) => Promise<void> 
 
   /** Records a success (the archive, where it is, how to get it) and logs it. */
   async function succeeded(op: OperationRecord, out: Extract<JobOutcome, { ok: true }>, at: number, line: Record<string, unknown>): Promise<void> {
-    await deps.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download } })
+    await deps.store.update(op.id, { state: 'succeeded', updatedAt: at, node: out.node, result: { archive: out.archive, node: out.node, download: out.download, ...(out.stored ? { stored: out.stored } : {}), ...(out.storeFailed ? { storeFailed: out.storeFailed } : {}) } })
     deps.log({ ...line, node: out.node, state: 'succeeded', sha256: out.archive.sha256 })
   }
 

@@ -49,7 +49,8 @@ export interface VaultConfig {
   recipients: RecipientRule[]
 }
 
-const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/
+/** An age X25519 recipient: `age1` and 58 bech32 characters. */
+export const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/
 
 /**
  * Parses the `vault` section. S3 credentials are secrets named here (`accessKeyIdSecret`,

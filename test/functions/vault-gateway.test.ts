@@ -24,6 +24,7 @@ import type { Served } from '../../functions/node/server.ts'
 import { startS3Server, type S3Server } from '../runtime/s3-server.ts'
 import { makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
+import { alertmanagerPayload } from '../support/gateway/hooks-payloads.ts'
 
 const MiB = 1024 * 1024
 const ISSUER = 'https://idp.vault.test'
@@ -38,6 +39,7 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
   let idpKey: CryptoKey
   let idpJwk: Record<string, unknown>
   const investigator = generateIdentity()
+  const second = generateIdentity()
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vault-gw-'))
@@ -60,7 +62,7 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     await rm(dir, { recursive: true, force: true })
   })
 
-  async function gateway(vault?: Record<string, unknown>, operationsDb?: string): Promise<string> {
+  async function gateway(vault?: Record<string, unknown>, operationsDb?: string, hooks?: Record<string, unknown>): Promise<string> {
     const raw = {
       clusters: { prod: { agentUrl: a.agent.url, agentCa: ids.pki.ca.certPem } },
       auth: { issuers: [ISSUER], audience: 'gw', jwks: { keys: [idpJwk] } },
@@ -71,6 +73,7 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
       grants: { issuer: 'gw-vault' },
       limits: { agentHeadersTimeoutMs: 10_000 },
       ...(vault ? { vault } : {}),
+      ...(hooks ? { hooks } : {}),
     }
     const secrets: Record<string, string> = { S3_KEY: s3.accessKeyId, S3_SECRET: s3.secretAccessKey }
     const g = await startNodeGateway({
@@ -232,6 +235,85 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     assert.match(got.stderr, /^custody: created by ivy, stored by ivy(, url_issued by ivy)* — chain verified$/m)
     assert.match(got.stdout, /^verified: checkpoint-api-0_shop-app-/m)
     assert.ok(stored!.statementKey)
+  })
+
+  it('?recipient= narrows the configured recipients; one configuration does not allow is 403 before anything is frozen', async () => {
+    const url = await gateway(vaultCfg({ recipients: [{ id: 'ir', clusters: ['prod'], namespaces: ['shop'], recipients: [investigator.recipient, second.recipient] }] }))
+    const r = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app?store=vault&recipient=${second.recipient}`, 'application/json')
+    const body = (await r.json()) as { stored: { key: string; recipients: string[] } }
+    assert.equal(body.stored.recipients.length, 1, JSON.stringify(body))
+    const client = s3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey })
+    const sealed = Buffer.from(await (await fetch(await client.presignGet(body.stored.key, 60))).arrayBuffer())
+    const open = async (identity: string) => {
+      const out: Buffer[] = []
+      for await (const c of ageDecrypt([sealed], [identity])) out.push(c)
+      return Buffer.concat(out)
+    }
+    assert.ok((await open(second.identity)).length > 0)
+    await assert.rejects(open(investigator.identity))
+    const calls = cri.checkpointCalls.length
+    const outsider = generateIdentity()
+    const codeOf = async (q: string) => {
+      const res = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app${q}`)
+      const p = (await res.json()) as { code: string; field?: string }
+      return [res.status, p.code, p.field]
+    }
+    assert.deepEqual(await codeOf(`?store=vault&recipient=${outsider.recipient}`), [403, 'forbidden', 'recipient'])
+    assert.deepEqual(await codeOf(`?store=vault&recipient=${second.recipient},not-a-recipient`), [400, 'invalid_recipient', 'recipient'])
+    assert.deepEqual(await codeOf(`?recipient=${second.recipient}`), [400, 'invalid_query', 'recipient'])
+    assert.equal(cri.checkpointCalls.length, calls, 'nothing was frozen')
+  })
+
+  it('POST …/checkpoints/{name}/store seals an archive already on the node, with its statement; JSON and NDJSON', async () => {
+    const url = await gateway(vaultCfg(), join(dir, 'store-existing.sqlite'))
+    const made = (await (await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/shop/api-0/app`, 'application/json')).json()) as { archive: { name: string; sha256: string } }
+    const storePath = `/v1/clusters/prod/nodes/${node()}/checkpoints/${made.archive.name}/store`
+    const r = await post(url, storePath, 'application/json')
+    assert.equal(r.status, 200)
+    const { stored } = (await r.json()) as { stored: { type: string; key: string; plaintext: { sha256: string }; statementKey?: string } }
+    assert.equal(stored.type, 'stored')
+    assert.equal(stored.key, `prod/shop/api-0/app/${made.archive.name}.zst.age`)
+    assert.equal(stored.plaintext.sha256, made.archive.sha256)
+    assert.ok(stored.statementKey, 'the statement travels with it')
+    const client = s3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey })
+    const sealed = Buffer.from(await (await fetch(await client.presignGet(stored.key, 60))).arrayBuffer())
+    const plain: Buffer[] = []
+    for await (const c of ageDecrypt([sealed], [investigator.identity])) plain.push(c)
+    assert.ok(zstdDecompressSync(Buffer.concat(plain)).equals(await readFile(join(a.agent.store.dir, made.archive.name))))
+    // NDJSON: progress, then stored.
+    const streamed = await post(url, storePath)
+    const types = (await streamed.text()).trim().split('\n').map((l) => (JSON.parse(l) as { type: string }).type)
+    assert.deepEqual([types.includes('sealing'), types.includes('uploading'), types.at(-1)], [true, true, 'stored'])
+    // Refusals: an archive that is not there, a reader of another namespace, no recipient for the namespace.
+    const missing = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoints/checkpoint-api-0_shop-app-2026-01-01T00:00:00Z.tar/store`, 'application/json')
+    assert.deepEqual([missing.status, ((await missing.json()) as { code: string }).code], [404, 'archive_not_found'])
+    const dev = await fetch(url + storePath, { method: 'POST', headers: { authorization: `Bearer ${await token(['dev'])}` } })
+    assert.deepEqual([dev.status, ((await dev.json()) as { code: string }).code], [403, 'forbidden'])
+    const devArchive = (await (await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoint/dev/api-0/app`, 'application/json')).json()) as { archive: { name: string } }
+    const none = await post(url, `/v1/clusters/prod/nodes/${node()}/checkpoints/${devArchive.archive.name}/store`, 'application/json')
+    assert.deepEqual([none.status, ((await none.json()) as { code: string }).code], [400, 'invalid_recipient'])
+  })
+
+  it('hooks.store: an alert\'s checkpoint is stored; the operation names the evidence', async () => {
+    const url = await gateway(vaultCfg(), join(dir, 'hooks-store.sqlite'), { select: [{ checkpoint: 'true' }], cooldownSec: 0, store: 'vault', retry: { maxAttempts: 1 } })
+    const notification = alertmanagerPayload([{ labels: { alertname: 'Suspicious', checkpoint: 'true', cluster: 'prod', namespace: 'shop', pod: 'api-0', container: 'app', node: node() } }])
+    const res = await fetch(url + '/v1/hooks/alertmanager', { method: 'POST', headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/json' }, body: JSON.stringify(notification) })
+    assert.equal(res.status, 202)
+    const id = ((await res.json()) as { alerts: Array<{ operation: string }> }).alerts[0]!.operation
+    let op: { state: string; stored?: { key: string; sealed: { sha256: string } }; archive?: { name: string } } = { state: 'queued' }
+    const deadline = Date.now() + 30_000
+    while (!['succeeded', 'failed'].includes(op.state) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100))
+      op = (await (await fetch(`${url}/v1/operations/${id}`, { headers: { authorization: `Bearer ${await token()}` } })).json()) as typeof op
+    }
+    assert.equal(op.state, 'succeeded', JSON.stringify(op))
+    assert.equal(op.stored?.key, `prod/shop/api-0/app/${op.archive!.name}.zst.age`)
+    const client = s3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey })
+    const sealed = Buffer.from(await (await fetch(await client.presignGet(op.stored!.key, 60))).arrayBuffer())
+    assert.equal(createHash('sha256').update(sealed).digest('hex'), op.stored!.sealed.sha256)
+    // The evidence API lists it, and its custody log says who: the webhook's caller.
+    const list = (await (await fetch(`${url}/v1/evidence?cluster=prod`, { headers: { authorization: `Bearer ${await token()}` } })).json()) as { items: Array<{ id: string }> }
+    assert.ok(list.items.some((i) => i.id === op.stored!.key))
   })
 
   it('storage refusing: the checkpoint still succeeds, the stream ends store_failed, the archive stays', async () => {
