@@ -17,21 +17,26 @@ import { stopChild } from '../support/process.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 
+/** The README's `r2` vault fragments: Workers only, so they are started in workerd (below). */
+const r2Vaults: Array<Record<string, unknown>> = []
+
 async function documentedConfigs(): Promise<Array<[string, Record<string, unknown>]>> {
   const readme = (await Promise.all(['README.md', 'functions/README.md'].map((f) => readFile(join(root, f), 'utf8')))).join('\n')
   const configs: Array<[string, Record<string, unknown>]> = []
   let hooks: unknown
   let vault: unknown
+  r2Vaults.length = 0
   for (const [, block] of readme.matchAll(/```json\n([\s\S]*?)```/g)) {
     const text = block!.trim()
     if (text.startsWith('"hooks"')) hooks = (JSON.parse(`{${text}}`) as { hooks: unknown }).hooks
     else {
       const doc = JSON.parse(text) as Record<string, unknown>
       if (doc.clusters) configs.push([`README example ${configs.length + 1}`, doc])
+      else if ((doc.vault as { backend?: string } | undefined)?.backend === 'r2') r2Vaults.push(doc.vault as Record<string, unknown>)
       else if (doc.vault) vault = doc.vault
     }
   }
-  assert.ok(configs.length >= 1 && hooks && vault, 'the README shows a gateway configuration, a hooks fragment and a vault fragment')
+  assert.ok(configs.length >= 1 && hooks && vault && r2Vaults.length > 0, 'the README shows a gateway configuration, a hooks fragment and s3 and r2 vault fragments')
   configs.push(['README example 1 with its hooks fragment', { ...configs[0]![1], hooks }])
   configs.push(['README example 1 with its vault fragment', { ...configs[0]![1], vault }])
   const toml = await readFile(join(root, 'wrangler.toml'), 'utf8')
@@ -112,6 +117,26 @@ describe('every documented gateway configuration starts', async () => {
     } finally {
       await gw.stop()
     }
+  })
+
+  it('the r2 vault fragment, with README example 1, serves in workerd with its R2 binding (and Node refuses it, naming why)', async () => {
+    const [, first] = (await documentedConfigs())[0]!
+    const vault = r2Vaults[0]!
+    const binding = (vault.r2 as { binding: string }).binding
+    const { startWorkerGateway, removeBundle } = await import('../support/gateway/targets.ts')
+    const gw = await startWorkerGateway({ config: { ...first, vault }, grantKeys: JSON.parse(grantKeys), client: { cert: await readFile(client.cert, 'utf8'), key: await readFile(client.key, 'utf8') }, ca: await readFile(client.cert, 'utf8'), secrets: { KUBE_TOKEN_PROD_EU: 'token' }, bindings: { d1: true, r2: [binding] } })
+    try {
+      assert.equal((await gw.fetch('/healthz')).status, 200)
+      const r = await gw.fetch('/v1/evidence')
+      assert.deepEqual([r.status, ((await r.json()) as { code: string }).code], [401, 'unauthenticated'])
+      // The capability route is there, and refuses what is not a capability.
+      const part = await gw.fetch('/v1/vault/uploads/u/parts/1?cap=x', { method: 'PUT', body: 'x' })
+      assert.deepEqual([part.status, ((await part.json()) as { code: string }).code], [401, 'invalid_grant'])
+    } finally {
+      await gw.close()
+      await removeBundle()
+    }
+    await assert.rejects(startEntry({ ...(await base()), GATEWAY_CONFIG: JSON.stringify({ ...first, vault }), OPERATIONS_DB: join(dir, 'r2.sqlite') }), /needs a Workers R2 binding|no R2 bucket binding/)
   })
 
   for (const [name, config] of await documentedConfigs()) {
