@@ -240,17 +240,23 @@ async function relayStore(res: Response, emit: (e: StoreEvent) => void): Promise
     const { err } = await agentFailure(res)
     throw new CheckpointError(err.code === 'invalid_recipient' || err.code === 'too_many_requests' ? err.code : 'bad_gateway', err.message)
   }
-  for await (const line of ndjsonLines(res.body)) {
-    if (!line.trim()) continue
-    let e: StoreEvent
-    try {
-      e = parseStoreEvent(line)
-    } catch {
-      throw new CheckpointError('bad_gateway', 'the agent\'s store stream carried a line that is not a store event')
+  try {
+    for await (const line of ndjsonLines(res.body)) {
+      if (!line.trim()) continue
+      let e: StoreEvent
+      try {
+        e = parseStoreEvent(line)
+      } catch {
+        throw new CheckpointError('bad_gateway', 'the agent\'s store stream carried a line that is not a store event')
+      }
+      if (e.type === 'sealed') return e
+      if (e.type === 'failed') throw new CheckpointError(isErrorCode(e.code) ? e.code : 'bad_gateway', e.message)
+      emit(e)
     }
-    if (e.type === 'sealed') return e
-    if (e.type === 'failed') throw new CheckpointError(isErrorCode(e.code) ? e.code : 'bad_gateway', e.message)
-    emit(e)
+  } catch (err) {
+    // A cut connection (the agent died or restarted) is the agent's stream ending early, not ours failing.
+    if (err instanceof CheckpointError) throw err
+    throw new CheckpointError('bad_gateway', `the agent's store stream was cut (${String((err as Error)?.message ?? err).slice(0, 120)})`, { cause: err })
   }
   throw new CheckpointError('bad_gateway', 'the agent\'s store stream ended without an outcome')
 }

@@ -21,7 +21,11 @@ import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import type { JWK } from 'jose'
-import { Agent, type Dispatcher } from 'undici'
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici'
+import { generateIdentity } from '../../agent/seal/age.ts'
+import { s3Client } from '../../functions/vault/s3.ts'
+import { objectKey, parseVaultConfig, storeArchive } from '../../functions/vault/vault.ts'
+import { startS3Server } from '../runtime/s3-server.ts'
 import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import { GRANT_ISSUER, makeWorld } from '../support/gateway/fixtures.ts'
 import { nodeTarget } from '../support/gateway/targets.ts'
@@ -45,6 +49,7 @@ const containers = (): FakeContainer[] => [
   { id: 'c-big-0', ...BIG, workingSetBytes: 1000 },
 ]
 type Target = typeof T
+const { recipient } = generateIdentity()
 const cpPath = (t: Target) => `/checkpoint/${t.namespace}/${t.pod}/${t.container}`
 
 /** Files in a checkpoint directory that are not the grant journal: archives, their records, and anything partial. */
@@ -611,6 +616,55 @@ describe('the agent process killed or stopped (agent/main.ts as a child, fake CR
       assert.deepEqual(await partials(cpDir), [])
     } finally {
       await own.destroy()
+    }
+  })
+
+  it('SIGKILL mid-upload (vault store) → store_failed, the multipart upload aborted, nothing stored; the restarted agent stores it', async () => {
+    const s3 = await startS3Server()
+    const storeDir = await mkdtemp(join(dir, 'store-'))
+    const c = children[children.push(await spawnAgent(cri.endpoint, storeDir)) - 1]!
+    try {
+      cri.behaviour.archiveBytes = 24 * MiB
+      cri.behaviour.randomArchive = true
+      const made = await json(await post(c, T, false))
+      cri.behaviour.archiveBytes = 4096
+      cri.behaviour.randomArchive = false
+      const name = (made.items[0] as string).split('/').at(-1)!
+      const listed = await json(await client.request({ origin: c.url, path: '/checkpoints', method: 'GET', headers: { authorization: `Bearer ${await mint({ op: 'checkpoint:list', node: 'node-a' })}` } }))
+      const archive = (listed.items as Array<{ name: string; size: number; sha256: string }>).find((i) => i.name === name)!
+      const storage = s3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey })
+      const cfg = parseVaultConfig({ backend: 's3', s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyIdSecret: 'K', secretAccessKeySecret: 'S' }, partSizeMiB: 5, recipients: [{ clusters: ['*'], namespaces: ['*'], recipients: [recipient] }] }, (n) => (n === 'K' ? s3.accessKeyId : s3.secretAccessKey))
+      const uploads: string[] = []
+      const spy = { ...storage, bucket: storage.bucket, createMultipartUpload: async (k: string, m?: Record<string, string>) => { const id = await storage.createMultipartUpload(k, m); uploads.push(id); return id } }
+      const store = (agentUrl: string, onEvent: (e: { type: string }) => void) => storeArchive({
+        storage: spy, cfg, cluster: 'prod', target: T, archive, recipients: [recipient], requestId: 'req-kill-store',
+        grant: async (plan) => ({ authorization: `Bearer ${await mint({ op: 'checkpoint:store', node: 'node-a', archive: name, namespaces: [T.namespace], plan })}` }),
+        agent: (path, init) => undiciFetch(agentUrl + path, { ...(init as object), dispatcher: client }) as unknown as Promise<Response>,
+        emit: onEvent, now: Date.now,
+      })
+      let killed = false
+      const out = await store(c.url, (e) => {
+        if (e.type === 'uploading' && !killed) {
+          killed = true
+          c.child.kill('SIGKILL')
+        }
+      })
+      assert.equal((await c.exited).signal, 'SIGKILL')
+      figure('faults_kill_store_completed', out.type === 'stored' ? 1 : 0, 'uploads')
+      assert.deepEqual([out.type, out.type === 'store_failed' ? out.code : ''], ['store_failed', 'bad_gateway'])
+      const key = objectKey('prod', T, name)
+      await assert.rejects(storage.listParts(key, uploads[0]!), { code: 'storage_rejected' }, 'the upload is aborted')
+      assert.equal(await storage.headObject(key), undefined, 'nothing was stored')
+      // The archive is still on the node: a restarted agent stores it whole.
+      const again = children[children.push(await spawnAgent(cri.endpoint, storeDir)) - 1]!
+      const second = await store(again.url, () => {})
+      assert.equal(second.type, 'stored', JSON.stringify(second))
+      assert.equal((await storage.headObject(key))?.size, second.type === 'stored' ? second.sealed.size : -1)
+      await stopChild(again.child, 'SIGTERM')
+    } finally {
+      cri.behaviour.archiveBytes = 4096
+      cri.behaviour.randomArchive = false
+      await s3.stop()
     }
   })
 })
