@@ -15,12 +15,13 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs'
-import { mkdir, readdir } from 'node:fs/promises'
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createLogger } from '../../agent/log.ts'
+import { generateIdentity } from '../../agent/seal/age.ts'
 import { removeBundle } from '../support/gateway/targets.ts'
 import { ALL_SCOPES, CLUSTER, startStack, type Stack } from '../support/stack.ts'
 import { counter } from '../runtime/workloads.ts'
@@ -295,6 +296,10 @@ async function main(): Promise<void> {
     ownState = true
   }
   const port = await portOrAny(wanted)
+  // A fresh investigator key per run: the vault seals to it (the dev stack's only recipient).
+  const investigator = generateIdentity()
+  const identityFile = join(DEV_DIR, 'investigator.txt')
+  await writeFile(identityFile, `# dev investigator, public key: ${investigator.recipient}\n${investigator.identity}\n`, { mode: 0o600 })
 
   out(mode === 'local'
     ? 'starting containerd 2.1 + registry (the first run fetches ≈160 MB of Debian packages), agent, gateway in workerd…'
@@ -305,6 +310,7 @@ async function main(): Promise<void> {
     gatewayPort: port,
     ownSignals: true,
     hooks: HOOKS,
+    vault: { recipients: [investigator.recipient] },
     ...(mode === 'external' ? { runtimeEndpoint: external! } : {}),
     log: (line) => agentLog.write(JSON.stringify({ time: new Date().toISOString(), msg: `stack: ${line}` }) + '\n'),
     agentLog: createLogger({ level: 'debug', write: (line) => agentLog.write(line) }),
@@ -366,6 +372,8 @@ ${rule}
    ${stack.runtime ? `demo pod           ${target}  (busybox, a counter in /tmp/count)` : 'demo pod           none (external runtime): use any running pod with kubelet labels'}
    archives           ${stack.agent.store.dir}
    webhooks           POST /v1/hooks/alertmanager, /v1/hooks/grafana: alerts labelled checkpoint="true", no cooldown
+   evidence vault     r2 in workerd (binding EVIDENCE), sealed with zstd + age to ${investigator.recipient.slice(0, 16)}…
+   investigator key   ${identityFile}  (age identity, fresh each run)
    operations (D1)    ${operationsDb ? `${operationsDb}/ (SQLite, created on first use)` : `under ${DEV_DIR}`}
    dev dir            ${DEV_DIR}${state ? ` (all state; ${STATE_FILE} names ${state.processes.length} processes, ${state.mounts.length} mounts, ${state.cgroups.length} cgroups)` : ''}
    logs               ${agentLogFile}, ${gatewayLogFile}
@@ -399,6 +407,15 @@ RESULT=$(curl -sS -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: ap
 OP=$(echo "$RESULT" | sed -E 's/.*"operation":"([^"]+)".*/\\1/')
 sleep 3; curl -sS -w '\\n' -H "Authorization: Bearer $TOKEN" "$GW/v1/operations/$OP"
 
+# 6. The evidence vault: checkpoint, seal (zstd, then age to the dev investigator's key) and store in R2; list the
+#    evidence; fetch, decrypt and verify it with the CLI (or: curl the "url" of GET $GW/v1/evidence/$ID, then
+#    age -d -i ${identityFile} evidence.tar.zst.age | zstd -d > evidence.tar):
+RESULT=$(curl -sS -X POST -H "Authorization: Bearer $TOKEN" "$GW${base}/checkpoint/${target}?store=vault"); echo "$RESULT"
+ID=$(echo "$RESULT" | sed -E 's/.*"key":"([^"]+)".*/\\1/')
+curl -sS -w '\\n' -H "Authorization: Bearer $TOKEN" "$GW/v1/evidence"
+CHECKPOINT_GATEWAY=$GW CHECKPOINT_TOKEN=$TOKEN ${join(REPO, 'node_modules/.bin/node')} ${join(REPO, 'cli/main.ts')} evidence get "$ID" -o evidence.tar -i ${identityFile}
+${stack.runtime ? `${join(stack.runtime.binDir, 'checkpointctl')} show evidence.tar
+` : ''}
 Errors are application/problem+json with a stable "code" (functions/README.md, "Errors"). Ctrl-C stops everything.
 ${rule}`)
 }

@@ -7,7 +7,10 @@
 //   node_modules/.bin/node --test test/e2e/gateway.e2e.test.ts
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { promisify } from 'node:util'
+import { generateIdentity } from '../../agent/seal/age.ts'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { NDJSON, parseEvent, type AcceptedEvent, type ArchiveEntry, type CheckpointEvent, type CompletedEvent, type ResolvedEvent } from '../../shared/events.ts'
@@ -25,6 +28,7 @@ const BIG_CMD = holdMemory(BIG_MB)
 const archiveRe = (t: Target) =>
   new RegExp(`^checkpoint-${t.pod}_${t.namespace}-${t.container}-\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)?Z\\.tar$`)
 
+const execFileP = promisify(execFile)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
@@ -54,6 +58,7 @@ describe('gateway in workerd → mTLS → agent → containerd', { timeout: 150_
   let streamed: CompletedEvent | undefined
   let jsonName = ''
   const timings: Record<string, string> = {}
+  const investigator = generateIdentity()
 
   const post = (t: Target, token: string, accept?: string) =>
     stack.fetch(stack.checkpointPath(t), {
@@ -70,7 +75,7 @@ describe('gateway in workerd → mTLS → agent → containerd', { timeout: 150_
 
   before(async () => {
     const t0 = performance.now()
-    stack = await startStack({ log: (line) => console.log(`# stack: ${line}`) })
+    stack = await startStack({ log: (line) => console.log(`# stack: ${line}`), vault: { recipients: [investigator.recipient] } })
     timings['stack start (containerd, registry, image, PKI, agent, workerd)'] = `${Math.round(performance.now() - t0)} ms`
     counter = await stack.runPod({ ...POD, command: ['sh', '-c', COUNTER] })
     // Fills its memory while the other tests run; used last, for throughput.
@@ -251,6 +256,23 @@ describe('gateway in workerd → mTLS → agent → containerd', { timeout: 150_
       assert.equal(p.node, stack.node)
     }
     assert.deepEqual(await agentNames(), before)
+  })
+
+  it('(h) the evidence vault in workerd (r2): ?store=vault → stored in R2; the CLI fetches, decrypts and verifies it (as npm run dev prints); checkpointctl reads it', async () => {
+    const res = await stack.fetch(`${stack.checkpointPath(POD)}?store=vault`, { method: 'POST', headers: { authorization: `Bearer ${full}` }, signal: AbortSignal.timeout(60_000) })
+    const body = (await res.json()) as { archive: { name: string; sha256: string }; stored?: { key: string; bucket: string } }
+    assert.equal(res.status, 200)
+    assert.equal(body.stored?.bucket, 'EVIDENCE', JSON.stringify(body))
+    const identityFile = join(stack.dir, 'investigator.txt')
+    await writeFile(identityFile, `${investigator.identity}\n`, { mode: 0o600 })
+    const out = join(stack.dir, 'evidence.tar')
+    const cli = await execFileP(process.execPath, [join(import.meta.dirname, '../../cli/main.ts'), 'evidence', 'get', body.stored!.key, '-o', out, '-i', identityFile], {
+      env: { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: stack.gatewayUrl, CHECKPOINT_TOKEN: full }, timeout: 60_000,
+    })
+    assert.match(cli.stderr, /chain verified/)
+    assert.equal(sha256(await readFile(out)), body.archive.sha256)
+    const shown = await stack.runtime!.checkpointctl(['show', out])
+    assert.match(shown, new RegExp(counter.containerId.slice(0, 12)))
   })
 
   it(`streams a ${BIG_MB} MB archive through the gateway intact (throughput)`, async () => {

@@ -34,6 +34,7 @@ import type { Target } from '../../shared/names.ts'
 import { bundleWorker, startWorkerGateway } from './gateway/targets.ts'
 import { buildAndPushBusybox, removePod, runPod, startLocalRuntime, type LocalRuntime, type PodSpec } from '../runtime/containerd.ts'
 import { GATEWAY_ID, makeIdentities, type Identities } from './agent-harness.ts'
+import { freePort } from './net.ts'
 
 /** The one cluster the stack's gateway knows. */
 export const CLUSTER = 'local'
@@ -70,6 +71,11 @@ export interface StackOptions {
    * webhooks: the gateway gets `OPERATIONS_DB` (D1) and `CHECKPOINT_JOBS` (Queues) as wrangler.toml binds them.
    */
   hooks?: Record<string, unknown>
+  /**
+   * The evidence vault: the `r2` backend in workerd (miniflare's R2, binding `EVIDENCE`) sealing to
+   * these age recipients, with D1 for the custody log. `?store=vault`, `/v1/evidence`.
+   */
+  vault?: { recipients: string[] }
   /** Policy rules added after the one allowing `subject` everything (e.g. for webhook senders). */
   policyRules?: Array<Record<string, unknown>>
   /** More string bindings for the gateway: secrets its configuration names (e.g. the Grafana HMAC key). */
@@ -210,12 +216,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const issuerJwk = { ...(await exportJWK(issuer.publicKey)), kid: issuerKid, alg: 'EdDSA', use: 'sig' }
     const grantSigningKey = { ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }
 
+    // The vault's part and download URLs name the gateway, so its port is chosen before it starts.
+    const gatewayPort = opts.gatewayPort || (opts.vault ? await freePort() : 0)
     const gatewayConfig = {
       clusters: { [CLUSTER]: { agentUrl: agent.url, kube: { apiUrl: kube.url, tokenSecret: KUBE_TOKEN_SECRET, binding: 'KUBE' } } },
       auth: { issuers: [DEV_ISSUER], audience: DEV_AUDIENCE, jwks: { keys: [issuerJwk] }, algorithms: ['EdDSA'] },
       policy: { rules: [{ id: 'dev', subjects: [subject], actions: ['create', 'read', 'delete'], clusters: [CLUSTER], namespaces: ['*'] }, ...(opts.policyRules ?? [])] },
       grants: { issuer: GRANT_ISSUER },
       ...(opts.hooks ? { hooks: opts.hooks } : {}),
+      ...(opts.vault ? { vault: { backend: 'r2', r2: { binding: 'EVIDENCE', publicUrl: `http://127.0.0.1:${gatewayPort}` }, partSizeMiB: 16, recipients: [{ id: 'dev', clusters: ['*'], namespaces: ['*'], recipients: opts.vault.recipients }] } } : {}),
     }
     await step('worker bundle', () => bundleWorker())
     const gw = await step('gateway in workerd', () =>
@@ -225,8 +234,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem },
         ca: ids.pki.ca.certPem,
         secrets: { [KUBE_TOKEN_SECRET]: kube.token, ...opts.secrets },
-        port: opts.gatewayPort ?? 0,
-        bindings: { d1: !!opts.hooks, queues: !!opts.hooks },
+        port: gatewayPort,
+        bindings: { d1: !!opts.hooks || !!opts.vault, queues: !!opts.hooks, ...(opts.vault ? { r2: ['EVIDENCE'] } : {}) },
         ...(opts.gatewayLog ? { onLog: opts.gatewayLog } : {}),
         ...(opts.ownSignals ? { ownSignals: true } : {}),
       }))
