@@ -9,6 +9,8 @@
 //
 //   node_modules/.bin/node --test test/e2e/hooks.e2e.test.ts
 import { after, before, describe, it } from 'node:test'
+import { zstdDecompressSync } from 'node:zlib'
+import { ageDecrypt, generateIdentity } from '../../agent/seal/age.ts'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
@@ -20,6 +22,7 @@ import { removeBundle } from '../support/gateway/targets.ts'
 import { counter, undumpable } from '../runtime/workloads.ts'
 import { CLUSTER, startStack, type Stack } from '../support/stack.ts'
 
+const investigator = generateIdentity()
 const NS = 'hooks-e2e'
 /** Does not fork while it runs (../runtime/workloads.ts). */
 const COUNTER = counter()
@@ -137,7 +140,7 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
 
   before(async () => {
     const t0 = performance.now()
-    stack = await startStack({ hooks: HOOKS, policyRules: POLICY, secrets: { GRAFANA_SECRET }, log: (line) => console.log(`# stack: ${line}`) })
+    stack = await startStack({ hooks: { ...HOOKS, store: 'vault' }, vault: { recipients: [investigator.recipient] }, policyRules: POLICY, secrets: { GRAFANA_SECRET }, log: (line) => console.log(`# stack: ${line}`) })
     timings['stack start (containerd, registry, image, PKI, agent, kube API, workerd + D1 + Queues)'] = `${Math.round(performance.now() - t0)} ms`
     ;[amPod, gfPod, ghostPod] = await Promise.all([
       stack.runPod({ ...AM_POD, command: ['sh', '-c', COUNTER] }),
@@ -186,6 +189,15 @@ describe('alert webhooks in workerd (D1 + Queues) → mTLS → agent → contain
     await writeFile(file, await download(op))
     const shown = await stack.runtime!.checkpointctl(['show', file])
     assert.match(shown, new RegExp(amPod.containerId.slice(0, 12)))
+
+    // hooks.store: the alert's archive was sealed and stored too; the evidence decrypts to it.
+    const stored = (op as OperationView & { stored?: { key: string } }).stored
+    assert.equal(stored?.key, `${CLUSTER}/${AM_POD.namespace}/${AM_POD.pod}/${AM_POD.container}/${op.archive!.name}.zst.age`, JSON.stringify(op))
+    const issued = (await (await get(`/v1/evidence/${stored!.key}`)).json()) as { url: string }
+    const sealed = Buffer.from(await (await fetch(issued.url)).arrayBuffer())
+    const plain: Buffer[] = []
+    for await (const c of ageDecrypt([sealed], [investigator.identity])) plain.push(c)
+    assert.equal(sha256(zstdDecompressSync(Buffer.concat(plain))), op.archive!.sha256)
   })
 
   it('the same notification again is a duplicate of the same operation, and no second checkpoint is taken', async () => {
