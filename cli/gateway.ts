@@ -55,3 +55,14 @@ async function problem(res: Response): Promise<CliError> {
     return new CliError(`http_${res.status}`, `HTTP ${res.status}: ${text.slice(0, 200)}`, res.status)
   }
 }
+
+/** Where a command writes: results on stdout, progress and errors on stderr (`errTty`: stderr is a terminal). */
+export interface Io {
+  out(line: string): void
+  err(line: string): void
+  /** Raw stderr, for a status line redrawn in place; with `errTty`. */
+  errWrite?(s: string): void
+  errTty?: boolean
+}
+
+export type Flags = Record<string, string | boolean | undefined>

@@ -4,7 +4,7 @@
  * resume and are verified, nothing partial left as the result.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -108,6 +108,77 @@ describe('checkpoint (the CLI)', () => {
     assert.equal((await cli([])).code, 2)
     assert.equal((await cli(['ls', 'prod', 'node-a'], sre, { CHECKPOINT_GATEWAY: '' })).code, 2)
     assert.equal((await cli(['create', 'prod/team-a/web'])).code, 2)
+  })
+
+  it('rm deletes an archive from its node; again it is 3 not found', async () => {
+    const made = await cli(['create', 'prod/team-a/web/app', '--node=node-a', '--json'])
+    const { archive } = JSON.parse(made.stdout.trim().split('\n')[0]!) as { archive: { name: string } }
+    const r = await cli(['rm', 'prod', 'node-a', archive.name, '--namespace=team-a'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(r.stdout.trim(), `deleted ${archive.name} from prod/node-a`)
+    const again = await cli(['rm', 'prod', 'node-a', archive.name, '--namespace=team-a'])
+    assert.equal(again.code, 3, again.stderr)
+    assert.equal((await cli(['rm', 'prod', 'node-a'])).code, 2)
+  })
+
+  it('every command has --help with an example; unknown flags are usage errors', async () => {
+    for (const command of ['create', 'ls', 'get', 'rm', 'ops', 'evidence', 'config', 'keys', 'decrypt', 'verify']) {
+      const r = await cli([command, '--help'])
+      assert.equal(r.code, 0)
+      assert.match(r.stdout, new RegExp(`^usage: checkpoint ${command} `, 'm'))
+      assert.match(r.stdout, new RegExp(`^example: checkpoint ${command} `, 'm'))
+    }
+    assert.equal((await cli(['ls', '--no-such-flag'])).code, 2)
+  })
+
+  it('on a terminal: one status line redrawn in place (a pseudo-terminal from script(1)); piped: plain lines', async () => {
+    const env = { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: gw.url, CHECKPOINT_TOKEN: sre, TERM: 'xterm' }
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} create prod/team-a/slow/app --node=node-a`
+    const tty = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile('script', ['-qec', command, '/dev/null'], { env, timeout: 30_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }))
+    })
+    assert.equal(tty.code, 0, tty.out)
+    // The heartbeats rewrite one line: carriage return, erase line, the new status — never one line each.
+    assert.match(tty.out, /\r\x1b\[2K/)
+    assert.match(tty.out, /checkpointing … \d+ s/)
+    assert.ok(!/checkpointing … \d+ s\r?\n/.test(tty.out), "no heartbeat printed as a line of its own")
+    assert.match(tty.out, /^accepted on node-a\r?$/m)
+    assert.match(tty.out, /completed in \d/)
+    const piped = await cli(['create', 'prod/team-a/slow/app', '--node=node-a'])
+    assert.ok(!piped.stderr.includes('\x1b'), 'no escape sequences in a pipe')
+    assert.ok(piped.stderr.split('\n').filter((l) => /^checkpointing … \d+ s$/.test(l)).length >= 2, piped.stderr)
+  })
+
+  it('Ctrl-C while watching: exit 130, says the checkpoint goes on and how to find it; the gateway still sees it through', async () => {
+    const child = spawn(process.execPath, [CLI, 'create', 'prod/team-a/slow-3000ms/app', '--node=node-a'], { env: { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: gw.url, CHECKPOINT_TOKEN: sre }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    let sent = false
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString()
+      if (!sent && stderr.includes('accepted on node-a')) sent = child.kill('SIGINT')
+    })
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)))
+    assert.equal(code, 130, stderr)
+    assert.match(stderr, /^checkpoint: interrupted: stopped watching; the checkpoint goes on on node node-a .*Find the archive with: checkpoint ls prod node-a$/m)
+    // The gateway reads the agent's stream to its end and logs the outcome: the checkpoint did go on.
+    const deadline = Date.now() + 10_000
+    const done = () => gw.logs.some((l) => l.type === 'outcome' && l.pod === 'slow-3000ms' && l.status === 200)
+    while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    assert.ok(done(), 'the checkpoint completed after the CLI stopped watching')
+  })
+
+  it('the installed command (package.json bin → cli/checkpoint.js) runs on this Node, and on an older Node through the checkout\'s own', async () => {
+    const pkg = JSON.parse(await readFile(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { bin: Record<string, string> }
+    const bin = fileURLToPath(new URL(`../../${pkg.bin.checkpoint}`, import.meta.url))
+    const runWith = (node: string) => new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile(node, [bin, 'ops', '--help'], { timeout: 30_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout }))
+    })
+    const here = await runWith(process.execPath)
+    assert.deepEqual([here.code, /^usage: checkpoint ops /m.test(here.stdout)], [0, true])
+    // The machines' system Node is 20 (no type stripping): the launcher hands over to node_modules/.bin/node.
+    const system = '/usr/bin/node'
+    const old = await runWith(system)
+    assert.deepEqual([old.code, /^usage: checkpoint ops /m.test(old.stdout)], [0, true], `${system}: ${old.stdout}`)
   })
 
   it('exit status by code: 3 not found, 4 not allowed, 5 server side', async () => {

@@ -1,0 +1,481 @@
+/**
+ * Evidence-vault benchmarks: a real checkpoint, sealed on the node and stored in a real S3 server.
+ * Each figure is one JSON line on stdout — `{"name","value","unit"}`, plus `"baseline"` and
+ * `"ratio"` (value / baseline) when a baseline is measured in the same run. Figures are not
+ * assertions: the process exits 0 whatever they are, and non-zero only when a part of the bench
+ * could not run. Progress goes to stderr as `# …` lines.
+ *
+ *   node_modules/.bin/node test/bench/vault.bench.ts        # as root (containerd, CRIU)
+ *
+ * The archive is one real checkpoint (private containerd 2.x + runc + CRIU, test/runtime/
+ * containerd.ts) of a busybox container holding BENCH_VAULT_MB of mixed content in memory — a
+ * third each of log-like text, random bytes and zero-filled pages, in blocks of 37–237 KiB, the
+ * content of seal.bench.ts — taken through an in-process agent. The content is held in memory
+ * (a `dd` buffer), not the writable layer: containerd gzips the rootfs diff, so a layer of 1 GiB
+ * gives an archive of ≈ 0.4 GiB of already-compressed bytes, while CRIU's page images are raw.
+ * The S3 server is radosgw on dbstore (test/runtime/s3-server.ts), on loopback.
+ *
+ * - `vault_store_seconds` (s, median): `completed → stored`, i.e. the gateway's store driver
+ *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign 16 MiB parts,
+ *   grant, the agent seals and PUTs each part over mTLS, list parts, complete) for the archive on
+ *   the agent's disk. Baseline: what an operator runs by hand on the same file, with Debian's
+ *   tools (sid's age, the system's zstd and curl): `zstd -3 -c archive | age -r R | curl -T -
+ *   <presigned PUT URL>` (one PutObject, chunked). Rounds interleaved, order alternating.
+ * - `vault_plain_upload_seconds` (s, median): `curl -T archive <presigned PUT URL>`, the raw
+ *   archive with no sealing: what the network and the S3 server alone cost. No baseline.
+ * - `vault_compression_ratio` (plaintext / sealed bytes): ours against the pipeline's.
+ * - `vault_seal_mb_per_cpu_s` (MB of plaintext per CPU-second, "per core"): ours is this process's
+ *   CPU over `storeArchive` (process.cpuUsage: the in-process agent sealing on libuv's pool and
+ *   PUTting the parts, plus the driver); the baseline is the pipeline's processes (zstd, age and
+ *   curl, bash `times`). The S3 server's CPU is in neither.
+ * - `agent_rss_store_idle`, `agent_rss_store_2gib` (MiB): `agent/main.ts` as its own process on a
+ *   fake CRI; VmRSS after start and one /readyz (idle), and the largest VmRSS sampled every 100 ms
+ *   while `storeArchive` has it seal and upload a BENCH_VAULT_RSS_MB archive of the same mixed
+ *   content (written by the bench into its checkpoint dir: no metadata, sha256 unknown), baseline
+ *   the idle figure (goal: ≤ idle + 32 MiB). `agent_rss_store_growth` is the difference.
+ *
+ * Diagnostics on stderr: the time ours spends in part PUTs (a wrapper around this process's
+ * `fetch`, which the in-process agent uploads with), and one seal of the archive into a null sink.
+ *
+ * Environment: BENCH_VAULT_MB (1024), BENCH_VAULT_ROUNDS (3), BENCH_VAULT_RSS_MB (2048),
+ * BENCH_VAULT_PART_MIB (16), BENCH_ONLY (comma list of store, rss; default both),
+ * BENCH_TIMEOUT_S (600): past it everything is stopped and the bench exits 1.
+ *
+ * Everything runs on loopback under one temp dir, removed at the end; every process and server
+ * started here is stopped, also on failure and on SIGINT/SIGTERM.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { createHash, randomFillSync } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { AwsClient, AwsV4Signer } from 'aws4fetch'
+import { Agent, fetch as undiciFetch, request } from 'undici'
+import { generateIdentity } from '../../agent/seal/age.ts'
+import { seal } from '../../agent/seal/seal.ts'
+import { s3Client, type S3Client } from '../../functions/vault/s3.ts'
+import { parseVaultConfig, storeArchive, type VaultConfig } from '../../functions/vault/vault.ts'
+import { archiveName, type Target } from '../../shared/names.ts'
+import { buildAndPushBusybox, runPod, startLocalRuntime } from '../runtime/containerd.ts'
+import { ensureAge, type EvidenceTools } from '../runtime/evidence-tools.ts'
+import { startS3Server, type S3Server } from '../runtime/s3-server.ts'
+import { NEVER } from '../runtime/workloads.ts'
+import { everyReading, GATEWAY_ID, makeIdentities, mintGrant, startTestAgent, type Identities } from '../support/agent-harness.ts'
+import { startFakeCri } from '../support/fake-cri.ts'
+import { agentListening, stopChild } from '../support/process.ts'
+import { poll, sleep } from '../support/wait.ts'
+import { emit, envNumber, median, noter } from './figures.ts'
+
+const execFileP = promisify(execFile)
+const REPO = fileURLToPath(new URL('../../', import.meta.url))
+const MiB = 1 << 20
+
+const SIZE_MB = envNumber('BENCH_VAULT_MB', 1024)
+const ROUNDS = Math.round(envNumber('BENCH_VAULT_ROUNDS', 3))
+const RSS_MB = envNumber('BENCH_VAULT_RSS_MB', 2048)
+const PART_MIB = Math.round(envNumber('BENCH_VAULT_PART_MIB', 16))
+const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600)
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'store,rss').split(',').map((s) => s.trim()).filter(Boolean))
+
+const note = noter('vault.bench')
+const secs = (ms: number) => (ms / 1000).toFixed(1)
+const fmt = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ')
+
+// ---- cleanup -------------------------------------------------------------------------------
+
+type Cleanup = () => Promise<unknown> | unknown
+/** Every cleanup not yet run, newest last; a signal or the watchdog runs them all. */
+const live: Cleanup[] = []
+const defer = (fn: Cleanup): void => void live.push(fn)
+
+/** Runs `fn`, then the cleanups it deferred, newest first. */
+async function scoped<T>(fn: () => Promise<T>): Promise<T> {
+  const mark = live.length
+  try {
+    return await fn()
+  } finally {
+    while (live.length > mark) await Promise.resolve().then(live.pop()!).catch((err) => note(`cleanup failed: ${err}`))
+  }
+}
+
+let aborted: Promise<never> | undefined
+function abort(why: string, code: number): Promise<never> {
+  aborted ??= (async () => {
+    note(`${why}: stopping everything`)
+    while (live.length) await Promise.resolve().then(live.pop()!).catch(() => {})
+    process.exit(code)
+  })()
+  return aborted
+}
+process.on('SIGINT', () => void abort('SIGINT', 130))
+process.on('SIGTERM', () => void abort('SIGTERM', 143))
+setTimeout(() => void abort(`still running after ${TIMEOUT_S}s`, 1), TIMEOUT_S * 1000).unref()
+
+// ---- content: seal.bench.ts's mixed "memory dump" (module-local there) -----------------------
+
+/** A deterministic PRNG (xorshift32). */
+function prng(seed: number) {
+  let x = seed | 0 || 1
+  return () => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return (x >>> 0) / 2 ** 32
+  }
+}
+
+const WORDS = 'GET POST PUT /api/v1/orders /api/v1/users /healthz 200 201 404 500 alice bob carol ms ok retry cache miss hit session token=redacted db=postgres query SELECT FROM WHERE id'.split(' ')
+
+function textBlock(n: number, rand: () => number): Buffer {
+  const pick = (k: number) => Math.floor(rand() * k)
+  const lines: string[] = []
+  let len = 0
+  while (len < n) {
+    let s = `2026-11-30T12:${String(pick(60)).padStart(2, '0')}:${String(pick(60)).padStart(2, '0')}Z node-${pick(16)} app[${pick(65536)}]:`
+    for (let i = 4 + pick(8); i > 0; i--) s += ` ${WORDS[pick(WORDS.length)]}`
+    s += ` ${pick(1000)}ms\n`
+    lines.push(s)
+    len += s.length
+  }
+  return Buffer.from(lines.join('').slice(0, n), 'latin1')
+}
+
+/** `size` bytes: blocks of 37–237 KiB, in turn log-like text, random bytes, zeros. */
+async function writeMixed(path: string, size: number): Promise<void> {
+  const rand = prng(7)
+  async function* blocks() {
+    for (let off = 0, i = 0; off < size; i++) {
+      const n = Math.min(size - off, 37 * 1024 + Math.floor(rand() * 200 * 1024))
+      const kind = i % 3
+      yield kind === 0 ? textBlock(n, rand) : kind === 1 ? randomFillSync(Buffer.allocUnsafe(n)) : Buffer.alloc(n)
+      off += n
+    }
+  }
+  await pipeline(blocks(), createWriteStream(path, { mode: 0o600 }))
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+async function vmRssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
+  return { rss: kib('VmRSS'), hwm: kib('VmHWM') }
+}
+
+interface Run { wall: number; cpu: number; out: number }
+
+/** A bash script; CPU is its children's (bash `times`), wall is ours; `out` is what `-w` printed. */
+async function shell(script: string): Promise<Run & { stdout: string }> {
+  const t0 = performance.now()
+  const { stdout } = await execFileP('bash', ['-c', `set -o pipefail; ${script}; times`], { maxBuffer: 1 << 20, timeout: 300_000 })
+  const wall = (performance.now() - t0) / 1000
+  const lines = stdout.trim().split('\n')
+  const s = (x: string) => {
+    const m = /^(\d+)m([\d.]+)s$/.exec(x)
+    if (!m) throw new Error(`cannot read times output ${JSON.stringify(x)}`)
+    return Number(m[1]) * 60 + Number(m[2])
+  }
+  const [user, sys] = lines.at(-1)!.trim().split(/\s+/)
+  return { wall, cpu: s(user!) + s(sys!), out: 0, stdout: lines.slice(0, -2).join('\n') }
+}
+
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+
+/** A presigned single PutObject URL (s3.ts presigns only parts and GETs): host signed only, unsigned payload. */
+async function presignPut(s3: S3Server, key: string, expiresSec = 900): Promise<string> {
+  const url = new URL(`${s3.endpoint}/${s3.bucket}/${key}`)
+  url.searchParams.set('X-Amz-Expires', String(expiresSec))
+  const signer = new AwsV4Signer({ method: 'PUT', url: url.toString(), accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, region: s3.region, service: 's3', signQuery: true, allHeaders: true })
+  return (await signer.sign()).url.toString()
+}
+
+/** curl -T … -w: the status and bytes sent, checked. */
+async function curlPut(source: string, url: string, what: string): Promise<Run> {
+  const r = await shell(`${source} | curl -sS -T - -w '\\n%{http_code} %{size_upload}\\n' ${q(url)}`)
+  return checkCurl(r, what)
+}
+function checkCurl(r: Run & { stdout: string }, what: string): Run {
+  const m = /(\d{3}) (\d+)\s*$/.exec(r.stdout)
+  if (!m || m[1] !== '200') throw new Error(`${what}: S3 answered ${m?.[1] ?? '?'}: ${r.stdout.slice(0, 400)}`)
+  return { wall: r.wall, cpu: r.cpu, out: Number(m[2]) }
+}
+
+function vaultConfig(s3: S3Server, recipient: string): VaultConfig {
+  const secrets: Record<string, string> = { S3_KEY: s3.accessKeyId, S3_SECRET: s3.secretAccessKey }
+  return parseVaultConfig({
+    backend: 's3', s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyIdSecret: 'S3_KEY', secretAccessKeySecret: 'S3_SECRET' },
+    partSizeMiB: PART_MIB, recipients: [{ id: 'bench', clusters: ['*'], namespaces: ['*'], recipients: [recipient] }],
+  }, (n) => secrets[n])
+}
+
+/** The gateway's completed → stored for one archive on one agent (as functions/vault/flow.ts calls it). */
+function store(o: { storage: S3Client; cfg: VaultConfig; cluster: string; target: Target; archive: { name: string; size: number; sha256: string }; statement?: unknown; recipient: string; ids: Identities; node: string; namespaces: string[]; agentUrl: string; mtls: Agent }) {
+  return storeArchive({
+    storage: o.storage, cfg: o.cfg, cluster: o.cluster, target: o.target, archive: o.archive, recipients: [o.recipient], requestId: `bench-${o.cluster}`,
+    ...(o.statement !== undefined ? { statement: o.statement } : {}),
+    grant: async (plan) => ({ authorization: `Bearer ${await mintGrant(o.ids, { op: 'checkpoint:store', node: o.node, archive: o.archive.name, namespaces: o.namespaces, plan })}` }),
+    agent: (path, init) => undiciFetch(o.agentUrl + path, { ...(init as object), dispatcher: o.mtls }) as unknown as Promise<Response>,
+    emit: () => {},
+    now: Date.now,
+  })
+}
+
+const mtlsClient = (ids: Identities) => new Agent({ connect: { ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost' } })
+
+// ---- a real checkpoint of ≈ BENCH_VAULT_MB ---------------------------------------------------
+
+const POD: Target = { namespace: 'bench', pod: 'vault', container: 'hold' }
+
+/** The pid (host) of a process whose argv is exactly `argv`, if any. */
+async function findProcess(argv: string[]): Promise<number | undefined> {
+  const want = argv.join('\0') + '\0'
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    if ((await readFile(`/proc/${e}/cmdline`, 'latin1').catch(() => '')) === want) return Number(e)
+  }
+  return undefined
+}
+
+async function realCheckpoint(work: string, ids: Identities) {
+  const bytes = Math.round(SIZE_MB * MiB)
+  let t0 = performance.now()
+  const rt = await startLocalRuntime({ dir: work })
+  defer(() => rt.stop())
+  const image = await buildAndPushBusybox(rt.registry, 'bench/busybox', 'v1')
+  // The container waits for its content, reads it into one dd buffer (text, random, zero pages in
+  // memory), deletes the file (the writable layer stays small) and blocks writing to a pipe that
+  // is never read: it holds the buffer until it is stopped.
+  const dd = ['dd', `bs=${bytes}`, 'count=1', 'iflag=fullblock']
+  const cmd = `while [ ! -e /tmp/go ]; do sleep 1; done; { cat /tmp/mixed; rm /tmp/mixed; } | ${dd.join(' ')} 2>/dev/null | { ${NEVER}; }`
+  const pod = await runPod(rt.endpoint, { ...POD, image, command: ['sh', '-c', cmd] })
+  const pid = await poll(async () => {
+    const out = await rt.ctr(['-n', 'k8s.io', 'tasks', 'ls'])
+    return out.split('\n').map((l) => l.trim().split(/\s+/)).find(([id]) => id === pod.containerId)?.[1]
+  }, 30_000, 'the container task')
+  const root = `/proc/${pid}/root/tmp`
+  await writeMixed(join(root, 'mixed'), bytes)
+  await writeFile(join(root, 'go'), '')
+  await poll(async () => {
+    const p = await findProcess(dd)
+    const io = p ? await readFile(`/proc/${p}/io`, 'utf8').catch(() => '') : ''
+    return Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) >= bytes ? p : undefined
+  }, 120_000, 'the container reading its content', 100)
+  note(`container holds ${SIZE_MB} MiB of mixed content in memory (${secs(performance.now() - t0)} s with the runtime)`)
+
+  t0 = performance.now()
+  const ta = await startTestAgent({ ids, endpoint: rt.endpoint, dir: join(work, 'agent') })
+  defer(() => ta.stop())
+  const res = await ta.fetch(`/checkpoint/${POD.namespace}/${POD.pod}/${POD.container}?timeout=600`, {
+    method: 'POST',
+    headers: { accept: 'application/x-ndjson', authorization: `Bearer ${await ta.mint({ op: 'checkpoint:create', ...POD })}` },
+  })
+  const last = JSON.parse((await res.body.text()).trim().split('\n').at(-1)!) as { type: string; archive: { name: string; size: number; sha256: string }; statement?: unknown }
+  if (res.statusCode !== 200 || last.type !== 'completed') throw new Error(`checkpoint: ${res.statusCode} ${JSON.stringify(last).slice(0, 600)}`)
+  note(`checkpoint through the agent: ${last.archive.size} bytes in ${secs(performance.now() - t0)} s`)
+  // The archive is on the agent's disk now: the runtime (and the container's GiB) can go.
+  await rt.stop()
+  return { ta, archive: last.archive, statement: last.statement, file: join(ta.agent.store.dir, last.archive.name) }
+}
+
+// ---- vault_store_seconds & co ----------------------------------------------------------------
+
+async function storeSection(work: string, ids: Identities, s3: S3Server, tools: EvidenceTools): Promise<void> {
+  const { recipient } = generateIdentity()
+  const { ta, archive, statement, file } = await realCheckpoint(work, ids)
+  const size = archive.size
+  const cfg = vaultConfig(s3, recipient)
+  const storage = s3Client(cfg.s3!)
+  const mtls = mtlsClient(ids)
+  defer(() => mtls.close())
+  const admin = new AwsClient({ accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, service: 's3', region: s3.region, retries: 0 })
+  const drop = async (key: string) => {
+    const r = await admin.fetch(`${s3.endpoint}/${s3.bucket}/${key}`, { method: 'DELETE' })
+    await r.body?.cancel()
+  }
+  const head = async (key: string, want: number, what: string) => {
+    const h = await storage.headObject(key)
+    if (h?.size !== want) throw new Error(`${what}: the S3 server holds ${h?.size} bytes, ${want} were sent`)
+    return h
+  }
+
+  // Time in part PUTs: the in-process agent uploads with this process's fetch.
+  let putMs = 0
+  const realFetch = globalThis.fetch
+  globalThis.fetch = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
+    if (init?.method !== 'PUT' || !String(input).startsWith(s3.endpoint)) return realFetch(input, init)
+    const t = performance.now()
+    try {
+      return await realFetch(input, init)
+    } finally {
+      putMs += performance.now() - t
+    }
+  }) as typeof fetch
+  defer(() => (globalThis.fetch = realFetch))
+
+  const puts: number[] = []
+  const ours = async (round: number): Promise<Run> => {
+    putMs = 0
+    const c0 = process.cpuUsage()
+    const t0 = performance.now()
+    const out = await store({ storage, cfg, cluster: `round-${round}`, target: POD, archive, statement, recipient, ids, node: ta.node, namespaces: [POD.namespace], agentUrl: ta.agent.url, mtls })
+    const wall = (performance.now() - t0) / 1000
+    const c = process.cpuUsage(c0)
+    if (out.type !== 'stored') throw new Error(`ours: ${JSON.stringify(out)}`)
+    puts.push(putMs / 1000)
+    await head(out.key, out.sealed.size, 'ours')
+    await drop(out.key)
+    if (out.statementKey) await drop(out.statementKey)
+    return { wall, cpu: (c.user + c.system) / 1e6, out: out.sealed.size }
+  }
+  const theirs = async (round: number): Promise<Run> => {
+    const key = `bench/pipeline-${round}.tar.zst.age`
+    const r = await curlPut(`${q(tools.zstd)} -3 -q -c ${q(file)} | ${q(tools.age)} -r ${recipient}`, await presignPut(s3, key), 'zstd | age | curl -T -')
+    await head(key, r.out, 'zstd | age | curl -T -')
+    await drop(key)
+    return r
+  }
+  let md5: string | undefined
+  const plain = async (round: number): Promise<Run> => {
+    const key = `bench/plain-${round}.tar`
+    const r = checkCurl(await shell(`curl -sS -T ${q(file)} -w '\\n%{http_code} %{size_upload}\\n' ${q(await presignPut(s3, key))}`), 'curl -T archive')
+    const h = await head(key, size, 'curl -T archive')
+    // A one-part object's ETag is its MD5: the bytes arrived as they are on disk.
+    md5 ??= createHash('md5').update(await readFile(file)).digest('hex')
+    if (h.etag.replaceAll('"', '') !== md5) throw new Error(`curl -T archive: ETag ${h.etag}, MD5 of the archive ${md5}`)
+    await drop(key)
+    return r
+  }
+
+  const runs: Record<string, Run[]> = { ours: [], theirs: [], plain: [] }
+  const fns = { ours, theirs, plain }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = Object.entries(fns)
+    if (round % 2) order.reverse()
+    for (const [name, fn] of order) {
+      const r = await fn(round)
+      runs[name]!.push(r)
+      note(`round ${round + 1} ${name}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} CPU-s, ${r.out} bytes sent${name === 'ours' ? `, ${puts.at(-1)!.toFixed(2)} s of it in part PUTs` : ''}`)
+    }
+  }
+  const wall = (rs: Run[]) => median(rs.map((r) => r.wall))
+  const perCpu = (rs: Run[]) => median(rs.map((r) => size / 1e6 / r.cpu))
+  note(`archive ${size} bytes; seconds — ours ${fmt(runs.ours!.map((r) => r.wall))}; zstd|age|curl ${fmt(runs.theirs!.map((r) => r.wall))}; curl -T ${fmt(runs.plain!.map((r) => r.wall))}`)
+  emit('vault_store_seconds', wall(runs.ours!), 's', wall(runs.theirs!))
+  emit('vault_plain_upload_seconds', wall(runs.plain!), 's')
+  emit('vault_compression_ratio', size / runs.ours![0]!.out, 'x', size / runs.theirs![0]!.out)
+  emit('vault_seal_mb_per_cpu_s', perCpu(runs.ours!), 'MB/cpu-s', perCpu(runs.theirs!))
+
+  // Where ours goes: sealing alone (same code, null sink) against the PUTs.
+  const t0 = performance.now()
+  const c0 = process.cpuUsage()
+  await seal(file, [recipient], new Writable({ write: (_c, _e, cb) => cb() }))
+  const c = process.cpuUsage(c0)
+  note(`diagnostic: seal alone into a null sink ${secs(performance.now() - t0)} s (${((c.user + c.system) / 1e6).toFixed(1)} CPU-s); ours spent a median ${median(puts).toFixed(2)} s in part PUTs of ${PART_MIB} MiB, which the seal waits for (one part in flight)`)
+  await ta.stop()
+}
+
+// ---- agent_rss_store_* -----------------------------------------------------------------------
+
+async function rssSection(work: string, ids: Identities, s3: S3Server): Promise<void> {
+  const { recipient } = generateIdentity()
+  const cri = await startFakeCri(join(work, 'rss-cri.sock'))
+  defer(() => cri.stop())
+  const checkpointDir = join(work, 'rss-agent', 'checkpoints')
+  await mkdir(checkpointDir, { recursive: true, mode: 0o700 })
+  // An archive the agent did not write: no metadata, so its sha256 is unknown ('') to the gateway.
+  const target = { namespace: 'bench', pod: 'rss', container: 'rss' }
+  const name = archiveName(target, new Date())
+  const bytes = Math.round(RSS_MB * MiB)
+  let t0 = performance.now()
+  await writeMixed(join(checkpointDir, name), bytes)
+  note(`wrote a ${RSS_MB} MiB archive of mixed content in ${secs(performance.now() - t0)} s`)
+
+  const node = 'bench-node'
+  const agent: ChildProcess = spawn(process.execPath, [
+    'agent/main.ts',
+    '--listen=127.0.0.1:0',
+    `--node-name=${node}`,
+    `--runtime-endpoint=${cri.endpoint}`,
+    `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
+    `--allowed-clients=${GATEWAY_ID}`,
+    `--grant-jwks-file=${ids.jwksFile}`,
+    `--checkpoint-dir=${checkpointDir}`,
+    '--shutdown-grace=5s',
+  ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } })
+  defer(() => stopChild(agent))
+  const logs: string[] = []
+  const url = await agentListening(agent, logs)
+  const mtls = mtlsClient(ids)
+  defer(() => mtls.close())
+  const ready = await request(`${url}/readyz`, { dispatcher: mtls })
+  const readyBody = await ready.body.text()
+  if (ready.statusCode !== 200) throw new Error(`/readyz: ${ready.statusCode} ${readyBody}`)
+  await sleep(500)
+  const idle = (await vmRssKiB(agent.pid!)).rss / 1024
+
+  let max = 0
+  let samples = 0
+  const sampler = setInterval(() => {
+    vmRssKiB(agent.pid!).then((r) => {
+      samples++
+      max = Math.max(max, r.rss)
+    }, () => {})
+  }, 100)
+  defer(() => clearInterval(sampler))
+  const cfg = vaultConfig(s3, recipient)
+  const storage = s3Client(cfg.s3!)
+  t0 = performance.now()
+  const out = await store({ storage, cfg, cluster: 'rss', target, archive: { name, size: bytes, sha256: '' }, recipient, ids, node, namespaces: everyReading(name), agentUrl: url, mtls })
+  const seconds = (performance.now() - t0) / 1000
+  clearInterval(sampler)
+  if (out.type !== 'stored') throw new Error(`store: ${JSON.stringify(out)}\n${logs.join('').slice(-2000)}`)
+  const h = await storage.headObject(out.key)
+  if (h?.size !== out.sealed.size) throw new Error(`the S3 server holds ${h?.size} bytes, the agent sealed ${out.sealed.size}`)
+  const after = await vmRssKiB(agent.pid!)
+  note(`stored ${bytes} bytes as ${out.sealed.size} sealed (${out.parts} parts) in ${seconds.toFixed(1)} s (${(bytes / 1e6 / seconds).toFixed(0)} MB/s); ${samples} samples; VmHWM ${(after.hwm / 1024).toFixed(1)} MiB`)
+  emit('agent_rss_store_idle', idle, 'MiB')
+  emit('agent_rss_store_2gib', max / 1024, 'MiB', idle)
+  emit('agent_rss_store_growth', max / 1024 - idle, 'MiB')
+  await stopChild(agent)
+}
+
+// ---- main ----------------------------------------------------------------------------------
+
+const started = performance.now()
+const work = await mkdtemp(join(tmpdir(), 'vault-bench-'))
+defer(() => rm(work, { recursive: true, force: true }))
+let failed = 0
+await scoped(async () => {
+  const [ids, s3, tools] = await Promise.all([
+    makeIdentities(join(work, 'ids')),
+    startS3Server({ dir: work }).then((s) => (defer(() => s.stop()), s)),
+    ensureAge(),
+  ])
+  note(`radosgw up (fetch ${s3.timings.fetchMs} ms, start ${s3.timings.startMs} ms); ${(await execFileP(tools.age, ['--version'])).stdout.trim()}, ${(await execFileP(tools.zstd, ['--version'])).stdout.trim()}; ${(await execFileP('curl', ['--version'])).stdout.split('\n')[0]}`)
+  const sections: [string, () => Promise<void>][] = [
+    ['store', () => storeSection(work, ids, s3, tools)],
+    ['rss', () => rssSection(work, ids, s3)],
+  ]
+  for (const [key, run] of sections) {
+    if (!ONLY.has(key)) continue
+    const t0 = performance.now()
+    try {
+      await scoped(run)
+      note(`${key} done in ${secs(performance.now() - t0)} s`)
+    } catch (err) {
+      failed++
+      note(`${key} could not run: ${(err as Error).stack ?? err}`)
+    }
+  }
+}).catch((err) => {
+  failed++
+  note(`could not start: ${(err as Error).stack ?? err}`)
+})
+if (aborted) await aborted
+note(`finished in ${secs(performance.now() - started)} s${failed ? `; ${failed} part(s) could not run` : ''}`)
+process.exit(failed ? 1 : 0)
