@@ -24,20 +24,24 @@ async function sha256Of(path: string): Promise<string> {
   return h.digest('hex')
 }
 
-export async function fetchArchive(g: GatewayOptions, downloadPath: string, out: string, expected?: string): Promise<Fetched> {
+/**
+ * Downloads what `open` answers to `out`, resumably and verified (see the file comment). `open` is
+ * called with the resume headers (none on a fresh start); `expected` names the digest the whole
+ * file must have, from the answer when the caller has none of its own.
+ */
+export async function downloadVerified(open: (headers: Record<string, string>) => Promise<Response>, out: string, expected: (res: Response) => string | undefined): Promise<Fetched> {
   const part = `${out}.part`
   const meta = `${out}.part.etag`
   const have = await stat(part).then((s) => s.size, () => 0)
   const etag = have > 0 ? await readFile(meta, 'utf8').catch(() => '') : ''
-  const headers: Record<string, string> = have > 0 && etag ? { range: `bytes=${have}-`, 'if-range': etag } : {}
-  const res = await call(g, downloadPath, { headers })
+  const res = await open(have > 0 && etag ? { range: `bytes=${have}-`, 'if-range': etag } : {})
   const resumed = res.status === 206
   const start = resumed ? have : 0
-  const want = expected ?? res.headers.get('x-checkpoint-sha256') ?? /^"([0-9a-f]{64})"$/.exec(res.headers.get('etag') ?? '')?.[1]
-  if (!want) throw new CliError('no_digest', 'the gateway named no SHA-256 for this archive: give --sha256 to verify it')
+  const want = expected(res)
+  if (!want) throw new CliError('no_digest', 'no SHA-256 is known for this download: give --sha256 to verify it')
   const tag = res.headers.get('etag')
   if (tag) await writeFile(meta, tag)
-  if (!res.body) throw new CliError('bad_gateway', 'an archive without a body')
+  if (!res.body) throw new CliError('bad_gateway', 'an answer without a body')
   try {
     await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(part, { flags: resumed ? 'a' : 'w', mode: 0o600 }))
   } catch (err) {
@@ -48,9 +52,15 @@ export async function fetchArchive(g: GatewayOptions, downloadPath: string, out:
   if (sha256 !== want) {
     await rm(part, { force: true })
     await rm(meta, { force: true })
-    throw new CliError('digest_mismatch', `the downloaded archive's SHA-256 is ${sha256}, expected ${want}: removed`)
+    throw new CliError('digest_mismatch', `the downloaded file's SHA-256 is ${sha256}, expected ${want}: removed`)
   }
   await rename(part, out)
   await rm(meta, { force: true })
   return { path: out, size: (await stat(out)).size, sha256, resumedFrom: start }
+}
+
+/** An archive through the gateway: its digest from `expected`, else `x-checkpoint-sha256` or the strong ETag. */
+export function fetchArchive(g: GatewayOptions, downloadPath: string, out: string, expected?: string): Promise<Fetched> {
+  return downloadVerified((headers) => call(g, downloadPath, { headers }), out, (res) =>
+    expected ?? res.headers.get('x-checkpoint-sha256') ?? /^"([0-9a-f]{64})"$/.exec(res.headers.get('etag') ?? '')?.[1])
 }

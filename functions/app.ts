@@ -20,6 +20,7 @@ import { createGrafanaSignature, createWebhookHandler } from './hooks/routes.ts'
 import { createJobs } from './jobs.ts'
 import { createNodeResolver } from './kube.ts'
 import { OPENAPI } from './openapi.ts'
+import { createStatementKeysHandler } from './custody/keys.ts'
 import { createCustodyHandler } from './custody/routes.ts'
 import { createEvidenceListHandler, createEvidenceUrlHandler } from './vault/routes.ts'
 import { createObjectHandler, createPartUploadHandler } from './vault/r2.ts'
@@ -48,10 +49,11 @@ export function createGateway(deps: Deps): Gateway {
   const agent = createAgentClient({ config, agents: deps.agents, keys, clock, basePath })
   const resolveNode = createNodeResolver({ config, kube: deps.kube, clock })
   const custody = deps.custody
+  const statementKeys = deps.statementKeys
   const archives = { config, agent, trail, ...(custody ? { custody } : {}) }
   const now = () => clock.now()
   const vault = config.vault && { cfg: config.vault, storage: openStorage(config.vault, { keys, now, ...(deps.bucket ? { bucket: deps.bucket } : {}) }) }
-  const checkpoints = { config, agent, resolveNode, trail, clock, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) }
+  const checkpoints = { config, agent, resolveNode, trail, clock, ...(statementKeys ? { statementKeys } : {}), ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) }
   const webhooks = operations && { config, ...operations, clock, log }
   const grafana = operations && config.hooks?.grafana
   const admin = deps.admin && { config, admin: deps.admin, trail }
@@ -79,6 +81,7 @@ export function createGateway(deps: Deps): Gateway {
   if (vault) app.post('/v1/clusters/:cluster/nodes/:node/checkpoints/:name/store', createStoreArchiveHandler({ config, agent, trail, vault, clock, ...(custody ? { custody } : {}) }))
   app.delete('/v1/clusters/:cluster/nodes/:node/checkpoints/:name', createArchiveHandler(archives, 'delete'))
   if (custody) app.get('/v1/custody/:cluster/:node/:name', createCustodyHandler({ config, trail, custody }))
+  if (statementKeys) app.get('/v1/clusters/:cluster/statement-keys', createStatementKeysHandler({ config, trail, keys: statementKeys }))
   if (custody && vault) {
     const evidence = { config, trail, custody, storage: vault.storage, basePath }
     app.get('/v1/evidence', createEvidenceListHandler(evidence))
@@ -100,6 +103,6 @@ export function createGateway(deps: Deps): Gateway {
   app.all('*', (c) => trail.problem(c, new CheckpointError('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`)))
   app.onError((err, c) => trail.problem(c, asCheckpointError(err)))
 
-  const jobs = operations && createJobs({ config, operations, agent, resolveNode, trail, clock, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}) })
+  const jobs = operations && createJobs({ config, operations, agent, resolveNode, trail, clock, ...(vault ? { vault } : {}), ...(custody ? { custody } : {}), ...(statementKeys ? { statementKeys } : {}) })
   return { app, runOperation: jobs?.runOperation ?? (async () => {}), sweepOperations: jobs?.sweepOperations ?? (async () => 0) }
 }

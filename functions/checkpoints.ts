@@ -17,6 +17,7 @@ import type { ResolveNode } from './kube.ts'
 import { failedEventFailure, problemResponse, runtimeLogOf } from './problem.ts'
 import { clusterOf, refuseBody, wantsNdjson } from './request.ts'
 import { chooseRecipients, recipientsAsked, storeFromNode, type Vault } from './vault/flow.ts'
+import { collectStatementKeys, type StatementKeyStore } from './custody/keys.ts'
 import { custodySubject, noteCustody, type CustodyLog } from './custody/log.ts'
 
 export interface CheckpointRouteDeps {
@@ -28,6 +29,7 @@ export interface CheckpointRouteDeps {
   /** The evidence vault, when configured: `?store=vault` (or `vault.store: always`) seals and stores. */
   vault?: Vault
   custody?: CustodyLog
+  statementKeys?: StatementKeyStore
 }
 
 /** `?reason=`: 1..256 characters, no control characters; it goes into the grant and the signed statement. */
@@ -74,6 +76,7 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
       if (f.type !== 'completed') return
       const hint = (f.statement as { verificationMaterial?: { publicKey?: { hint?: string } } } | undefined)?.verificationMaterial?.publicKey?.hint
       noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), 'created', { sha256: f.archive.sha256, size: f.archive.size, namespace: target.namespace, pod: target.pod, container: target.container, ...(reason ? { reason } : {}), ...(hint ? { statementKey: hint } : {}) })
+      if (deps.statementKeys) c.executionCtx.waitUntil(collectStatementKeys(deps.statementKeys, agent, cl, n, hint, trail.log))
     })
     // After `completed`: seal and store, its events on the same stream, then the end of it.
     const stored = storing

@@ -3,6 +3,7 @@
  * and the per-request context Hono carries ({@link Env}). Declarations only: every part imports
  * them from here and none from app.ts.
  */
+import type { StatementKeyStore } from './custody/keys.ts'
 import type { CustodyLog } from './custody/log.ts'
 import type { Context, Hono } from 'hono'
 import type { ConfigSource } from './admin/model.ts'
@@ -42,6 +43,8 @@ export interface Deps {
   admin?: AdminDeps
   /** The archives' hash-chained custody log; enables /v1/custody/… (off without a database). */
   custody?: CustodyLog
+  /** The agents' statement keys the gateway collected; enables /v1/clusters/{cluster}/statement-keys. */
+  statementKeys?: StatementKeyStore
   /**
    * The prefix another Hono app mounts the gateway under (`outer.route('/forensics', gateway.app)`
    * → '/forensics'); absent when it serves at the root. Hono's route() does not tell a mounted

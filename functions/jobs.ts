@@ -16,6 +16,7 @@ import type { CheckpointFn, Operations, ReconcileFn } from './operations/model.t
 import { createRunner, RETRYABLE_FINAL, RETRYABLE_STATUS, sweepOperations } from './operations/runner.ts'
 import { failedEventFailure, runtimeLogOf } from './problem.ts'
 import { clusterOf } from './request.ts'
+import { collectStatementKeys, type StatementKeyStore } from './custody/keys.ts'
 import { custodySubject, type CustodyEvent, type CustodyLog } from './custody/log.ts'
 import { chooseRecipients, storeFromNode, type Vault } from './vault/flow.ts'
 
@@ -29,6 +30,7 @@ export interface JobDeps {
   /** Alerts' archives are stored when `hooks.store` is `vault` or `vault.store` is `always`. */
   vault?: Vault
   custody?: CustodyLog
+  statementKeys?: StatementKeyStore
 }
 
 /** How much earlier than the dispatch an agent's `created` stamp may be and still be that job's archive. */
@@ -82,7 +84,9 @@ function checkpointJob(deps: JobDeps): CheckpointFn {
         const n = node
         const note = (event: CustodyEvent, details: Record<string, unknown>) => deps.custody?.append(custodySubject(cluster, n, f.archive.name), { event, actor: { sub: j.sub }, requestId: j.requestId, details })
           .catch((err) => trail.log({ type: 'error', error: `custody log: ${String((err as Error)?.message ?? err)}`, requestId: j.requestId }))
-        await note('created', { sha256: f.archive.sha256, size: f.archive.size, ...target, why: 'alert' })
+        const hint = (f.statement as { verificationMaterial?: { publicKey?: { hint?: string } } } | undefined)?.verificationMaterial?.publicKey?.hint
+        await note('created', { sha256: f.archive.sha256, size: f.archive.size, ...target, why: 'alert', ...(hint ? { statementKey: hint } : {}) })
+        if (deps.statementKeys) await collectStatementKeys(deps.statementKeys, agent, cl, n, hint, trail.log)
         const out = vault && await storeFromNode(vault, agent, config, {
           cl, node, target, sub: j.sub, requestId: j.requestId, archive: f.archive, recipients, now: () => deps.clock.now(),
           ...(f.statement !== undefined ? { statement: f.statement } : {}),

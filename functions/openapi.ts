@@ -263,6 +263,21 @@ export const OPENAPI = {
         codes: ['invalid_name', 'invalid_archive_name', 'invalid_body', 'invalid_recipient', 'not_found', 'archive_not_found', 'storage_rejected', 'storage_unavailable', 'too_many_requests', ...AGENT_ARCHIVE],
       }),
     },
+    '/v1/clusters/{cluster}/statement-keys': {
+      get: op('The agents\' statement-signing public keys the gateway collected from them (over mutual TLS, key id checked against the key) when their statements named a key it had not seen; for verifying signed statements', {
+        params: [PARAMS.cluster, { name: 'node', in: 'query', schema: PARAMS.node.schema, description: 'one node\'s keys' }],
+        ok: {
+          '200': json('keys by node, oldest first', {
+            type: 'object', required: ['cluster', 'keys'],
+            properties: {
+              cluster: { type: 'string' },
+              keys: { type: 'array', items: { type: 'object', required: ['node', 'keyid', 'alg', 'publicKey', 'firstSeen'], properties: { node: { type: 'string' }, keyid: str('^[0-9a-f]{64}$'), alg: { type: 'string' }, publicKey: { type: 'string', description: 'PEM, SubjectPublicKeyInfo' }, firstSeen: { type: 'string' } } } },
+            },
+          }),
+        },
+        codes: ['invalid_name', 'not_found'],
+      }),
+    },
     '/v1/custody/{cluster}/{node}/{name}': {
       get: op('An archive\'s custody log (created, stored, downloaded, deleted, refused), hash-chained, with the result of checking the chain', {
         params: [PARAMS.cluster, PARAMS.node, PARAMS.name, PARAMS.archiveNamespace],

@@ -13,6 +13,7 @@ import type { Clock, Log } from '../context.ts'
 import type { GrantKeys } from '../grants.ts'
 import { createLiveGateway, type LiveGateway } from '../live.ts'
 import { sqlOperationStore } from '../operations/store.ts'
+import { sqlStatementKeys } from '../custody/keys.ts'
 import { sqlCustodyLog } from '../custody/log.ts'
 import { nodeJobQueue, type NodeJobQueueOptions } from './queue.ts'
 import { serveFetch, type FetchHandler, type Served } from './server.ts'
@@ -75,7 +76,8 @@ export async function startNodeGateway(options: NodeGatewayOptions): Promise<Ser
   const jobs = store && nodeJobQueue({ store, run: (id) => gateway.runOperation(id), now: () => clock.now(), log, ...options.queue })
   const operations = store && jobs ? { store, queue: jobs } : undefined
   const custody = db && sqlCustodyLog(db, () => clock.now())
-  const deps = { agents, kube, keys: options.keys, clock, log, ...(custody ? { custody } : {}) }
+  const statementKeys = db && sqlStatementKeys(db, () => clock.now())
+  const deps = { agents, kube, keys: options.keys, clock, log, ...(custody ? { custody } : {}), ...(statementKeys ? { statementKeys } : {}) }
   let gateway: Pick<LiveGateway, 'fetch' | 'runOperation' | 'sweepOperations'>
   if (options.config) {
     const fixed = createGateway({ ...deps, config: options.config, ...(operations ? { operations } : {}) })

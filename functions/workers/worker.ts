@@ -15,6 +15,7 @@ import type { AgentTransport, KubeTransport } from '../context.ts'
 import { loadGrantKeys } from '../grants.ts'
 import { createLiveGateway, type LiveGateway } from '../live.ts'
 import { sqlOperationStore } from '../operations/store.ts'
+import { sqlStatementKeys } from '../custody/keys.ts'
 import { sqlCustodyLog } from '../custody/log.ts'
 import { problemResponse } from '../problem.ts'
 import type { R2BucketLike } from '../vault/r2.ts'
@@ -92,7 +93,7 @@ async function build(env: WorkerEnv): Promise<LiveGateway> {
   return createLiveGateway({
     source,
     validate,
-    deps: { agents, kube, keys, clock, bucket, log: (line) => console.log(JSON.stringify(line)), ...(db ? { custody: sqlCustodyLog(db, clock.now) } : {}) },
+    deps: { agents, kube, keys, clock, bucket, log: (line) => console.log(JSON.stringify(line)), ...(db ? { custody: sqlCustodyLog(db, clock.now), statementKeys: sqlStatementKeys(db, clock.now) } : {}) },
     ...(operations ? { operations } : {}),
     refreshMs,
   })

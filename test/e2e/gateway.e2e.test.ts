@@ -270,6 +270,9 @@ describe('gateway in workerd → mTLS → agent → containerd', { timeout: 150_
       env: { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: stack.gatewayUrl, CHECKPOINT_TOKEN: full }, timeout: 60_000,
     })
     assert.match(cli.stderr, /chain verified/)
+    // The signed statement, verified with the key the gateway collected from the node's agent.
+    assert.match(cli.stderr, /collected by the gateway from its agent/)
+    assert.match(cli.stdout, /^verified: checkpoint-counter_e2e-counter-/m)
     assert.equal(sha256(await readFile(out)), body.archive.sha256)
     const shown = await stack.runtime!.checkpointctl(['show', out])
     assert.match(shown, new RegExp(counter.containerId.slice(0, 12)))

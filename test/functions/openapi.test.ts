@@ -74,6 +74,7 @@ describe('the OpenAPI document', () => {
         clock: { now: Date.now },
         log: () => {},
         custody: { append: async () => { throw new Error('unused') }, read: async () => [], stored: async () => [] },
+        statementKeys: { has: async () => false, add: async () => {}, list: async () => [] },
         operations: { store: {} as never, queue: {} as never },
         admin: { source: variableSource(withHooks), validate: () => config, activate: async () => {} },
       })

@@ -235,6 +235,13 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     assert.match(got.stderr, /^custody: created by ivy, stored by ivy(, url_issued by ivy)* — chain verified$/m)
     assert.match(got.stdout, /^verified: checkpoint-api-0_shop-app-/m)
     assert.ok(stored!.statementKey)
+    // Without --key: the key the gateway collected from that node's agent (the same key, by id).
+    const auto = await cli(['evidence', 'get', stored!.key, '-o', join(dir, 'evidence-auto.tar'), '-i', identityFile])
+    assert.equal(auto.code, 0, auto.stderr)
+    assert.match(auto.stderr, new RegExp(`^statement key [0-9a-f]{16}… of node ${node()}, collected by the gateway from its agent on `, 'm'))
+    assert.match(auto.stdout, /^verified: checkpoint-api-0_shop-app-/m)
+    const collected = (await (await fetch(`${url}/v1/clusters/prod/statement-keys?node=${node()}`, { headers: { authorization: `Bearer ${tokenFor}` } })).json()) as { keys: Array<{ publicKey: string }> }
+    assert.deepEqual(collected.keys.map((k) => k.publicKey), [published.keys[0]!.publicKey])
   })
 
   it('?recipient= narrows the configured recipients; one configuration does not allow is 403 before anything is frozen', async () => {
