@@ -3,10 +3,12 @@
  * verified download) and `rm`.
  */
 import { fetchArchive } from './fetch.ts'
+import { downloadProgress } from './progress.ts'
 import { call, CliError, type Flags, type GatewayOptions, type Io } from './gateway.ts'
 
 export async function fetchInto(g: GatewayOptions, download: string, out: string, sha256: string | undefined, flags: Flags, io: Io): Promise<void> {
-  const f = await fetchArchive(g, download, out, sha256)
+  const shown = downloadProgress(io)
+  const f = await fetchArchive(g, download, out, sha256, shown.update).finally(shown.end)
   if (flags.json) io.out(JSON.stringify(f))
   else io.out(`${f.path}  ${f.size} bytes  sha256 ${f.sha256} verified${f.resumedFrom ? ` (resumed at ${f.resumedFrom})` : ''}`)
 }

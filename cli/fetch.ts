@@ -29,7 +29,7 @@ async function sha256Of(path: string): Promise<string> {
  * called with the resume headers (none on a fresh start); `expected` names the digest the whole
  * file must have, from the answer when the caller has none of its own.
  */
-export async function downloadVerified(open: (headers: Record<string, string>) => Promise<Response>, out: string, expected: (res: Response) => string | undefined): Promise<Fetched> {
+export async function downloadVerified(open: (headers: Record<string, string>) => Promise<Response>, out: string, expected: (res: Response) => string | undefined, progress?: (done: number, total: number | undefined) => void): Promise<Fetched> {
   const part = `${out}.part`
   const meta = `${out}.part.etag`
   const have = await stat(part).then((s) => s.size, () => 0)
@@ -43,7 +43,16 @@ export async function downloadVerified(open: (headers: Record<string, string>) =
   if (tag) await writeFile(meta, tag)
   if (!res.body) throw new CliError('bad_gateway', 'an answer without a body')
   try {
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(part, { flags: resumed ? 'a' : 'w', mode: 0o600 }))
+    const length = Number(res.headers.get('content-length') ?? NaN)
+    const total = Number.isFinite(length) ? start + length : undefined
+    let done = start
+    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        done += c.length
+        progress?.(done, total)
+        yield c
+      }
+    }, createWriteStream(part, { flags: resumed ? 'a' : 'w', mode: 0o600 }))
   } catch (err) {
     const got = await stat(part).then((s) => s.size, () => 0)
     throw new CliError('download_cut', `the download was cut after ${got} bytes (${(err as Error).message}); run the same command again to resume`)
@@ -60,7 +69,7 @@ export async function downloadVerified(open: (headers: Record<string, string>) =
 }
 
 /** An archive through the gateway: its digest from `expected`, else `x-checkpoint-sha256` or the strong ETag. */
-export function fetchArchive(g: GatewayOptions, downloadPath: string, out: string, expected?: string): Promise<Fetched> {
+export function fetchArchive(g: GatewayOptions, downloadPath: string, out: string, expected?: string, progress?: (done: number, total: number | undefined) => void): Promise<Fetched> {
   return downloadVerified((headers) => call(g, downloadPath, { headers }), out, (res) =>
-    expected ?? res.headers.get('x-checkpoint-sha256') ?? /^"([0-9a-f]{64})"$/.exec(res.headers.get('etag') ?? '')?.[1])
+    expected ?? res.headers.get('x-checkpoint-sha256') ?? /^"([0-9a-f]{64})"$/.exec(res.headers.get('etag') ?? '')?.[1], progress)
 }

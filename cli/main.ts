@@ -22,7 +22,7 @@ import { evidence } from './vault.ts'
 const COMMANDS: Record<string, [synopsis: string, what: string, example: string]> = {
   create: ['create CLUSTER/NAMESPACE/POD/CONTAINER [--node=N] [--timeout=S] [--reason=TEXT] [--store] [-o FILE]', 'checkpoint with live progress (a bar on a terminal); --store seals it into the vault; -o also downloads it; Ctrl-C stops watching, not the checkpoint', 'checkpoint create prod-eu/payments/api-7d9f/app --reason="case 4711" --store -o api.tar'],
   ls: ['ls [CLUSTER[/NAMESPACE]] [--node=N] | ls CLUSTER NODE', 'stored evidence you may read, and with a node its archives', 'checkpoint ls prod-eu/payments --node=node-17'],
-  get: ['get DOWNLOAD_PATH -o FILE [--sha256=HEX]', 'download an archive (resumable), verified by SHA-256', "checkpoint get '/v1/clusters/prod-eu/nodes/node-17/checkpoints/checkpoint-api-7d9f_payments-app-2026-11-30T10:00:00Z.tar?namespace=payments' -o api.tar"],
+  get: ['get DOWNLOAD_PATH -o FILE [--sha256=HEX] | get EVIDENCE_ID -o FILE [-i IDENTITY]', 'download an archive (resumable, a bar on a terminal), verified by SHA-256; an evidence id (ending .zst.age) is evidence get', "checkpoint get '/v1/clusters/prod-eu/nodes/node-17/checkpoints/checkpoint-api-7d9f_payments-app-2026-11-30T10:00:00Z.tar?namespace=payments' -o api.tar"],
   rm: ['rm CLUSTER NODE NAME [--namespace=NS]', "delete an archive from its node (the custody log records it)", 'checkpoint rm prod-eu node-17 checkpoint-api-7d9f_payments-app-2026-11-30T10:00:00Z.tar --namespace=payments'],
   ops: ['ops [CLUSTER[/NAMESPACE] | ID] [--state=S] [--alert=A] [--watch [--interval=S]]', 'alert-triggered operations; --watch follows one to its end (exit 0 succeeded, 1 failed) or the list until Ctrl-C', 'checkpoint ops prod-eu --state=failed'],
   evidence: ['evidence ls [--cluster=C] [--namespace=N] | evidence get ID -o FILE [-i IDENTITY [--key AGENT.pub]]', 'stored evidence; get checks the custody chain and the sealed digest, -i decrypts and decompresses, --key verifies the signed statement', 'checkpoint evidence get prod-eu/payments/api-7d9f/app/checkpoint-api-7d9f_payments-app-2026-11-30T10:00:00Z.tar.zst.age -o api.tar -i ~/.config/checkpoint/investigator.txt'],
@@ -95,6 +95,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
     else if (command === 'ops') await ops(g, args, flags, io)
     else if (command === 'evidence') await evidence(g, args, flags, io)
     else if (command === 'config') await config(g, args, flags, io)
+    else if (command === 'get' && /^[^/].*\.zst\.age$/.test(args[0] ?? '')) await evidence(g, ['get', ...args], flags, io)
     else if (command === 'get') {
       if (!args[0] || typeof flags.output !== 'string') throw new CliError('usage', 'get DOWNLOAD_PATH -o FILE')
       await fetchInto(g, args[0], flags.output, flags.sha256, flags, io)

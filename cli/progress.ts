@@ -102,3 +102,22 @@ export function streamSink(write: (s: string) => void, tty: boolean): ProgressSi
       : {}),
   }
 }
+
+/**
+ * A download's progress for a terminal: `downloading [####....] 45 %  115.2 of 256.0 MiB`, redrawn
+ * at most every 100 ms and cleared at the end; nothing when stderr is not a terminal.
+ */
+export function downloadProgress(io: { errTty?: boolean; errWrite?(s: string): void }, what = 'downloading'): { update(done: number, total: number | undefined): void; end(): void } {
+  if (!io.errTty || !io.errWrite) return { update() {}, end() {} }
+  const sink = streamSink(io.errWrite, true)
+  let last = 0
+  return {
+    update(done, total) {
+      const now = Date.now()
+      if (now - last < 100 && done !== total) return
+      last = now
+      sink.status!(total ? `${what} ${bar(done / total)} ${Math.floor((done / total) * 100)} %  ${mib(done)} of ${mib(total)}` : `${what} ${mib(done)}`)
+    },
+    end: () => sink.status!(''),
+  }
+}

@@ -6,6 +6,7 @@
 import { rm, writeFile } from 'node:fs/promises'
 import { decrypt, verify } from './evidence.ts'
 import { downloadVerified } from './fetch.ts'
+import { downloadProgress } from './progress.ts'
 import { call, CliError, type Flags, type GatewayOptions, type Io } from './gateway.ts'
 
 /** `evidence ls [--cluster C] [--namespace N]`, `evidence get ID -o FILE [-i IDENTITY]`. */
@@ -28,11 +29,12 @@ export async function evidence(g: GatewayOptions, args: string[], flags: Flags, 
   io.err(`custody: ${chain.entries.map((e) => `${e.event} by ${e.actor.sub}`).join(', ')} — chain verified`)
   const sealedFile = typeof flags.identity === 'string' ? `${flags.output}.zst.age` : flags.output
   // Resumable like an archive download; the digest is the one the gateway recorded when it was stored.
+  const shown = downloadProgress(io)
   const got = await downloadVerified(async (headers) => {
     const res = await fetch(issued.url, { headers }).catch((err: Error) => { throw new CliError('storage_unavailable', `the storage did not answer: ${err.message}`) })
     if (res.status !== 200 && res.status !== 206) throw new CliError('storage_rejected', `the storage answered ${res.status}`)
     return res
-  }, sealedFile, () => issued.sealed.sha256)
+  }, sealedFile, () => issued.sealed.sha256, shown.update).finally(shown.end)
   io.out(`${sealedFile}  sealed sha256 ${got.sha256} verified${got.resumedFrom ? ` (resumed at ${got.resumedFrom})` : ''}`)
   if (typeof flags.identity !== 'string') return
   await decrypt([sealedFile], flags, io)

@@ -69,7 +69,7 @@ function checkpointJob(deps: JobDeps): CheckpointFn {
       // No recipient for the target: refused before anything is frozen, as a caller's request is.
       const recipients = vault ? chooseRecipients(vault.cfg, cluster, target.namespace) : []
       node ??= await resolveNode(cl, target)
-      const headers = await agent.grantHeaders(j.sub, j.requestId, { op: 'checkpoint:create', cluster, node, ...target }, j.timeoutSec + config.grants.marginSec)
+      const headers = await agent.grantHeaders(j.sub, j.requestId, { op: 'checkpoint:create', cluster, node, ...target, ...(j.reason ? { reason: j.reason } : {}) }, j.timeoutSec + config.grants.marginSec)
       await j.dispatching?.(node)
       const started = await agent.startCheckpoint(cl, node, target, j.timeoutSec, headers)
       if ('failure' in started) {
@@ -85,7 +85,7 @@ function checkpointJob(deps: JobDeps): CheckpointFn {
         const note = (event: CustodyEvent, details: Record<string, unknown>) => deps.custody?.append(custodySubject(cluster, n, f.archive.name), { event, actor: { sub: j.sub }, requestId: j.requestId, details })
           .catch((err) => trail.log({ type: 'error', error: `custody log: ${String((err as Error)?.message ?? err)}`, requestId: j.requestId }))
         const hint = (f.statement as { verificationMaterial?: { publicKey?: { hint?: string } } } | undefined)?.verificationMaterial?.publicKey?.hint
-        await note('created', { sha256: f.archive.sha256, size: f.archive.size, ...target, why: 'alert', ...(hint ? { statementKey: hint } : {}) })
+        await note('created', { sha256: f.archive.sha256, size: f.archive.size, ...target, ...(j.reason ? { reason: j.reason } : {}), ...(hint ? { statementKey: hint } : {}) })
         if (deps.statementKeys) await collectStatementKeys(deps.statementKeys, agent, cl, n, hint, trail.log)
         const out = vault && await storeFromNode(vault, agent, config, {
           cl, node, target, sub: j.sub, requestId: j.requestId, archive: f.archive, recipients, now: () => deps.clock.now(),

@@ -152,6 +152,8 @@ export interface CheckpointJob {
   node?: string
   target: Target
   timeoutSec: number
+  /** Why, for the grant and the agent's signed statement: the alert's name and fingerprint. */
+  reason?: string
   /** Called with the node right before the request goes to the agent; the runner records it. */
   dispatching?: (node: string) => Promise<void>
 }

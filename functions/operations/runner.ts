@@ -70,7 +70,7 @@ export function createRunner(deps: RunnerDeps): (opId: string) => Promise<void> 
     }
     let out: JobOutcome
     try {
-      out = await deps.checkpoint({ sub: op.sub, requestId: op.id, cluster: op.cluster, ...(op.node ? { node: op.node } : {}), target, timeoutSec: deps.timeoutSec, dispatching })
+      out = await deps.checkpoint({ sub: op.sub, requestId: op.id, cluster: op.cluster, ...(op.node ? { node: op.node } : {}), target, timeoutSec: deps.timeoutSec, reason: alertReason(op), dispatching })
     } catch (err) {
       out = { ok: false, status: 500, code: 'internal', message: 'internal error', retryable: false }
       deps.log({ type: 'error', operation: op.id, error: String((err as Error)?.stack ?? err) })
@@ -141,4 +141,9 @@ export async function sweepOperations({ store, queue }: Operations, now: number,
   const ids = await store.due(now, 100, now - leaseMs)
   for (const id of ids) await queue.send(id)
   return ids.length
+}
+
+/** The statement's reason for an alert's checkpoint (at most 256 characters, like a caller's `?reason=`). */
+export function alertReason(op: Pick<OperationRecord, 'source' | 'alert' | 'fingerprint' | 'startsAt'>): string {
+  return `${op.source} alert ${op.alert || '(no alertname)'} fingerprint ${op.fingerprint} since ${op.startsAt}`.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 256)
 }

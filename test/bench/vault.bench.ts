@@ -231,14 +231,15 @@ const mtlsClient = (ids: Identities) => new Agent({ connect: { ca: ids.pki.ca.ce
 
 const POD: Target = { namespace: 'bench', pod: 'vault', container: 'hold' }
 
-/** The pid (host) of a process whose argv is exactly `argv`, if any. */
-async function findProcess(argv: string[]): Promise<number | undefined> {
-  const want = argv.join('\0') + '\0'
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue
-    if ((await readFile(`/proc/${e}/cmdline`, 'latin1').catch(() => '')) === want) return Number(e)
+/** The largest RssAnon (bytes) among the children of `pid` (busybox sh runs applets such as dd in its forks, without exec). */
+async function childRssAnon(pid: string): Promise<number> {
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean)
+  let max = 0
+  for (const c of children) {
+    const status = await readFile(`/proc/${c}/status`, 'utf8').catch(() => '')
+    max = Math.max(max, Number(/^RssAnon:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024)
   }
-  return undefined
+  return max
 }
 
 async function realCheckpoint(work: string, ids: Identities) {
@@ -250,8 +251,7 @@ async function realCheckpoint(work: string, ids: Identities) {
   // The container waits for its content, reads it into one dd buffer (text, random, zero pages in
   // memory), deletes the file (the writable layer stays small) and blocks writing to a pipe that
   // is never read: it holds the buffer until it is stopped.
-  const dd = ['dd', `bs=${bytes}`, 'count=1', 'iflag=fullblock']
-  const cmd = `while [ ! -e /tmp/go ]; do sleep 1; done; { cat /tmp/mixed; rm /tmp/mixed; } | ${dd.join(' ')} 2>/dev/null | { ${NEVER}; }`
+  const cmd = `while [ ! -e /tmp/go ]; do sleep 1; done; { cat /tmp/mixed; rm /tmp/mixed; } | dd bs=${bytes} count=1 iflag=fullblock 2>/dev/null | { ${NEVER}; }`
   const pod = await runPod(rt.endpoint, { ...POD, image, command: ['sh', '-c', cmd] })
   const pid = await poll(async () => {
     const out = await rt.ctr(['-n', 'k8s.io', 'tasks', 'ls'])
@@ -260,11 +260,8 @@ async function realCheckpoint(work: string, ids: Identities) {
   const root = `/proc/${pid}/root/tmp`
   await writeMixed(join(root, 'mixed'), bytes)
   await writeFile(join(root, 'go'), '')
-  await poll(async () => {
-    const p = await findProcess(dd)
-    const io = p ? await readFile(`/proc/${p}/io`, 'utf8').catch(() => '') : ''
-    return Number(/^rchar: (\d+)/m.exec(io)?.[1] ?? 0) >= bytes ? p : undefined
-  }, 120_000, 'the container reading its content', 100)
+  // dd's buffer is all resident once the last byte is read into it.
+  await poll(async () => ((await childRssAnon(pid)) >= bytes ? true : undefined), 120_000, 'the container reading its content', 100)
   note(`container holds ${SIZE_MB} MiB of mixed content in memory (${secs(performance.now() - t0)} s with the runtime)`)
 
   t0 = performance.now()
@@ -285,7 +282,9 @@ async function realCheckpoint(work: string, ids: Identities) {
 // ---- vault_store_seconds & co ----------------------------------------------------------------
 
 async function storeSection(work: string, ids: Identities, s3: S3Server, tools: EvidenceTools): Promise<void> {
-  const { recipient } = generateIdentity()
+  const { recipient, identity } = generateIdentity()
+  const identityFile = join(work, 'investigator.txt')
+  await writeFile(identityFile, identity + '\n', { mode: 0o600 })
   const { ta, archive, statement, file } = await realCheckpoint(work, ids)
   const size = archive.size
   const cfg = vaultConfig(s3, recipient)
@@ -334,10 +333,18 @@ async function storeSection(work: string, ids: Identities, s3: S3Server, tools: 
   }
   const theirs = async (round: number): Promise<Run> => {
     const key = `bench/pipeline-${round}.tar.zst.age`
-    const r = await curlPut(`${q(tools.zstd)} -3 -q -c ${q(file)} | ${q(tools.age)} -r ${recipient}`, await presignPut(s3, key), 'zstd | age | curl -T -')
-    await head(key, r.out, 'zstd | age | curl -T -')
+    const what = 'zstd | age | curl -T -'
+    const r = await curlPut(`${q(tools.zstd)} -3 -q -c ${q(file)} | ${q(tools.age)} -r ${recipient}`, await presignPut(s3, key), what)
+    // curl's size_upload counts the chunked framing too: the sealed size is what the server holds.
+    const held = (await storage.headObject(key))?.size ?? 0
+    if (held > r.out || r.out - held > r.out / 100) throw new Error(`${what}: the S3 server holds ${held} bytes, curl sent ${r.out} (chunked)`)
+    if (round === 0) {
+      // Once: the streamed object reads back (one-part objects do on dbstore) and opens to the archive.
+      const sum = await shell(`curl -sS --fail ${q(await storage.presignGet(key, 900))} | ${q(tools.age)} -d -i ${q(identityFile)} | ${q(tools.zstd)} -d -q | sha256sum`)
+      if (!sum.stdout.startsWith(archive.sha256)) throw new Error(`${what}: the stored object does not open to the archive (${sum.stdout.slice(0, 80)})`)
+    }
     await drop(key)
-    return r
+    return { ...r, out: held }
   }
   let md5: string | undefined
   const plain = async (round: number): Promise<Run> => {

@@ -133,7 +133,7 @@ describe('checkpoint (the CLI)', () => {
 
   it('on a terminal: one status line redrawn in place (a pseudo-terminal from script(1)); piped: plain lines', async () => {
     const env = { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: gw.url, CHECKPOINT_TOKEN: sre, TERM: 'xterm' }
-    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} create prod/team-a/slow/app --node=node-a`
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} create prod/team-a/slow/app --node=node-a -o ${JSON.stringify(join(dir, 'tty.tar'))}`
     const tty = await new Promise<{ code: number; out: string }>((resolve) => {
       execFile('script', ['-qec', command, '/dev/null'], { env, timeout: 30_000 }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }))
     })
@@ -144,6 +144,9 @@ describe('checkpoint (the CLI)', () => {
     assert.ok(!/checkpointing … \d+ s\r?\n/.test(tty.out), "no heartbeat printed as a line of its own")
     assert.match(tty.out, /^accepted on node-a\r?$/m)
     assert.match(tty.out, /completed in \d/)
+    // -o: the download's bar, then its result line.
+    assert.match(tty.out, /downloading \[#+\.*\] \d+ %  0\.0 MiB of 0\.0 MiB/)
+    assert.match(tty.out, /tty\.tar  4096 bytes  sha256 [0-9a-f]{64} verified/)
     const piped = await cli(['create', 'prod/team-a/slow/app', '--node=node-a'])
     assert.ok(!piped.stderr.includes('\x1b'), 'no escape sequences in a pipe')
     assert.ok(piped.stderr.split('\n').filter((l) => /^checkpointing … \d+ s$/.test(l)).length >= 2, piped.stderr)

@@ -318,6 +318,10 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     const client = s3Client({ endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey })
     const sealed = Buffer.from(await (await fetch(await client.presignGet(op.stored!.key, 60))).arrayBuffer())
     assert.equal(createHash('sha256').update(sealed).digest('hex'), op.stored!.sealed.sha256)
+    // The agent's signed statement, stored beside it, says why: the alert's name and fingerprint.
+    const bundle = JSON.parse(await (await fetch(await client.presignGet(`${op.stored!.key}.statement.json`, 60))).text()) as { dsseEnvelope: { payload: string } }
+    const predicate = (JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString()) as { predicate: { reason?: string } }).predicate
+    assert.match(predicate.reason ?? '', new RegExp(`^alertmanager alert Suspicious fingerprint ${notification.alerts ? (notification.alerts as Array<{ fingerprint: string }>)[0]!.fingerprint : ''} since `))
     // The evidence API lists it, and its custody log says who: the webhook's caller.
     const list = (await (await fetch(`${url}/v1/evidence?cluster=prod`, { headers: { authorization: `Bearer ${await token()}` } })).json()) as { items: Array<{ id: string }> }
     assert.ok(list.items.some((i) => i.id === op.stored!.key))
