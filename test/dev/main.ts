@@ -416,6 +416,16 @@ curl -sS -w '\\n' -H "Authorization: Bearer $TOKEN" "$GW/v1/evidence"
 CHECKPOINT_GATEWAY=$GW CHECKPOINT_TOKEN=$TOKEN ${join(REPO, 'node_modules/.bin/node')} ${join(REPO, 'cli/main.ts')} evidence get "$ID" -o evidence.tar -i ${identityFile}
 ${stack.runtime ? `${join(stack.runtime.binDir, 'checkpointctl')} show evidence.tar
 ` : ''}
+# 7. The same with the investigators' command (cli/README.md): live progress, the evidence listed, fetched,
+#    decrypted, its custody chain and signed statement verified; then the alert operations:
+checkpoint() { ${join(REPO, 'node_modules/.bin/node')} ${join(REPO, 'cli/main.ts')} "$@"; }
+export CHECKPOINT_GATEWAY=$GW CHECKPOINT_TOKEN=$TOKEN
+checkpoint create ${stack.cluster}/${target} --node=${stack.node} --store --reason="dev walkthrough"
+checkpoint ls ${stack.cluster}/${target.split('/')[0]}
+ID=$(checkpoint ls ${stack.cluster}/${target.split('/')[0]} --json | sed -E 's/^\\{"evidence":\\[\\{"id":"([^"]+)".*/\\1/')
+checkpoint get "$ID" -o walkthrough.tar -i ${identityFile}
+checkpoint ops ${stack.cluster}
+
 Errors are application/problem+json with a stable "code" (functions/README.md, "Errors"). Ctrl-C stops everything.
 ${rule}`)
 }

@@ -9,7 +9,6 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { promisify } from 'node:util'
 import { generateIdentity } from '../../agent/seal/age.ts'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -28,7 +27,6 @@ const BIG_CMD = holdMemory(BIG_MB)
 const archiveRe = (t: Target) =>
   new RegExp(`^checkpoint-${t.pod}_${t.namespace}-${t.container}-\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)?Z\\.tar$`)
 
-const execFileP = promisify(execFile)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
@@ -258,24 +256,37 @@ describe('gateway in workerd → mTLS → agent → containerd', { timeout: 150_
     assert.deepEqual(await agentNames(), before)
   })
 
-  it('(h) the evidence vault in workerd (r2): ?store=vault → stored in R2; the CLI fetches, decrypts and verifies it (as npm run dev prints); checkpointctl reads it', async () => {
-    const res = await stack.fetch(`${stack.checkpointPath(POD)}?store=vault`, { method: 'POST', headers: { authorization: `Bearer ${full}` }, signal: AbortSignal.timeout(60_000) })
-    const body = (await res.json()) as { archive: { name: string; sha256: string }; stored?: { key: string; bucket: string } }
-    assert.equal(res.status, 200)
-    assert.equal(body.stored?.bucket, 'EVIDENCE', JSON.stringify(body))
+  it('(h) the CLI on the real stack with the vault in workerd (r2): create --store → get ID -i decrypts, verifies the statement with the key the gateway collected, checkpointctl reads it; exit codes by code', async () => {
     const identityFile = join(stack.dir, 'investigator.txt')
     await writeFile(identityFile, `${investigator.identity}\n`, { mode: 0o600 })
-    const out = join(stack.dir, 'evidence.tar')
-    const cli = await execFileP(process.execPath, [join(import.meta.dirname, '../../cli/main.ts'), 'evidence', 'get', body.stored!.key, '-o', out, '-i', identityFile], {
-      env: { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: stack.gatewayUrl, CHECKPOINT_TOKEN: full }, timeout: 60_000,
+    const run = (args: string[], token = full) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [join(import.meta.dirname, '../../cli/main.ts'), ...args], { env: { PATH: process.env.PATH ?? '', CHECKPOINT_GATEWAY: stack.gatewayUrl, CHECKPOINT_TOKEN: token }, timeout: 90_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }))
     })
-    assert.match(cli.stderr, /chain verified/)
+    const target = `${stack.cluster}/${POD.namespace}/${POD.pod}/${POD.container}`
+    const made = await run(['create', target, `--node=${stack.node}`, '--store', '--reason=e2e case 7', '--json'])
+    assert.equal(made.code, 0, made.stderr)
+    const [completed, stored] = made.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>)
+    assert.equal(stored!.type, 'stored', made.stdout)
+    assert.equal(stored!.bucket, 'EVIDENCE')
+    const out = join(stack.dir, 'evidence.tar')
+    const got = await run(['get', stored!.key, '-o', out, '-i', identityFile])
+    assert.equal(got.code, 0, got.stderr)
+    assert.match(got.stderr, /chain verified/)
     // The signed statement, verified with the key the gateway collected from the node's agent.
-    assert.match(cli.stderr, /collected by the gateway from its agent/)
-    assert.match(cli.stdout, /^verified: checkpoint-counter_e2e-counter-/m)
-    assert.equal(sha256(await readFile(out)), body.archive.sha256)
+    assert.match(got.stderr, /collected by the gateway from its agent/)
+    assert.match(got.stdout, /^verified: checkpoint-counter_e2e-counter-/m)
+    assert.match(got.stdout, /reason: e2e case 7/)
+    assert.equal(sha256(await readFile(out)), completed!.archive.sha256)
     const shown = await stack.runtime!.checkpointctl(['show', out])
     assert.match(shown, new RegExp(counter.containerId.slice(0, 12)))
+    // Exit codes from the stable codes: forbidden 4, unknown pod 3, bad token 4.
+    const forbidden = await run(['create', target, `--node=${stack.node}`], readOnly)
+    assert.deepEqual([forbidden.code, /forbidden/.test(forbidden.stderr)], [4, true], forbidden.stderr)
+    const unknown = await run(['create', `${stack.cluster}/${POD.namespace}/no-such-pod/${POD.container}`, `--node=${stack.node}`])
+    assert.deepEqual([unknown.code, /container_not_found/.test(unknown.stderr)], [3, true], unknown.stderr)
+    const badToken = await run(['ls', stack.cluster, stack.node], 'not-a-token')
+    assert.deepEqual([badToken.code, /unauthenticated/.test(badToken.stderr)], [4, true], badToken.stderr)
   })
 
   it(`streams a ${BIG_MB} MB archive through the gateway intact (throughput)`, async () => {
