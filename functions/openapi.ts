@@ -77,7 +77,7 @@ const ADMIN_CODES: ErrorCode[] = ['invalid_body', 'internal']
 const configHeaders = {
   ETag: { description: 'the version\'s strong entity tag, for If-Match', schema: { type: 'string' } },
   'x-config-version': { description: 'the version number (0: the variable, not versioned)', schema: { type: 'string' } },
-  'x-config-source': { description: '`variable` or `store` (GATEWAY_CONFIG_SOURCE)', schema: { enum: ['variable', 'store'] } },
+  'x-config-source': { description: '`variable`, `bundled`, `file` or `store` (GATEWAY_CONFIG_SOURCE)', schema: { enum: ['variable', 'store', 'file', 'bundled'] } },
 }
 const configDocument = { type: 'object', description: 'the gateway configuration (functions/README.md, Configuration)' }
 
@@ -106,7 +106,7 @@ export const OPENAPI = {
           requestId: { type: 'string' }, missing: { type: 'string' }, cluster: { type: 'string' }, node: { type: 'string' },
           runtimeLog: { type: 'array', items: { type: 'string' } }, agentCode: { type: 'string' }, agentStatus: { type: 'integer' },
           agentField: { type: 'string' }, reason: { type: 'string' },
-          etag: { type: 'string', description: 'precondition_failed: the newest version\'s tag' }, version: { type: 'integer' }, source: { enum: ['variable', 'store'] },
+          etag: { type: 'string', description: 'precondition_failed: the newest version\'s tag' }, version: { type: 'integer' }, source: { enum: ['variable', 'store', 'file', 'bundled'] },
         },
         'x-status-of-code': ERROR_STATUS,
       },
@@ -376,7 +376,7 @@ export const OPENAPI = {
             type: 'object',
             required: ['source', 'items'],
             properties: {
-              source: { enum: ['variable', 'store'] },
+              source: { enum: ['variable', 'store', 'file', 'bundled'] },
               items: {
                 type: 'array',
                 items: { type: 'object', required: ['version', 'etag', 'author', 'createdAt', 'summary'], properties: { version: { type: 'integer' }, etag: { type: 'string' }, author: { type: 'string' }, createdAt: { type: 'string', format: 'date-time' }, summary: ref('ConfigSummary') } },

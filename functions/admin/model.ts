@@ -40,8 +40,9 @@ export interface ConfigStore {
 }
 
 /** Chosen at deploy time (`GATEWAY_CONFIG_SOURCE`). */
-export type SourceKind = 'variable' | 'store'
-export const SOURCE_KINDS: readonly SourceKind[] = ['variable', 'store']
+export type SourceKind = 'variable' | 'store' | 'file' | 'bundled'
+/** `file` is Node's (GATEWAY_CONFIG_FILE, re-read); `bundled` is Workers' (functions/workers/bundled-config.json). */
+export const SOURCE_KINDS: readonly SourceKind[] = ['variable', 'store', 'file', 'bundled']
 
 /** Where the configuration comes from, as the isolate and the admin API see it. */
 export interface ConfigSource {

@@ -1,7 +1,12 @@
 /**
- * The two configuration sources a deployment chooses between (`GATEWAY_CONFIG_SOURCE`):
+ * The configuration sources a deployment chooses between (`GATEWAY_CONFIG_SOURCE`):
  *
  * - `variable` (the default): the `GATEWAY_CONFIG` document, read-only; version 0.
+ * - `bundled` (Workers): a document built into the Worker (functions/workers/bundled-config.json,
+ *   reviewed in a repository and shipped with `wrangler deploy`), read-only; version 0.
+ * - `file` (Node): `GATEWAY_CONFIG_FILE`, read again at every refresh, so an edit (or a config
+ *   management tool replacing the file) is picked up without a restart; read-only here; version 0,
+ *   a new ETag per content.
  * - `store`: versioned documents in the gateway's database (store.ts). When the store is empty the
  *   first isolate to look seeds it from `GATEWAY_CONFIG` (version 1, author `GATEWAY_CONFIG`);
  *   after that the variable is not read.
@@ -44,6 +49,35 @@ export async function etagOf(version: number, document: string): Promise<string>
 
 const EMPTY_SUMMARY = summarize({}, {})
 
+/** How a read-only source is changed instead, for its `conflict` answer. */
+const CHANGED_BY: Record<string, string> = {
+  variable: 'the GATEWAY_CONFIG variable (GATEWAY_CONFIG_SOURCE=variable): change it with a deploy',
+  bundled: 'the document bundled into the Worker (GATEWAY_CONFIG_SOURCE=bundled): change functions/workers/bundled-config.json and deploy',
+  file: 'the file GATEWAY_CONFIG_FILE (GATEWAY_CONFIG_SOURCE=file): edit the file; it is read again within GATEWAY_CONFIG_REFRESH_MS',
+}
+
+/** A read-only source: `read` gives the document's text (each head() asks again: a file may change). */
+function readOnlySource(kind: 'variable' | 'bundled' | 'file', author: string, read: () => Promise<string>): ConfigSource {
+  let cached: { text: string; version: ConfigVersion } | undefined
+  const latest = async (): Promise<ConfigVersion> => {
+    const text = await read()
+    if (cached?.text !== text) cached = { text, version: { version: 0, etag: await etagOf(0, text), document: text, author, createdAt: 0, summary: EMPTY_SUMMARY } }
+    return cached.version
+  }
+  return {
+    kind,
+    head: async () => {
+      const v = await latest()
+      return { version: v.version, etag: v.etag }
+    },
+    latest,
+    async append() {
+      throw new CheckpointError('conflict', `the configuration comes from ${CHANGED_BY[kind]}, or move to GATEWAY_CONFIG_SOURCE=store`, { extra: { source: kind } })
+    },
+    history: async () => [],
+  }
+}
+
 /**
  * `GATEWAY_CONFIG` as the only version there is (0). Changes answer `conflict`: they take a deploy.
  *
@@ -52,20 +86,25 @@ const EMPTY_SUMMARY = summarize({}, {})
  */
 export function variableSource(document: unknown): ConfigSource {
   const text = JSON.stringify(document ?? null)
-  let version: Promise<ConfigVersion> | undefined
-  const latest = () => (version ??= etagOf(0, text).then((etag) => ({ version: 0, etag, document: text, author: SEED_AUTHOR, createdAt: 0, summary: EMPTY_SUMMARY })))
-  return {
-    kind: 'variable',
-    head: async () => {
-      const v = await latest()
-      return { version: v.version, etag: v.etag }
-    },
-    latest,
-    async append() {
-      throw new CheckpointError('conflict', 'the configuration comes from the GATEWAY_CONFIG variable (GATEWAY_CONFIG_SOURCE=variable) and is read-only here: change it with a deploy, or move to GATEWAY_CONFIG_SOURCE=store', { extra: { source: 'variable' } })
-    },
-    history: async () => [],
-  }
+  return readOnlySource('variable', SEED_AUTHOR, async () => text)
+}
+
+/** The document built into the Worker (`bundled`). */
+export function bundledSource(document: unknown): ConfigSource {
+  if (document === null || document === undefined) throw new Error('config: GATEWAY_CONFIG_SOURCE=bundled, but functions/workers/bundled-config.json holds no document: write yours there before wrangler deploy')
+  const text = JSON.stringify(document)
+  return readOnlySource('bundled', 'bundled-config.json', async () => text)
+}
+
+/**
+ * A file read again at each refresh (`file`, Node). A file that does not parse or validate never
+ * becomes active (live.ts keeps the version it has and logs why).
+ *
+ * @example
+ * const source = fileSource(() => readFile(process.env.GATEWAY_CONFIG_FILE!, 'utf8'))
+ */
+export function fileSource(read: () => Promise<string>): ConfigSource {
+  return readOnlySource('file', 'GATEWAY_CONFIG_FILE', read)
 }
 
 /**

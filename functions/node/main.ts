@@ -5,9 +5,11 @@
  * Environment:
  * - GATEWAY_CONFIG (JSON) or GATEWAY_CONFIG_FILE — clusters, auth, policy, grants, limits
  *   (on Node a cluster may give `agentCaFile`/`kube.caFile` instead of inline PEM)
- * - GATEWAY_CONFIG_SOURCE — `variable` (default: GATEWAY_CONFIG is the configuration) or `store`
- *   (versions in OPERATIONS_DB, changed through /v1/admin/config; GATEWAY_CONFIG seeds an empty store)
- * - GATEWAY_CONFIG_REFRESH_MS — how often the store is asked for a newer version (default 30000)
+ * - GATEWAY_CONFIG_SOURCE — `variable` (default: GATEWAY_CONFIG is the configuration, read once),
+ *   `file` (GATEWAY_CONFIG_FILE, read again every GATEWAY_CONFIG_REFRESH_MS: edits are picked up
+ *   without a restart) or `store` (versions in OPERATIONS_DB, changed through /v1/admin/config;
+ *   GATEWAY_CONFIG seeds an empty store)
+ * - GATEWAY_CONFIG_REFRESH_MS — how often the file or the store is asked for a newer version (default 30000)
  * - GRANT_SIGNING_KEYS or GRANT_SIGNING_KEYS_FILE — private JWK(s) for grants
  * - GATEWAY_CLIENT_CERT_FILE, GATEWAY_CLIENT_KEY_FILE — the gateway's mTLS identity
  * - kube token secrets named by `clusters.*.kube.tokenSecret`
@@ -17,6 +19,7 @@
  *   `hooks` is configured or GATEWAY_CONFIG_SOURCE=store
  */
 import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { configSourceSettings } from '../admin/source.ts'
 import { loadGrantKeys } from '../grants.ts'
 import { startNodeGateway } from './start.ts'
@@ -50,6 +53,9 @@ function inlineFiles(document: unknown): unknown {
 
 async function main(): Promise<void> {
   const { kind, refreshMs } = configSourceSettings((n) => process.env[n])
+  if (kind === 'bundled') throw new Error('GATEWAY_CONFIG_SOURCE=bundled is for Workers (a document built into the Worker); on Node use file or store')
+  const configFile = process.env.GATEWAY_CONFIG_FILE
+  if (kind === 'file' && (!configFile || process.env.GATEWAY_CONFIG)) throw new Error('GATEWAY_CONFIG_SOURCE=file reads GATEWAY_CONFIG_FILE (and not GATEWAY_CONFIG): set the one, unset the other')
   const rawConfig = fromEnvOrFile('GATEWAY_CONFIG')
   // The store needs it only while empty (the seed); a missing one is reported then.
   if (!rawConfig && kind === 'variable') throw new Error('GATEWAY_CONFIG or GATEWAY_CONFIG_FILE must be set')
@@ -69,7 +75,7 @@ async function main(): Promise<void> {
   const tlsKey = fromEnvOrFile('TLS_KEY')
   if (!tlsCert !== !tlsKey) throw new Error('TLS_CERT(_FILE) and TLS_KEY(_FILE) go together')
   const gw = await startNodeGateway({
-    source: { kind, document, refreshMs, secret: (n) => process.env[n], resolve: inlineFiles },
+    source: { kind, document, refreshMs, secret: (n) => process.env[n], resolve: inlineFiles, ...(kind === 'file' ? { read: () => readFile(configFile!, 'utf8') } : {}) },
     keys, client: { cert, key }, host: process.env.HOST ?? '127.0.0.1', port,
     ...(operationsDb ? { operationsDb } : {}),
     ...(tlsCert && tlsKey ? { tls: { cert: tlsCert, key: tlsKey } } : {}),

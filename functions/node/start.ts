@@ -4,7 +4,7 @@
  * in-process job queue. Tests and main.ts call {@link startNodeGateway}; it has no process side
  * effects of its own.
  */
-import { DEFAULT_REFRESH_MS, storeSource, variableSource } from '../admin/source.ts'
+import { DEFAULT_REFRESH_MS, fileSource, storeSource, variableSource } from '../admin/source.ts'
 import { sqlConfigStore } from '../admin/store.ts'
 import type { SourceKind } from '../admin/model.ts'
 import { createGateway } from '../app.ts'
@@ -31,6 +31,8 @@ export interface NodeConfigSource {
   resolve?(raw: unknown): unknown
   /** Default 30000 (functions/admin/source.ts). */
   refreshMs?: number
+  /** The `file` source: reads the file's text (again at every refresh). */
+  read?: () => Promise<string>
 }
 
 export interface NodeGatewayOptions {
@@ -90,7 +92,7 @@ export async function startNodeGateway(options: NodeGatewayOptions): Promise<Ser
       return config
     }
     const live = createLiveGateway({
-      source: s.kind === 'store' ? storeSource({ store: sqlConfigStore(db!), seed: s.document, validate, clock }) : variableSource(s.document),
+      source: s.kind === 'store' ? storeSource({ store: sqlConfigStore(db!), seed: s.document, validate, clock }) : s.kind === 'file' ? fileSource(s.read!) : variableSource(s.document),
       validate,
       deps,
       ...(operations ? { operations } : {}),

@@ -8,7 +8,8 @@
  * as the isolate and the pod → node cache as long as the version.
  */
 import { CheckpointError } from '../../shared/errors.ts'
-import { configSourceSettings, storeSource, variableSource } from '../admin/source.ts'
+import { bundledSource, configSourceSettings, storeSource, variableSource } from '../admin/source.ts'
+import bundled from './bundled-config.json' with { type: 'json' }
 import { sqlConfigStore } from '../admin/store.ts'
 import { agentBase, jsonValue, parseConfig, type GatewayConfig } from '../config.ts'
 import type { AgentTransport, KubeTransport } from '../context.ts'
@@ -84,7 +85,10 @@ async function build(env: WorkerEnv): Promise<LiveGateway> {
   const seed = env.GATEWAY_CONFIG === undefined ? undefined : jsonValue(env.GATEWAY_CONFIG, 'GATEWAY_CONFIG')
   const clock = { now: Date.now }
   let source
-  if (kind === 'store') {
+  if (kind === 'file') throw new Error('GATEWAY_CONFIG_SOURCE=file is for Node; on Workers use bundled, store or variable')
+  if (kind === 'bundled') {
+    source = bundledSource(bundled)
+  } else if (kind === 'store') {
     if (!db) throw new Error('GATEWAY_CONFIG_SOURCE=store keeps the configuration in the OPERATIONS_DB D1 database: the binding is missing (see wrangler.toml)')
     source = storeSource({ store: sqlConfigStore(db), seed, validate, clock })
   } else {

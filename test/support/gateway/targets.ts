@@ -3,7 +3,8 @@
  * Worker bundle in miniflare (real workerd; the agent reached through a `network` service binding
  * with tlsOptions — the local stand-in for the `mtls_certificates` binding).
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -62,6 +63,37 @@ export async function startNodeTarget(
 }
 
 export const nodeTarget: MakeGatewayUnderTest = (world, raw) => startNodeTarget(world, raw, secrets)
+
+/**
+ * The Node gateway with `GATEWAY_CONFIG_SOURCE=file`: `raw` written to a file it reads again at
+ * every refresh (`refreshMs`, default 0: every request). `file` is where it lives, to change it.
+ */
+export async function startFileTarget(world: World, raw: Record<string, unknown>, o: { refreshMs?: number } = {}): Promise<GatewayUnderTest & { file: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'cp-file-config-'))
+  const file = join(dir, 'gateway.json')
+  writeFileSync(file, JSON.stringify(raw))
+  const logs: Array<Record<string, unknown>> = []
+  const gw = await startNodeGateway({
+    source: { kind: 'file', document: raw, secret: secrets, read: () => readFile(file, 'utf8'), refreshMs: o.refreshMs ?? 0 },
+    keys: await loadGrantKeys(world.grantKeys),
+    client: { cert: world.pki.clientCert, key: world.pki.clientKey },
+    port: 0,
+    log: (l) => logs.push(l),
+  })
+  return {
+    name: 'node (file source)',
+    url: gw.url,
+    file,
+    logs,
+    fetch: (path, init) => fetch(gw.url + path, init),
+    async close() {
+      await gw.close(2000)
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+export const fileTarget: MakeGatewayUnderTest = (world, raw) => startFileTarget(world, raw)
 
 /**
  * The gateway mounted under `basePath` in another Hono app (`outer.route(basePath, gateway.app)`),
@@ -125,6 +157,42 @@ export function bundleWorker(): Promise<{ dir: string; script: string }> {
   return bundled
 }
 
+/**
+ * A bundle of the Worker with `document` as functions/workers/bundled-config.json (what a
+ * deployment commits before `wrangler deploy`), in its own directory; not cached.
+ */
+export async function bundleWorkerWith(document: unknown): Promise<{ dir: string; script: string; remove(): void }> {
+  const { build } = await import('esbuild')
+  const dir = mkdtempSync(join(tmpdir(), 'cp-worker-bundled-'))
+  const script = join(dir, 'worker.js')
+  await build({
+    entryPoints: [fileURLToPath(new URL('../../../functions/workers/worker.ts', import.meta.url))],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    target: 'es2022',
+    mainFields: ['module', 'main'],
+    conditions: ['workerd', 'worker', 'browser', 'import'],
+    outfile: script,
+    logLevel: 'error',
+    plugins: [{
+      name: 'bundled-config',
+      setup(b) {
+        b.onLoad({ filter: /bundled-config\.json$/ }, () => ({ contents: JSON.stringify(document), loader: 'json' }))
+      },
+    }],
+  })
+  return { dir, script, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** The Worker with `GATEWAY_CONFIG_SOURCE=bundled`: the configuration built in, no `GATEWAY_CONFIG` variable. */
+export const bundledWorkerTarget: MakeGatewayUnderTest = async (world, raw) => {
+  const bundle = await bundleWorkerWith(raw)
+  const o = worldBindings(world, raw)
+  const gw = await startWorkerGateway({ ...o, bundle, secrets: { ...o.secrets, GATEWAY_CONFIG_SOURCE: 'bundled' }, noConfigVariable: true })
+  return { name: 'workerd (bundled source)', url: gw.url, logs: gw.logs, fetch: gw.fetch, close: async () => { await gw.close(); bundle.remove() } }
+}
+
 export function removeBundle(): void {
   bundled?.then(({ dir }) => rmSync(dir, { recursive: true, force: true })).catch(() => {})
 }
@@ -149,6 +217,10 @@ export interface WorkerGatewayOptions {
   bindings?: { d1?: boolean; queues?: boolean; r2?: string[] }
   /** Called with each structured line the gateway logs (they are kept in `logs` too). */
   onLog?: (line: Record<string, unknown>) => void
+  /** Another bundle than the shared one (bundleWorkerWith). */
+  bundle?: { dir: string; script: string }
+  /** Bind no GATEWAY_CONFIG (the bundled source). */
+  noConfigVariable?: boolean
   /**
    * The caller handles SIGINT/SIGTERM. Miniflare otherwise installs handlers that kill workerd
    * and `process.exit(130)` at once, cutting any teardown short (its `exit` hook stays).
@@ -179,7 +251,7 @@ export interface WorkerGateway {
  */
 export async function startWorkerGateway(o: WorkerGatewayOptions): Promise<WorkerGateway> {
   const { Miniflare } = await import('miniflare')
-  const { dir, script } = await bundleWorker()
+  const { dir, script } = o.bundle ?? await bundleWorker()
   const logs: Array<Record<string, unknown>> = []
   const local = { allow: ['local', 'private'] }
   const signalsBefore = { SIGINT: process.listeners('SIGINT'), SIGTERM: process.listeners('SIGTERM') }
@@ -190,7 +262,7 @@ export async function startWorkerGateway(o: WorkerGatewayOptions): Promise<Worke
     compatibilityDate: COMPATIBILITY_DATE,
     host: '127.0.0.1',
     port: o.port ?? 0,
-    bindings: { GATEWAY_CONFIG: JSON.stringify(o.config), GRANT_SIGNING_KEYS: JSON.stringify(o.grantKeys), ...o.secrets },
+    bindings: { ...(o.noConfigVariable ? {} : { GATEWAY_CONFIG: JSON.stringify(o.config) }), GRANT_SIGNING_KEYS: JSON.stringify(o.grantKeys), ...o.secrets },
     ...(o.bindings?.d1 ? { d1Databases: ['OPERATIONS_DB'] } : {}),
     ...(o.bindings?.r2 ? { r2Buckets: o.bindings.r2 } : {}),
     ...(o.bindings?.queues
