@@ -150,6 +150,14 @@ export function parsePolicy(raw: unknown): Policy {
   const r = raw as { rules?: unknown }
   if (!r || typeof r !== 'object' || !Array.isArray(r.rules)) throw new Error('policy: must be an object with a "rules" list')
   const ids = new Set<string>()
+  // One RegExp per distinct glob: a fleet's rules repeat theirs (a team's namespaces in each of its
+  // actions, `*`, `prod-*`), and compiling them is most of the cost of loading a large policy.
+  const compiled = new Map<string, RegExp>()
+  const regExpOf = (glob: string) => {
+    let re = compiled.get(glob)
+    if (!re) compiled.set(glob, (re = globToRegExp(glob)))
+    return re
+  }
   const rules = r.rules.map((x: unknown, i: number): PolicyRule => {
     const o = (x ?? {}) as Record<string, unknown>
     const id = typeof o.id === 'string' && o.id !== '' ? o.id : `rule-${i}`
@@ -173,7 +181,7 @@ export function parsePolicy(raw: unknown): Policy {
     }
     const globs = (v: unknown, what: string, required: boolean) => {
       const l = list(v, `${id}.${what}`, required)
-      return (l.length ? l : ['*']).map(globToRegExp)
+      return (l.length ? l : ['*']).map(regExpOf)
     }
     return {
       id,
