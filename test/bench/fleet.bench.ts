@@ -26,6 +26,7 @@ import { runInNewContext } from 'node:vm'
 import { exportJWK, generateKeyPair } from 'jose'
 import { decide, type Caller, type Resource } from '../../functions/authz.ts'
 import { parseConfig } from '../../functions/config.ts'
+import { makeTestPki } from '../support/certs.ts'
 import { makeFleet, seeded } from '../support/fleet.ts'
 import { decideLinear } from '../support/policy-linear.ts'
 import { bundleWorkerWith, startWorkerGateway } from '../support/gateway/targets.ts'
@@ -109,6 +110,7 @@ const filterWith = (d: typeof decide) => () => archives.filter((a) => d(config.p
 emit('fleet_filter_1000_ms', timeIt(filterWith(decide), 21), 'ms', timeIt(filterWith(decideLinear as typeof decide), 3))
 
 // workerd: the first request of a fresh Worker with the document built in.
+const pki = await makeTestPki()
 async function firstRequestMs(doc: unknown): Promise<number> {
   const bundle = await bundleWorkerWith(doc)
   try {
@@ -117,7 +119,7 @@ async function firstRequestMs(doc: unknown): Promise<number> {
       const gw = await startWorkerGateway({
         config: {}, noConfigVariable: true, bundle,
         grantKeys: { ...(await exportJWK((await generateKeyPair('EdDSA', { extractable: true })).privateKey)), kid: 'g', alg: 'EdDSA' },
-        client: { cert: '', key: '' }, ca: '',
+        client: { cert: pki.clientCert, key: pki.clientKey }, ca: pki.caCert,
         secrets: { GATEWAY_CONFIG_SOURCE: 'bundled', FLEET_KUBE_TOKEN: 'token' },
       })
       try {

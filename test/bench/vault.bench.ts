@@ -525,6 +525,8 @@ await scoped(async () => {
   failed++
   note(`could not start: ${(err as Error).stack ?? err}`)
 })
+// A signal or the watchdog may be tearing down (the parts fail under it): let it finish and exit.
 if (aborted) await aborted
+await rm(work, { recursive: true, force: true })
 note(`finished in ${secs(performance.now() - started)} s${failed ? `; ${failed} part(s) could not run` : ''}`)
 process.exit(failed ? 1 : 0)
