@@ -30,9 +30,15 @@ const GOALS: Record<string, [string, (f: Figure) => boolean]> = {
   'policy.decide_allow': ['≤ 5 µs at 5,000 rules', (f) => f.value <= 5],
   'policy.decide_deny': ['≤ 5 µs at 5,000 rules', (f) => f.value <= 5],
   'policy.filter_1000_archives': ['≤ 2 ms', (f) => f.value <= 2],
+  fleet_config_load_ms: ['≤ 50 ms', (f) => f.value <= 50],
+  fleet_config_heap_mib: ['≤ 20 MiB', (f) => f.value <= 20],
+  fleet_decide_p50_us: ['≤ 5 µs at 5,000 rules', (f) => f.value <= 5],
+  fleet_filter_1000_ms: ['≤ 2 ms', (f) => f.value <= 2],
+  vault_store_seconds: ['ratio ≤ 1.0 (zstd -3 | age | curl)', (f) => (f.ratio ?? Infinity) <= 1],
+  agent_rss_store_2gib: ['≤ idle + 32 MiB', (f) => f.baseline != null && f.value <= f.baseline + 32],
 }
 /** Which npm script measures a figure, by name prefix. */
-const HOW: Array<[string, string]> = [['agent_', 'npm run bench:agent'], ['gateway.', 'npm run bench:gateway'], ['worker.', 'npm run bench:gateway'], ['policy.', 'npm run bench policy'], ['seal_', 'npm run bench:seal'], ['age_', 'npm run bench:seal']]
+const HOW: Array<[string, string]> = [['agent_rss_store', 'npm run bench vault'], ['agent_', 'npm run bench:agent'], ['gateway.', 'npm run bench:gateway'], ['worker.', 'npm run bench:gateway'], ['policy.', 'npm run bench policy'], ['seal_', 'npm run bench:seal'], ['age_', 'npm run bench:seal'], ['fleet_', 'npm run bench fleet'], ['vault_', 'npm run bench vault']]
 
 const BEGIN = '<!-- bench:begin -->'
 const END = '<!-- bench:end -->'
