@@ -15,8 +15,8 @@ import { sha256Hex } from '../../shared/digest.ts'
 import { CheckpointError } from '../../shared/errors.ts'
 import { checkQuery } from '../../shared/names.ts'
 import { parseRange } from '../../shared/range.ts'
-import type { Env } from '../context.ts'
-import type { GrantKeys } from '../grants.ts'
+import type { Ctx, Env } from '../context.ts'
+import type { Capability, GrantKeys } from '../grants.ts'
 import { STORAGE_REJECTED, STORAGE_UNAVAILABLE, StorageError, type EvidenceStorage, type ObjectHead, type UploadedPart } from './storage.ts'
 
 /** The slice of the Workers R2 binding used here (workerd's `R2Bucket`). */
@@ -190,6 +190,15 @@ const asRequestError = (err: unknown): unknown =>
       : new CheckpointError('storage_unavailable', 'evidence storage is unavailable', { headers: { 'retry-after': '5' } })
     : err
 
+/** The request's capability (`?cap=`, the only query parameter), checked for `use`; the audit line names the use. */
+async function capabilityOf(c: Ctx, d: Pick<R2RouteDeps, 'keys' | 'now'>, use: Capability['use']) {
+  const q = new URL(c.req.url).searchParams
+  checkQuery(q, ['cap'])
+  const audit = c.get('audit')
+  audit.op = use
+  return { cap: await d.keys.verifyCapability(q.get('cap') ?? '', use, d.now()), audit }
+}
+
 /**
  * `PUT /v1/vault/uploads/{upload}/parts/{n}?cap=…`: one part from an agent into the R2 upload.
  * The capability is the only credential (agents hold no caller token); it names the object, the
@@ -197,11 +206,7 @@ const asRequestError = (err: unknown): unknown =>
  */
 export function createPartUploadHandler(d: R2RouteDeps): Handler<Env> {
   return async function uploadPart(c) {
-    const q = new URL(c.req.url).searchParams
-    checkQuery(q, ['cap'])
-    const audit = c.get('audit')
-    audit.op = 'vault:part'
-    const cap = await d.keys.verifyCapability(q.get('cap') ?? '', 'vault:part', d.now())
+    const { cap, audit } = await capabilityOf(c, d, 'vault:part')
     const part = Number(c.req.param('part'))
     if (cap.upload !== c.req.param('upload') || cap.part !== part) throw new CheckpointError('grant_mismatch', 'capability is for another upload or part', { field: 'cap' })
     audit.stored = cap.key
@@ -227,11 +232,7 @@ export function createPartUploadHandler(d: R2RouteDeps): Handler<Env> {
  */
 export function createObjectHandler(d: Omit<R2RouteDeps, 'maxPartBytes'>): Handler<Env> {
   return async function getObject(c) {
-    const q = new URL(c.req.url).searchParams
-    checkQuery(q, ['cap'])
-    const audit = c.get('audit')
-    audit.op = 'vault:get'
-    const cap = await d.keys.verifyCapability(q.get('cap') ?? '', 'vault:get', d.now())
+    const { cap, audit } = await capabilityOf(c, d, 'vault:get')
     const key = c.req.param('key') ?? ''
     if (cap.key !== key) throw new CheckpointError('grant_mismatch', 'capability is for another object', { field: 'cap' })
     audit.stored = key

@@ -135,35 +135,10 @@ export function mountedTarget(basePath: string): MakeGatewayUnderTest {
 
 let bundled: Promise<{ dir: string; script: string }> | undefined
 
-/** Bundles functions/workers/worker.ts with esbuild once per process. */
-export function bundleWorker(): Promise<{ dir: string; script: string }> {
-  bundled ??= (async () => {
-    const { build } = await import('esbuild')
-    const dir = mkdtempSync(join(tmpdir(), 'cp-worker-'))
-    const script = join(dir, 'worker.js')
-    await build({
-      entryPoints: [fileURLToPath(new URL('../../../functions/workers/worker.ts', import.meta.url))],
-      bundle: true,
-      format: 'esm',
-      platform: 'neutral',
-      target: 'es2022',
-      mainFields: ['module', 'main'],
-      conditions: ['workerd', 'worker', 'browser', 'import'],
-      outfile: script,
-      logLevel: 'error',
-    })
-    return { dir, script }
-  })()
-  return bundled
-}
-
-/**
- * A bundle of the Worker with `document` as functions/workers/bundled-config.json (what a
- * deployment commits before `wrangler deploy`), in its own directory; not cached.
- */
-export async function bundleWorkerWith(document: unknown): Promise<{ dir: string; script: string; remove(): void }> {
+/** Builds functions/workers/worker.ts with esbuild as wrangler would, into a new directory. */
+async function buildWorker(prefix: string, plugins: import('esbuild').Plugin[] = []): Promise<{ dir: string; script: string }> {
   const { build } = await import('esbuild')
-  const dir = mkdtempSync(join(tmpdir(), 'cp-worker-bundled-'))
+  const dir = mkdtempSync(join(tmpdir(), prefix))
   const script = join(dir, 'worker.js')
   await build({
     entryPoints: [fileURLToPath(new URL('../../../functions/workers/worker.ts', import.meta.url))],
@@ -175,13 +150,28 @@ export async function bundleWorkerWith(document: unknown): Promise<{ dir: string
     conditions: ['workerd', 'worker', 'browser', 'import'],
     outfile: script,
     logLevel: 'error',
-    plugins: [{
-      name: 'bundled-config',
-      setup(b) {
-        b.onLoad({ filter: /bundled-config\.json$/ }, () => ({ contents: JSON.stringify(document), loader: 'json' }))
-      },
-    }],
+    plugins,
   })
+  return { dir, script }
+}
+
+/** Bundles functions/workers/worker.ts with esbuild once per process. */
+export function bundleWorker(): Promise<{ dir: string; script: string }> {
+  bundled ??= buildWorker('cp-worker-')
+  return bundled
+}
+
+/**
+ * A bundle of the Worker with `document` as functions/workers/bundled-config.json (what a
+ * deployment commits before `wrangler deploy`), in its own directory; not cached.
+ */
+export async function bundleWorkerWith(document: unknown): Promise<{ dir: string; script: string; remove(): void }> {
+  const { dir, script } = await buildWorker('cp-worker-bundled-', [{
+    name: 'bundled-config',
+    setup(b) {
+      b.onLoad({ filter: /bundled-config\.json$/ }, () => ({ contents: JSON.stringify(document), loader: 'json' }))
+    },
+  }])
   return { dir, script, remove: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
