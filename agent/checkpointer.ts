@@ -114,9 +114,18 @@ export class Checkpointer {
    * resolve → preflight → submit. Every refusal comes before anything is frozen.
    */
   async start(target: Target, requester?: Requester): Promise<Started> {
+    // The disk look-up needs no container: it runs beside the runtime's ListContainers.
+    const disk = this.diskFree()
+    disk.catch(() => {}) // its error is reported by preflight, after resolve's own
     const resolved = await this.resolve(target)
-    await this.preflight(resolved)
+    await this.preflight(resolved, disk)
     return this.submit(resolved, requester)
+  }
+
+  /** Free bytes in the checkpoint directory, which must exist (containerd finds out only after dumping). */
+  private async diskFree(): Promise<number> {
+    await this.o.store.checkDir()
+    return this.o.store.freeBytes()
   }
 
   /** Finds the running container for a target, as the kubelet's labels name it. */
@@ -140,16 +149,17 @@ export class Checkpointer {
   /**
    * Refuses before anything is frozen: the directory must exist (containerd finds out only after
    * dumping) and hold the container's working set (CRI ContainerStats) plus the margin. The three
-   * look-ups run at once; they sit on every checkpoint's path.
+   * look-ups run at once, the disk's from before the container was resolved; they sit on every
+   * checkpoint's path.
    */
-  async preflight(r: Resolved): Promise<void> {
-    const { store, diskMarginBytes, runtime, log } = this.o
+  async preflight(r: Resolved, disk: Promise<number> = this.diskFree()): Promise<void> {
+    const { diskMarginBytes, runtime, log } = this.o
     const [stats, freeBytes] = await Promise.all([
       runtime.containerStats(r.container.id).catch((err) => {
         log.warn('container stats unavailable; disk preflight uses the margin only', { containerId: r.container.id, err })
         return null
       }),
-      store.checkDir().then(() => store.freeBytes()),
+      disk,
     ])
     const workingSetBytes = stats?.workingSetBytes ?? null
     const need = (workingSetBytes ?? 0) + diskMarginBytes
