@@ -32,7 +32,8 @@ const COMMANDS: Record<string, [synopsis: string, what: string, example: string]
   verify: ['verify ARCHIVE --statement BUNDLE --key AGENT.pub', 'check a signed statement against the archive (offline)', 'checkpoint verify api.tar --statement api.tar.statement.json --key node-17.pub'],
 }
 
-const COMMON = `options: --gateway=URL (CHECKPOINT_GATEWAY), --token-file=F (CHECKPOINT_TOKEN_FILE or CHECKPOINT_TOKEN), --json
+const COMMON = `options: --gateway=URL (CHECKPOINT_GATEWAY), --token-file=F (CHECKPOINT_TOKEN_FILE or CHECKPOINT_TOKEN), --token-command=CMD (CHECKPOINT_TOKEN_COMMAND), --json
+config file: CHECKPOINT_CONFIG or ~/.config/checkpoint/config.json with gateway, tokenFile, tokenCommand
 exit status: 0 done, 1 failed, 2 usage, 3 not found, 4 not allowed, 5 server side, 130 interrupted`
 
 const USAGE = `usage: checkpoint <command> [options]   (checkpoint <command> --help for one, with an example)
@@ -64,7 +65,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, io: Io): Prom
       allowPositionals: true,
       strict: true,
       options: {
-        gateway: { type: 'string' }, 'token-file': { type: 'string' }, json: { type: 'boolean' }, node: { type: 'string' },
+        gateway: { type: 'string' }, 'token-file': { type: 'string' }, 'token-command': { type: 'string' }, json: { type: 'boolean' }, node: { type: 'string' },
         timeout: { type: 'string' }, output: { type: 'string', short: 'o' }, sha256: { type: 'string' }, help: { type: 'boolean', short: 'h' },
         identity: { type: 'string', short: 'i' }, statement: { type: 'string' }, key: { type: 'string' }, out: { type: 'string' },
         store: { type: 'boolean' }, reason: { type: 'string' }, cluster: { type: 'string' }, namespace: { type: 'string' },

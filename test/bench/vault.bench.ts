@@ -41,8 +41,7 @@
  *   content (written by the bench into its checkpoint dir: no metadata, sha256 unknown), baseline
  *   the idle figure (goal: ≤ idle + 32 MiB). `agent_rss_store_growth` is the difference.
  *
- * Diagnostics on stderr: the time ours spends in part PUTs (a wrapper around this process's
- * `fetch`, which the in-process agent uploads with), and one seal of the archive into a null sink.
+ * Diagnostics on stderr: one seal of the archive into a null sink (sealing alone, for comparison).
  *
  * Environment: BENCH_VAULT_MB (1024), BENCH_VAULT_ROUNDS (3), BENCH_VAULT_RSS_MB (2048),
  * BENCH_VAULT_PART_MIB (16), BENCH_ONLY (comma list of store, rss; default both),
@@ -329,30 +328,13 @@ async function storeSection(work: string, ids: Identities, s3: S3Server, tools: 
     return h
   }
 
-  // Time in part PUTs: the in-process agent uploads with this process's fetch.
-  let putMs = 0
-  const realFetch = globalThis.fetch
-  globalThis.fetch = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-    if (init?.method !== 'PUT' || !String(input).startsWith(s3.endpoint)) return realFetch(input, init)
-    const t = performance.now()
-    try {
-      return await realFetch(input, init)
-    } finally {
-      putMs += performance.now() - t
-    }
-  }) as typeof fetch
-  defer(() => (globalThis.fetch = realFetch))
-
-  const puts: number[] = []
   const ours = async (round: number): Promise<Run> => {
-    putMs = 0
     const c0 = process.cpuUsage()
     const t0 = performance.now()
     const out = await store({ storage, cfg, cluster: `round-${round}`, target: POD, archive, statement, recipient, ids, node: ta.node, namespaces: [POD.namespace], agentUrl: ta.agent.url, mtls })
     const wall = (performance.now() - t0) / 1000
     const c = process.cpuUsage(c0)
     if (out.type !== 'stored') throw new Error(`ours: ${JSON.stringify(out)}`)
-    puts.push(putMs / 1000)
     await head(out.key, out.sealed.size, 'ours')
     await drop(out.key)
     if (out.statementKey) await drop(out.statementKey)
@@ -408,7 +390,7 @@ async function storeSection(work: string, ids: Identities, s3: S3Server, tools: 
     for (const [name, fn] of order) {
       const r = await fn(round)
       runs[name]!.push(r)
-      note(`round ${round + 1} ${name}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} CPU-s, ${r.out} bytes sent${name === 'ours' ? `, ${puts.at(-1)!.toFixed(2)} s of it in part PUTs` : ''}`)
+      note(`round ${round + 1} ${name}: ${r.wall.toFixed(2)} s wall, ${r.cpu.toFixed(2)} CPU-s, ${r.out} bytes sent`)
     }
   }
   const wall = (rs: Run[]) => median(rs.map((r) => r.wall))
@@ -424,7 +406,7 @@ async function storeSection(work: string, ids: Identities, s3: S3Server, tools: 
   const c0 = process.cpuUsage()
   await seal(file, [recipient], new Writable({ write: (_c, _e, cb) => cb() }))
   const c = process.cpuUsage(c0)
-  note(`diagnostic: seal alone into a null sink ${secs(performance.now() - t0)} s (${((c.user + c.system) / 1e6).toFixed(1)} CPU-s); ours spent a median ${median(puts).toFixed(2)} s in part PUTs of ${PART_MIB} MiB, which the seal waits for (one part in flight)`)
+  note(`diagnostic: seal alone into a null sink ${secs(performance.now() - t0)} s (${((c.user + c.system) / 1e6).toFixed(1)} CPU-s)`)
   await ta.stop()
 }
 

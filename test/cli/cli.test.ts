@@ -110,6 +110,30 @@ describe('checkpoint (the CLI)', () => {
     assert.equal((await cli(['create', 'prod/team-a/web'])).code, 2)
   })
 
+  it('gateway and token from a config file, the token from a command (an OIDC helper\'s stand-in); flags and environment first', async () => {
+    const config = join(dir, 'config.json')
+    await writeFile(config, JSON.stringify({ gateway: gw.url, tokenCommand: `printf '%s\\n' '${sre}'` }))
+    const run = (args: string[], env: Record<string, string>) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }))
+    })
+    const ok = await run(['ls', 'prod', 'node-a', '--json'], { CHECKPOINT_CONFIG: config })
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.ok(Array.isArray((JSON.parse(ok.stdout) as { items: unknown[] }).items))
+    // XDG_CONFIG_HOME/checkpoint/config.json is the default place.
+    const xdg = join(dir, 'xdg')
+    await (await import('node:fs/promises')).mkdir(join(xdg, 'checkpoint'), { recursive: true })
+    await writeFile(join(xdg, 'checkpoint', 'config.json'), JSON.stringify({ gateway: gw.url, tokenCommand: `printf %s '${sre}'` }))
+    assert.equal((await run(['ls', 'prod', 'node-a'], { XDG_CONFIG_HOME: xdg })).code, 0)
+    // The environment wins over the file: a bad token from it is 4.
+    assert.equal((await run(['ls', 'prod', 'node-a'], { CHECKPOINT_CONFIG: config, CHECKPOINT_TOKEN: 'not-a-token' })).code, 4)
+    const failing = await run(['ls', 'prod', 'node-a'], { CHECKPOINT_CONFIG: config, CHECKPOINT_TOKEN_COMMAND: 'echo nope >&2; exit 3' })
+    assert.equal(failing.code, 1)
+    assert.match(failing.stderr, /^checkpoint: token_command: the token command failed \(3\): nope$/m)
+    const missing = await run(['ls', 'prod', 'node-a'], { CHECKPOINT_CONFIG: join(dir, 'no-such.json') })
+    assert.match(missing.stderr, /^checkpoint: config_file: /m)
+  })
+
   it('rm deletes an archive from its node; again it is 3 not found', async () => {
     const made = await cli(['create', 'prod/team-a/web/app', '--node=node-a', '--json'])
     const { archive } = JSON.parse(made.stdout.trim().split('\n')[0]!) as { archive: { name: string } }
