@@ -14,6 +14,7 @@ import { checkGrantCoversArchive } from '../../shared/grant.ts'
 import { checkQuery } from '../../shared/names.ts'
 import { AgeError, parseRecipient, type Recipient } from '../seal/age.ts'
 import { seal } from '../seal/seal.ts'
+import { collectGarbage } from '../seal/gc.ts'
 import { uploadParts } from '../seal/upload.ts'
 import type { AgentDeps, Ctx } from './context.ts'
 import { recordedTarget } from './archives.ts'
@@ -77,7 +78,13 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
     res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store', 'x-accel-buffering': 'no' })
     let parts: Awaited<ReturnType<typeof uploadParts>> = []
     const sealed = await seal(archive.path, recipients, async (bytes, { signal }) => {
-      parts = await uploadParts(bytes, plan, { signal, onPart: (p, sentBytes) => send({ type: 'uploading', part: p.partNumber, sentBytes, time: now() }) })
+      parts = await uploadParts(bytes, plan, {
+        signal,
+        onPart: (p, sentBytes) => {
+          send({ type: 'uploading', part: p.partNumber, sentBytes, time: now() })
+          collectGarbage()
+        },
+      })
     }, { signal: stop.signal, onProgress: (p) => send({ type: 'sealing', read: p.read, total: p.total, sealed: p.sealed, time: now() }) })
     send({ type: 'sealed', plaintext: sealed.plaintext, sealed: sealed.sealed, parts, time: now() })
     log.info('archive sealed and uploaded', { sub: grant.sub, archive: name, parts: parts.length, sealedSize: sealed.sealed.size, sealedSha256: sealed.sealed.sha256 })

@@ -16,7 +16,7 @@
  * The S3 server is radosgw on dbstore (test/runtime/s3-server.ts), on loopback.
  *
  * - `vault_store_seconds` (s, median): `completed → stored`, i.e. the gateway's store driver
- *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign 16 MiB parts,
+ *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign 8 MiB parts,
  *   grant, the agent seals and PUTs each part over mTLS, list parts, complete) for the archive on
  *   the agent's disk. Baseline: what an operator runs by hand on the same file, with Debian's
  *   tools (sid's age, the system's zstd and curl): `zstd -3 -c archive | age -r R | curl -T -
@@ -44,7 +44,7 @@
  * Diagnostics on stderr: one seal of the archive into a null sink (sealing alone, for comparison).
  *
  * Environment: BENCH_VAULT_MB (1024), BENCH_VAULT_ROUNDS (3), BENCH_VAULT_RSS_MB (2048),
- * BENCH_VAULT_PART_MIB (16), BENCH_ONLY (comma list of store, rss; default both),
+ * BENCH_VAULT_PART_MIB (8), BENCH_ONLY (comma list of store, rss; default both),
  * BENCH_TIMEOUT_S (600): past it everything is stopped and the bench exits 1.
  *
  * Everything runs on loopback under one temp dir, removed at the end; every process and server
@@ -84,7 +84,7 @@ const MiB = 1 << 20
 const SIZE_MB = envNumber('BENCH_VAULT_MB', 1024)
 const ROUNDS = Math.round(envNumber('BENCH_VAULT_ROUNDS', 3))
 const RSS_MB = envNumber('BENCH_VAULT_RSS_MB', 2048)
-const PART_MIB = Math.round(envNumber('BENCH_VAULT_PART_MIB', 16))
+const PART_MIB = Math.round(envNumber('BENCH_VAULT_PART_MIB', 8))
 const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600)
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'store,rss').split(',').map((s) => s.trim()).filter(Boolean))
 
