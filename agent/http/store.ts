@@ -82,6 +82,7 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
         signal,
         onPart: (p, sentBytes) => {
           send({ type: 'uploading', part: p.partNumber, sentBytes, time: now() })
+          // Spent sealing buffers are collected at every part (agent/seal/gc.ts).
           collectGarbage()
         },
       })

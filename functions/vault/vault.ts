@@ -38,7 +38,7 @@ export interface VaultConfig {
   s3?: S3Options
   /** Set when `backend` is `r2`. */
   r2?: R2Settings
-  /** Bytes per part (S3: 5 MiB .. 5 GiB); default 8 MiB (the agent holds two while it seals). */
+  /** Bytes per part (S3: 5 MiB .. 5 GiB); default 16 MiB (the agent holds two while it seals). */
   partSizeBytes: number
   /** Lifetime of each presigned part URL; default 900 s. */
   urlTtlSec: number
@@ -77,7 +77,7 @@ export function parseVaultConfig(raw: unknown, secret: (name: string) => string 
     if (!value) throw fail(`s3.${k}: secret ${name} is not set`)
     return value
   }
-  const partMiB = v.partSizeMiB ?? 8
+  const partMiB = v.partSizeMiB ?? 16
   // r2: each part is one request to the Worker, and Workers refuse bodies over 100 MB (Free and Pro plans).
   const maxMiB = v.backend === 'r2' ? R2_MAX_PART_MIB : MAX_PART_MIB
   if (!Number.isInteger(partMiB) || partMiB < MIN_PART_MIB || partMiB > maxMiB) throw fail(`partSizeMiB must be a whole number ${MIN_PART_MIB}..${maxMiB}`)

@@ -16,9 +16,9 @@
  * The S3 server is radosgw on dbstore (test/runtime/s3-server.ts), on loopback.
  *
  * - `vault_store_seconds` (s, median): `completed → stored`, i.e. the gateway's store driver
- *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign 8 MiB parts,
+ *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign 16 MiB parts,
  *   grant, the agent seals and PUTs each part over mTLS, list parts, complete) for the archive on
- *   the agent's disk. Baseline: what an operator runs by hand on the same file, with Debian's
+ *   the agent's disk; the agent is `agent/main.ts` as its own process, as a DaemonSet runs it. Baseline: what an operator runs by hand on the same file, with Debian's
  *   tools (sid's age, the system's zstd and curl): `zstd -3 -c archive | age -r R | curl -T -
  *   <presigned PUT URL>` (one PutObject, chunked transfer: radosgw accepts it; the first round's
  *   object is read back and opened with age -d | zstd -d to the archive's sha256). Rounds
@@ -31,10 +31,10 @@
  *   curl process, split beforehand (not timed); create and complete are timed. The pipeline's
  *   sealed stream must stay under it too (it does: ≈ 0.45 GB for 1 GiB of this content).
  * - `vault_compression_ratio` (plaintext / sealed bytes): ours against the pipeline's.
- * - `vault_seal_mb_per_cpu_s` (MB of plaintext per CPU-second, "per core"): ours is this process's
- *   CPU over `storeArchive` (process.cpuUsage: the in-process agent sealing on libuv's pool and
- *   PUTting the parts, plus the driver); the baseline is the pipeline's processes (zstd, age and
- *   curl, bash `times`). The S3 server's CPU is in neither.
+ * - `vault_seal_mb_per_cpu_s` (MB of plaintext per CPU-second, "per core"): ours is the agent
+ *   process's CPU over `storeArchive` (/proc/<pid>/stat: sealing on libuv's pool and on its main
+ *   thread, PUTting the parts); the baseline is the pipeline's processes (zstd, age and curl, bash
+ *   `times`). The S3 server's and the gateway driver's CPU are in neither.
  * - `agent_rss_store_idle`, `agent_rss_store_2gib` (MiB): `agent/main.ts` as its own process on a
  *   fake CRI; VmRSS after start and one /readyz (idle), and the largest VmRSS sampled every 100 ms
  *   while `storeArchive` has it seal and upload a BENCH_VAULT_RSS_MB archive of the same mixed
@@ -44,7 +44,7 @@
  * Diagnostics on stderr: one seal of the archive into a null sink (sealing alone, for comparison).
  *
  * Environment: BENCH_VAULT_MB (1024), BENCH_VAULT_ROUNDS (3), BENCH_VAULT_RSS_MB (2048),
- * BENCH_VAULT_PART_MIB (8), BENCH_ONLY (comma list of store, rss; default both),
+ * BENCH_VAULT_PART_MIB (16), BENCH_ONLY (comma list of store, rss; default both),
  * BENCH_TIMEOUT_S (600): past it everything is stopped and the bench exits 1.
  *
  * Everything runs on loopback under one temp dir, removed at the end; every process and server
@@ -84,7 +84,7 @@ const MiB = 1 << 20
 const SIZE_MB = envNumber('BENCH_VAULT_MB', 1024)
 const ROUNDS = Math.round(envNumber('BENCH_VAULT_ROUNDS', 3))
 const RSS_MB = envNumber('BENCH_VAULT_RSS_MB', 2048)
-const PART_MIB = Math.round(envNumber('BENCH_VAULT_PART_MIB', 8))
+const PART_MIB = Math.round(envNumber('BENCH_VAULT_PART_MIB', 16))
 const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600)
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'store,rss').split(',').map((s) => s.trim()).filter(Boolean))
 
@@ -305,6 +305,39 @@ async function realCheckpoint(work: string, ids: Identities) {
   return { ta, archive: last.archive, statement: last.statement, file: join(ta.agent.store.dir, last.archive.name) }
 }
 
+/** `agent/main.ts` as its own process (as a DaemonSet runs it) on `checkpointDir`, ready. */
+async function childAgent(ids: Identities, o: { node: string; criEndpoint: string; checkpointDir: string }): Promise<{ url: string; pid: number; logs: string[]; child: ChildProcess }> {
+  const agent: ChildProcess = spawn(process.execPath, [
+    'agent/main.ts',
+    '--listen=127.0.0.1:0',
+    `--node-name=${o.node}`,
+    `--runtime-endpoint=${o.criEndpoint}`,
+    `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
+    `--allowed-clients=${GATEWAY_ID}`,
+    `--grant-jwks-file=${ids.jwksFile}`,
+    `--checkpoint-dir=${o.checkpointDir}`,
+    '--shutdown-grace=5s',
+  ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } })
+  defer(() => stopChild(agent))
+  const logs: string[] = []
+  const url = await agentListening(agent, logs)
+  const mtls = mtlsClient(ids)
+  try {
+    const ready = await request(`${url}/readyz`, { dispatcher: mtls })
+    const readyBody = await ready.body.text()
+    if (ready.statusCode !== 200) throw new Error(`/readyz: ${ready.statusCode} ${readyBody}`)
+  } finally {
+    await mtls.close()
+  }
+  return { url, pid: agent.pid!, logs, child: agent }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 // ---- vault_store_seconds & co ----------------------------------------------------------------
 
 async function storeSection(work: string, ids: Identities, s3: S3Server, tools: EvidenceTools): Promise<void> {
@@ -328,17 +361,22 @@ async function storeSection(work: string, ids: Identities, s3: S3Server, tools: 
     return h
   }
 
+  // The agent that seals is its own process, as deployed (the checkpoint was taken in-process; the
+  // archive and its record are on disk, and a fake CRI answers the agent's start-up calls).
+  const cri = await startFakeCri(join(work, 'store-cri.sock'))
+  defer(() => cri.stop())
+  const agent = await childAgent(ids, { node: ta.node, criEndpoint: cri.endpoint, checkpointDir: ta.agent.store.dir })
   const ours = async (round: number): Promise<Run> => {
-    const c0 = process.cpuUsage()
+    const c0 = await cpuSecondsOf(agent.pid)
     const t0 = performance.now()
-    const out = await store({ storage, cfg, cluster: `round-${round}`, target: POD, archive, statement, recipient, ids, node: ta.node, namespaces: [POD.namespace], agentUrl: ta.agent.url, mtls })
+    const out = await store({ storage, cfg, cluster: `round-${round}`, target: POD, archive, statement, recipient, ids, node: ta.node, namespaces: [POD.namespace], agentUrl: agent.url, mtls })
     const wall = (performance.now() - t0) / 1000
-    const c = process.cpuUsage(c0)
-    if (out.type !== 'stored') throw new Error(`ours: ${JSON.stringify(out)}`)
+    const cpu = (await cpuSecondsOf(agent.pid)) - c0
+    if (out.type !== 'stored') throw new Error(`ours: ${JSON.stringify(out)}\n${agent.logs.join('').slice(-2000)}`)
     await head(out.key, out.sealed.size, 'ours')
     await drop(out.key)
     if (out.statementKey) await drop(out.statementKey)
-    return { wall, cpu: (c.user + c.system) / 1e6, out: out.sealed.size }
+    return { wall, cpu, out: out.sealed.size }
   }
   const theirs = async (round: number): Promise<Run> => {
     const key = `bench/pipeline-${round}.tar.zst.age`
@@ -427,25 +465,11 @@ async function rssSection(work: string, ids: Identities, s3: S3Server): Promise<
   note(`wrote a ${RSS_MB} MiB archive of mixed content in ${secs(performance.now() - t0)} s`)
 
   const node = 'bench-node'
-  const agent: ChildProcess = spawn(process.execPath, [
-    'agent/main.ts',
-    '--listen=127.0.0.1:0',
-    `--node-name=${node}`,
-    `--runtime-endpoint=${cri.endpoint}`,
-    `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
-    `--allowed-clients=${GATEWAY_ID}`,
-    `--grant-jwks-file=${ids.jwksFile}`,
-    `--checkpoint-dir=${checkpointDir}`,
-    '--shutdown-grace=5s',
-  ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' } })
-  defer(() => stopChild(agent))
-  const logs: string[] = []
-  const url = await agentListening(agent, logs)
+  const child = await childAgent(ids, { node, criEndpoint: cri.endpoint, checkpointDir })
+  const agent = child.child
+  const { url, logs } = child
   const mtls = mtlsClient(ids)
   defer(() => mtls.close())
-  const ready = await request(`${url}/readyz`, { dispatcher: mtls })
-  const readyBody = await ready.body.text()
-  if (ready.statusCode !== 200) throw new Error(`/readyz: ${ready.statusCode} ${readyBody}`)
   await sleep(500)
   const idle = (await vmRssKiB(agent.pid!)).rss / 1024
 

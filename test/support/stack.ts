@@ -224,7 +224,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       policy: { rules: [{ id: 'dev', subjects: [subject], actions: ['create', 'read', 'delete'], clusters: [CLUSTER], namespaces: ['*'] }, ...(opts.policyRules ?? [])] },
       grants: { issuer: GRANT_ISSUER },
       ...(opts.hooks ? { hooks: opts.hooks } : {}),
-      ...(opts.vault ? { vault: { backend: 'r2', r2: { binding: 'EVIDENCE', publicUrl: `http://127.0.0.1:${gatewayPort}` }, partSizeMiB: 8, recipients: [{ id: 'dev', clusters: ['*'], namespaces: ['*'], recipients: opts.vault.recipients }] } } : {}),
+      ...(opts.vault ? { vault: { backend: 'r2', r2: { binding: 'EVIDENCE', publicUrl: `http://127.0.0.1:${gatewayPort}` }, partSizeMiB: 16, recipients: [{ id: 'dev', clusters: ['*'], namespaces: ['*'], recipients: opts.vault.recipients }] } } : {}),
     }
     await step('worker bundle', () => bundleWorker())
     const gw = await step('gateway in workerd', () =>
