@@ -2,8 +2,9 @@
  * CRI (runtime.v1) client: the narrow {@link Runtime} interface the agent depends on, plus the raw
  * gRPC clients and a promisified {@link call} for the test harness.
  *
- * The proto is loaded at run time from `proto/runtime.proto` with `keepCase: false` (camelCase
- * fields), `longs: String` (int64/uint64 arrive as decimal strings and are converted here: byte
+ * The proto comes as protobufjs's JSON descriptor of `proto/runtime.proto` (`proto/runtime.json`,
+ * made by `proto/generate.ts` with camelCase fields): nothing parses `.proto` text at run time.
+ * Loaded with `longs: String` (int64/uint64 arrive as decimal strings and are converted here: byte
  * counts to `number`, nanosecond timestamps to `bigint`), `enums: String` and `defaults: true`.
  *
  * The {@link Runtime} methods map gRPC failures themselves, through the one table in `errors.ts`:
@@ -11,8 +12,8 @@
  * rejects with the CriError itself.
  */
 import * as grpc from '@grpc/grpc-js'
-import { loadSync } from '@grpc/proto-loader'
-import { fileURLToPath } from 'node:url'
+import { fromJSON } from '@grpc/proto-loader'
+import descriptor from '../../proto/runtime.json' with { type: 'json' }
 import { existsSync } from 'node:fs'
 import { fromGrpc, type RuntimeIdentity } from './errors.ts'
 
@@ -92,13 +93,13 @@ export class CriError extends Error {
   }
 }
 
-const PROTO_PATH = fileURLToPath(new URL('../../proto/runtime.proto', import.meta.url))
 
 let services: { RuntimeService: grpc.ServiceClientConstructor; ImageService: grpc.ServiceClientConstructor } | undefined
 
 function loadServices() {
   if (!services) {
-    const definition = loadSync(PROTO_PATH, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true })
+    // The descriptor as JSON (proto/generate.ts): no .proto text is parsed at run time.
+    const definition = fromJSON(descriptor as Parameters<typeof fromJSON>[0], { longs: String, enums: String, defaults: true, oneofs: true })
     const pkg = grpc.loadPackageDefinition(definition) as any
     services = { RuntimeService: pkg.runtime.v1.RuntimeService, ImageService: pkg.runtime.v1.ImageService }
   }

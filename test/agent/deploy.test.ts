@@ -11,6 +11,8 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { posix } from 'node:path'
 import { envName, loadConfig, OPTIONS, type AgentConfig } from '../../agent/config.ts'
+import { BUNDLE } from '../../agent/build.ts'
+import { fileURLToPath } from 'node:url'
 
 // ---- a YAML subset -------------------------------------------------------------------------
 
@@ -130,11 +132,11 @@ const strs = (v: Yaml | undefined): string[] => list(v).filter((x): x is string 
 
 // ---- Containerfile -------------------------------------------------------------------------
 
-interface Image { entrypoint: string[]; cmd: string[]; env: Record<string, string>; copies: string[] }
+interface Image { entrypoint: string[]; cmd: string[]; env: Record<string, string>; copies: string[]; runs: string[] }
 
 function parseContainerfile(text: string): { image: Image; problems: string[] } {
   const problems: string[] = []
-  const image: Image = { entrypoint: [], cmd: [], env: {}, copies: [] }
+  const image: Image = { entrypoint: [], cmd: [], env: {}, copies: [], runs: [] }
   const lines = text.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n').replace(/\\\n/g, ' ').split('\n')
   for (const line of lines) {
     const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(line)
@@ -146,7 +148,7 @@ function parseContainerfile(text: string): { image: Image; problems: string[] } 
       try {
         argv = JSON.parse(rest)
       } catch {
-        problems.push(`Containerfile: ${op} must use the exec form ["node", "agent/main.ts", …] (signals reach node directly)`)
+        problems.push(`Containerfile: ${op} must use the exec form ["node", "agent/dist/agent.mjs", …] (signals reach node directly)`)
         continue
       }
       if (!Array.isArray(argv) || !argv.every((a) => typeof a === 'string')) problems.push(`Containerfile: ${op} is not a list of strings`)
@@ -156,7 +158,8 @@ function parseContainerfile(text: string): { image: Image; problems: string[] } 
       for (const kv of rest.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S*)/g)) image.env[kv[1]!] = kv[2]!.replace(/^"|"$/g, '')
       if (!rest.includes('=')) problems.push(`Containerfile: use ENV KEY=value (${rest})`)
     }
-    if (op === 'COPY' && !rest.startsWith('--from')) image.copies.push(...rest.split(/\s+/).slice(0, -1))
+    if (op === 'COPY') image.copies.push(rest.startsWith('--from') ? rest.split(/\s+/).slice(-1)[0]! : rest.split(/\s+/).slice(0, -1).join(' '))
+    if (op === 'RUN') image.runs.push(rest)
   }
   return { image, problems }
 }
@@ -166,6 +169,8 @@ function parseContainerfile(text: string): { image: Image; problems: string[] } 
 interface Files { daemonset: string; containerfile: string; certificate: string }
 
 const OPTION_NAMES = new Set(Object.keys(OPTIONS))
+/** Where agent/build.ts writes the bundle, relative to the repository (and the image's WORKDIR). */
+const BUNDLE_PATH = posix.relative(fileURLToPath(new URL('../../', import.meta.url)), BUNDLE)
 const ENV_TO_OPTION = new Map(Object.keys(OPTIONS).map((o) => [envName(o), o]))
 /** What cert-manager writes into a certificate's secret. */
 const CERT_MANAGER_KEYS = ['tls.crt', 'tls.key', 'ca.crt']
@@ -202,11 +207,11 @@ function checkDeploy(files: Files): string[] {
   // Flags and variables: the image's, then the DaemonSet's (args replace CMD, env overlays ENV).
   const { image, problems: imageProblems } = parseContainerfile(files.containerfile)
   problems.push(...imageProblems)
-  const main = image.entrypoint.indexOf('agent/main.ts')
-  if (image.entrypoint[0] !== 'node' || main !== 1) problems.push('Containerfile: ENTRYPOINT must be ["node", "agent/main.ts", …]')
-  for (const dir of ['agent/', 'shared/', 'proto/']) {
-    if (!image.copies.some((s) => s.replace(/\/?$/, '/') === dir)) problems.push(`Containerfile: nothing copies ${dir} into the image`)
-  }
+  // The image runs the bundle agent/build.ts makes (the measured form): built in the image, copied into its last stage.
+  const main = image.entrypoint.indexOf(BUNDLE_PATH)
+  if (image.entrypoint[0] !== 'node' || main !== 1) problems.push(`Containerfile: ENTRYPOINT must be ["node", "${BUNDLE_PATH}", …]`)
+  if (!image.runs.some((r) => r === 'node agent/build.ts')) problems.push('Containerfile: no RUN node agent/build.ts builds the bundle')
+  if (!image.copies.includes(BUNDLE_PATH)) problems.push(`Containerfile: nothing copies ${BUNDLE_PATH} into the final image`)
   const imageFlags = flagsOf(image.entrypoint.slice(main + 1), 'Containerfile ENTRYPOINT', problems)
   const cmdFlags = flagsOf(image.cmd, 'Containerfile CMD', problems)
   if (c.command !== undefined) problems.push('daemonset.yaml: command replaces the image ENTRYPOINT; pass flags as args')
@@ -361,7 +366,9 @@ describe('agent/deploy', () => {
     ['a flag value the agent rejects', (f) => mutate(f, 'daemonset', '--listen=0.0.0.0:10443', '--listen=10443'), /would not start.*--listen/],
     ['an unknown variable', (f) => mutate(f, 'daemonset', 'name: CHECKPOINT_AGENT_LOG_LEVEL', 'name: CHECKPOINT_AGENT_LOGLEVEL'), /unknown variable CHECKPOINT_AGENT_LOGLEVEL/],
     ['a variable that repeats a flag', (f) => mutate(f, 'daemonset', 'name: CHECKPOINT_AGENT_LOG_LEVEL', 'name: CHECKPOINT_AGENT_SHUTDOWN_GRACE'), /SHUTDOWN_GRACE and --shutdown-grace both set/],
-    ['an unknown flag in the Containerfile', (f) => mutate(f, 'containerfile', '["node", "agent/main.ts"]', '["node", "agent/main.ts", "--bogus=1"]'), /Containerfile ENTRYPOINT: unknown flag --bogus/],
+    ['an unknown flag in the Containerfile', (f) => mutate(f, 'containerfile', '["node", "agent/dist/agent.mjs"]', '["node", "agent/dist/agent.mjs", "--bogus=1"]'), /Containerfile ENTRYPOINT: unknown flag --bogus/],
+    ['the TypeScript entry instead of the bundle', (f) => mutate(f, 'containerfile', '["node", "agent/dist/agent.mjs"]', '["node", "agent/main.ts"]'), /ENTRYPOINT must be \["node", "agent\/dist\/agent.mjs"/],
+    ['no bundle built', (f) => mutate(f, 'containerfile', 'RUN node agent/build.ts', 'RUN true'), /no RUN node agent\/build.ts/],
     ['an unknown variable in the Containerfile', (f) => mutate(f, 'containerfile', 'ENV NODE_ENV=production', 'ENV NODE_ENV=production CHECKPOINT_AGENT_DIR=/x'), /Containerfile: unknown variable CHECKPOINT_AGENT_DIR/],
     ['a grace shorter than --shutdown-grace', (f) => mutate(f, 'daemonset', '--shutdown-grace=2m', '--shutdown-grace=5m'), /terminationGracePeriodSeconds 150 must exceed --shutdown-grace \(300s\)/],
     ['a checkpoint dir at another host path', (f) => mutate(f, 'daemonset', 'path: /var/lib/kubelet/checkpoints', 'path: /var/lib/checkpoints'), /is \/var\/lib\/checkpoints on the host/],

@@ -12,6 +12,8 @@ import { memoryLogger } from '../../agent/log.ts'
 import { Metrics } from '../../agent/metrics.ts'
 import { parseRange } from '../../shared/range.ts'
 import { CheckpointError } from '../../shared/errors.ts'
+import { descriptorJson, JSON_PATH } from '../../proto/generate.ts'
+import { readFileSync } from 'node:fs'
 
 const REQUIRED = ['--tls-cert=c', '--tls-key=k', '--tls-ca=a', '--allowed-clients=uri:spiffe://x/gw', '--grant-jwks-file=j']
 
@@ -67,6 +69,12 @@ describe('config', () => {
     assert.equal(parseDuration('x'), null)
     const help = helpText()
     for (const name of Object.keys(OPTIONS)) assert.ok(help.includes(`--${name}`) && help.includes(envName(name)), name)
+  })
+})
+
+describe('CRI descriptor', () => {
+  it('proto/runtime.json is proto/runtime.proto as it is now (regenerate: node proto/generate.ts)', () => {
+    assert.equal(readFileSync(JSON_PATH, 'utf8'), descriptorJson())
   })
 })
 

@@ -29,8 +29,9 @@
  *   createReadStream as the agent does (hwm:1024) or into a ring of 4 reused buffers (ring:256) —
  *   run when the agent is below 0.9 of nginx; "1" runs them always; a list such as
  *   "hwm:64,hwm:4096,ring:64" picks them (sizes in KiB).
- * - BENCH_AGENT_NODE_OPTIONS, BENCH_AGENT_ENTRY: NODE_OPTIONS (default none) and entry file
- *   (default agent/main.ts) of the agent process in the RSS part, e.g. to measure a bundled build.
+ * - BENCH_AGENT_NODE_OPTIONS, BENCH_AGENT_ENTRY: NODE_OPTIONS (default none) and entry file of the
+ *   agent process in the RSS part: by default the bundle a DaemonSet runs (agent/build.ts, built
+ *   here); `agent/main.ts` measures the TypeScript entry.
  *
  * Everything runs on loopback under one temp dir, which is removed at the end; every process and
  * server started here is stopped, also on SIGINT/SIGTERM.
@@ -47,6 +48,7 @@ import { pipeline } from 'node:stream/promises'
 import { Agent, request } from 'undici'
 import { connectRuntime } from '../../agent/cri/client.ts'
 import { archiveName } from '../../shared/names.ts'
+import { buildAgent } from '../../agent/build.ts'
 import { everyReading, makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime } from '../runtime/containerd.ts'
@@ -411,7 +413,7 @@ async function rss(work: string, ids: Identities): Promise<void> {
 
   const node = 'bench-node'
   const agent = spawn(process.execPath, [
-    process.env.BENCH_AGENT_ENTRY ?? 'agent/main.ts',
+    process.env.BENCH_AGENT_ENTRY ?? await buildAgent(join(work, 'agent.mjs')),
     '--listen=127.0.0.1:0',
     `--node-name=${node}`,
     `--runtime-endpoint=${cri.endpoint}`,

@@ -18,7 +18,7 @@
  * - `vault_store_seconds` (s, median): `completed → stored`, i.e. the gateway's store driver
  *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign 16 MiB parts,
  *   grant, the agent seals and PUTs each part over mTLS, list parts, complete) for the archive on
- *   the agent's disk; the agent is `agent/main.ts` as its own process, as a DaemonSet runs it. Baseline: what an operator runs by hand on the same file, with Debian's
+ *   the agent's disk; the agent is the bundle (agent/build.ts) as its own process, as a DaemonSet runs it. Baseline: what an operator runs by hand on the same file, with Debian's
  *   tools (sid's age, the system's zstd and curl): `zstd -3 -c archive | age -r R | curl -T -
  *   <presigned PUT URL>` (one PutObject, chunked transfer: radosgw accepts it; the first round's
  *   object is read back and opened with age -d | zstd -d to the archive's sha256). Rounds
@@ -62,6 +62,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { AwsClient, AwsV4Signer } from 'aws4fetch'
 import { Agent, fetch as undiciFetch, request } from 'undici'
+import { buildAgent } from '../../agent/build.ts'
 import { generateIdentity } from '../../agent/seal/age.ts'
 import { seal } from '../../agent/seal/seal.ts'
 import { s3Client, type S3Client } from '../../functions/vault/s3.ts'
@@ -305,10 +306,13 @@ async function realCheckpoint(work: string, ids: Identities) {
   return { ta, archive: last.archive, statement: last.statement, file: join(ta.agent.store.dir, last.archive.name) }
 }
 
-/** `agent/main.ts` as its own process (as a DaemonSet runs it) on `checkpointDir`, ready. */
+let bundled: Promise<string> | undefined
+
+/** The agent bundle (agent/build.ts) as its own process, as a DaemonSet runs it, on `checkpointDir`; ready. */
 async function childAgent(ids: Identities, o: { node: string; criEndpoint: string; checkpointDir: string }): Promise<{ url: string; pid: number; logs: string[]; child: ChildProcess }> {
+  bundled ??= buildAgent(join(await mkdtemp(join(tmpdir(), 'vault-bench-agent-')), 'agent.mjs'))
   const agent: ChildProcess = spawn(process.execPath, [
-    'agent/main.ts',
+    await bundled,
     '--listen=127.0.0.1:0',
     `--node-name=${o.node}`,
     `--runtime-endpoint=${o.criEndpoint}`,

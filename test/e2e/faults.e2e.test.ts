@@ -1,19 +1,21 @@
-// End-to-end fault: the agent process (agent/main.ts as a child) SIGKILLed while CRIU dumps a real
-// container on a real containerd 2.x + runc + CRIU (test/runtime/containerd.ts). The container
-// must not be left PAUSED, and a restarted agent must list nothing partial. Prints one JSON figure
-// per line; counters named `frozen` or `partial` must be 0.
+// End-to-end fault: the agent process — the bundle a DaemonSet runs (agent/build.ts), as a child —
+// SIGKILLed while CRIU dumps a real container on a real containerd 2.x + runc + CRIU
+// (test/runtime/containerd.ts). The container must not be left PAUSED, and a restarted agent must
+// list nothing partial. Then the bundle takes a whole checkpoint and serves it. Prints one JSON
+// figure per line; counters named `frozen` or `partial` must be 0.
 // Never skips: if the runtime cannot start, `before` fails and so does every test, with the reason.
 //
 //   flock /tmp/e2e.lock node_modules/.bin/node --test --test-concurrency=1 test/e2e/faults.e2e.test.ts
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtemp, readdir, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { Agent } from 'undici'
+import { buildAgent } from '../../agent/build.ts'
 import { parseEvent, type CheckpointEvent } from '../../shared/events.ts'
 import type { Target } from '../../shared/names.ts'
 import { GATEWAY_ID, makeIdentities, mintGrant, notAgentState, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
@@ -23,7 +25,6 @@ import { poll, sleep, within } from '../support/wait.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime, type LocalRuntime } from '../runtime/containerd.ts'
 import { holdMemory } from '../runtime/workloads.ts'
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const figure = (name: string, value: number, unit: string) => console.log(JSON.stringify({ name, value, unit }))
 /** Large enough that the dump takes about a second (≈ 0.9 s at 200 MB here): a window to kill in. */
 const HOG_MB = 300
@@ -37,6 +38,7 @@ describe('faults on containerd: the agent SIGKILLed mid-dump', { timeout: 150_00
   let child: ChildProcess | undefined
   let restarted: TestAgent | undefined
   let client: Agent | undefined
+  let bundle: string
   const timings: Record<string, string> = {}
 
   /** `ctr tasks ls` STATUS and PID of a task. */
@@ -60,29 +62,20 @@ describe('faults on containerd: the agent SIGKILLed mid-dump', { timeout: 150_00
       return pid && (await readFile(`/proc/${pid}/root/tmp/ready`, 'utf8').catch(() => '')).includes('ready') ? true : undefined
     }, 60_000, `${HOG_MB} MB container filling its memory`)
     client = new Agent({ connect: { ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost' } })
+    bundle = await buildAgent(join(work, 'agent.mjs'))
   }, { timeout: 120_000 })
 
-  after(async () => {
-    await client?.destroy()
-    if (child) await stopChild(child, 'SIGKILL')
-    // A task left frozen would keep its pod from stopping: thaw it first (the test has failed already).
-    if (rt && hog && (await task(hog.containerId).catch(() => ({}) as { status?: string })).status === 'PAUSED') {
-      await rt.ctr(['-n', 'k8s.io', 'tasks', 'resume', hog.containerId]).catch(() => '')
-    }
-    await stopE2e({ agents: [['restarted agent', restarted]], rt, work, timings })
-  }, { timeout: 60_000 })
-
-  it('the container is RUNNING again (not PAUSED), and a restarted agent lists nothing partial and checkpoints it', async () => {
-    const checkpointDir = join(work, 'agent', 'checkpoints')
+  /** The bundled agent as its own process on `checkpointDir`; resolves with its URL once it listens. */
+  async function spawnBundle(checkpointDir: string): Promise<{ c: ChildProcess; url: string; logs: string[]; exited: Promise<NodeJS.Signals | null> }> {
     const env = { ...process.env }
     delete env.NODE_TEST_CONTEXT
     delete env.NODE_OPTIONS
     const c = spawn(process.execPath, [
-      'agent/main.ts', '--listen=127.0.0.1:0', '--node-name=node-a', `--runtime-endpoint=${rt.endpoint}`,
+      bundle, '--listen=127.0.0.1:0', '--node-name=node-a', `--runtime-endpoint=${rt.endpoint}`,
       `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
       `--allowed-clients=${GATEWAY_ID}`, `--grant-jwks-file=${ids.jwksFile}`, `--checkpoint-dir=${checkpointDir}`,
       '--disk-margin=0', '--heartbeat-interval=1s',
-    ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env })
+    ], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'], env })
     child = c
     const logs: string[] = []
     c.stderr!.on('data', (b: Buffer) => logs.push(b.toString()))
@@ -98,6 +91,22 @@ describe('faults on containerd: the agent SIGKILLed mid-dump', { timeout: 150_00
         }
       })
     }), 15_000, 'the agent listening')
+    return { c, url, logs, exited }
+  }
+
+  after(async () => {
+    await client?.destroy()
+    if (child) await stopChild(child, 'SIGKILL')
+    // A task left frozen would keep its pod from stopping: thaw it first (the test has failed already).
+    if (rt && hog && (await task(hog.containerId).catch(() => ({}) as { status?: string })).status === 'PAUSED') {
+      await rt.ctr(['-n', 'k8s.io', 'tasks', 'resume', hog.containerId]).catch(() => '')
+    }
+    await stopE2e({ agents: [['restarted agent', restarted]], rt, work, timings })
+  }, { timeout: 60_000 })
+
+  it('the container is RUNNING again (not PAUSED), and a restarted agent lists nothing partial and checkpoints it', async () => {
+    const checkpointDir = join(work, 'agent', 'checkpoints')
+    const { c, url, exited } = await spawnBundle(checkpointDir)
 
     const res = await client!.request({
       origin: url, path: `/checkpoint/${HOG.namespace}/${HOG.pod}/${HOG.container}`, method: 'POST',
@@ -176,5 +185,33 @@ describe('faults on containerd: the agent SIGKILLed mid-dump', { timeout: 150_00
     const body = await again.body.text()
     assert.equal(again.statusCode, 200, body)
     assert.equal((await task(hog.containerId)).status, 'RUNNING')
+  })
+
+  it('the bundle checkpoints the container whole and serves the archive; checkpointctl reads it', async () => {
+    const dir = join(work, 'bundle', 'checkpoints')
+    const { c, url, logs } = await spawnBundle(dir)
+    try {
+      const res = await client!.request({
+        origin: url, path: `/checkpoint/${HOG.namespace}/${HOG.pod}/${HOG.container}`, method: 'POST',
+        headers: { accept: 'application/x-ndjson', authorization: `Bearer ${await mintGrant(ids, { op: 'checkpoint:create', node: 'node-a', ...HOG })}` },
+      })
+      const events = (await res.body.text()).trim().split('\n').map(parseEvent)
+      const done = events.at(-1)!
+      assert.equal(done.type, 'completed', logs.join('').slice(-2000))
+      if (done.type !== 'completed') return
+      const name = done.archive.name
+      const got = await client!.request({
+        origin: url, path: `/checkpoints/${encodeURIComponent(name)}`, method: 'GET',
+        headers: { authorization: `Bearer ${await mintGrant(ids, { op: 'checkpoint:read', node: 'node-a', archive: name, namespaces: [HOG.namespace] })}` },
+      })
+      assert.equal(got.statusCode, 200)
+      const hash = createHash('sha256')
+      for await (const chunk of got.body) hash.update(chunk as Buffer)
+      assert.equal(hash.digest('hex'), done.archive.sha256)
+      assert.match(await rt.checkpointctl(['show', join(dir, name)]), new RegExp(hog.containerId.slice(0, 12)))
+      assert.equal((await task(hog.containerId)).status, 'RUNNING')
+    } finally {
+      await stopChild(c, 'SIGTERM')
+    }
   })
 })

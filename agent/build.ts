@@ -1,0 +1,34 @@
+/**
+ * The agent as one file, the form a DaemonSet runs (agent/deploy/Containerfile): esbuild bundles
+ * `agent/main.ts` with its libraries and the CRI descriptor (proto/runtime.json) into
+ * `agent/dist/agent.mjs`, so the node runs plain JavaScript — no type stripping (≈ 31 MiB of RSS),
+ * no node_modules, no .proto parsing at run time.
+ *
+ *   node agent/build.ts        # → agent/dist/agent.mjs; then: node agent/dist/agent.mjs --help
+ */
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
+
+export const ENTRY = fileURLToPath(new URL('./main.ts', import.meta.url))
+export const BUNDLE = fileURLToPath(new URL('./dist/agent.mjs', import.meta.url))
+
+/** Builds the bundle; resolves with its path. */
+export async function buildAgent(outfile = BUNDLE): Promise<string> {
+  await build({
+    entryPoints: [ENTRY],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node22',
+    outfile,
+    // grpc-js and proto-loader are CommonJS and require Node's modules at run time.
+    banner: { js: "import { createRequire as __agentRequire } from 'node:module'; const require = __agentRequire(import.meta.url);" },
+    legalComments: 'none',
+    // Smaller source text: V8 keeps every script's source in memory.
+    minify: true,
+    logLevel: 'error',
+  })
+  return outfile
+}
+
+if (import.meta.main) process.stdout.write(`${await buildAgent()}\n`)
