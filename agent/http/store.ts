@@ -20,6 +20,11 @@ import type { AgentDeps, Ctx } from './context.ts'
 import { recordedTarget } from './archives.ts'
 
 const MiB = 1024 * 1024
+/**
+ * RSS growth during a store above which a part boundary runs a full GC. The two part buffers are
+ * about 2 × the part size of it; the rest is garbage V8 has not collected yet.
+ */
+const GC_ABOVE = 48 * MiB
 
 /** Agents whose store is running (one at a time per agent; tests run several agents in a process). */
 const storing = new WeakSet<AgentDeps>()
@@ -77,13 +82,15 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
   try {
     res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store', 'x-accel-buffering': 'no' })
     let parts: Awaited<ReturnType<typeof uploadParts>> = []
+    const rssAtStart = process.memoryUsage.rss()
     const sealed = await seal(archive.path, recipients, async (bytes, { signal }) => {
       parts = await uploadParts(bytes, plan, {
         signal,
         onPart: (p, sentBytes) => {
           send({ type: 'uploading', part: p.partNumber, sentBytes, time: now() })
-          // Spent sealing buffers are collected at every part (agent/seal/gc.ts).
-          collectGarbage()
+          // Spent sealing buffers are collected once they pile up (agent/seal/gc.ts): a full GC
+          // when RSS is GC_ABOVE over what it was at the start, checked at each part.
+          if (process.memoryUsage.rss() - rssAtStart > GC_ABOVE) collectGarbage()
         },
       })
     }, { signal: stop.signal, onProgress: (p) => send({ type: 'sealing', read: p.read, total: p.total, sealed: p.sealed, time: now() }) })
