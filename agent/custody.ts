@@ -96,6 +96,21 @@ export function statementFor(archive: { name: string; sha256: string }, predicat
   return { _type: STATEMENT_TYPE, subject: [{ name: archive.name, digest: { sha256: archive.sha256 } }], predicateType: PREDICATE_TYPE, predicate }
 }
 
+/**
+ * The statement of a bundle with the archive's sealed object added as a subject, and the sealing
+ * in the predicate (`sealed`: name, SHA-256, size): what the agent signs once the sealed object is
+ * stored, so the same statement verifies the archive and the object in the vault.
+ */
+export function withSealedSubject(bundle: unknown, sealed: { name: string; sha256: string; size: number }): Record<string, unknown> {
+  const payload = (bundle as SigstoreBundle).dsseEnvelope.payload
+  const statement = JSON.parse(Buffer.from(payload, 'base64').toString('utf8')) as { subject: Array<{ name: string }>; predicate: Record<string, unknown> }
+  return {
+    ...statement,
+    subject: [...statement.subject.filter((s) => s.name !== sealed.name), { name: sealed.name, digest: { sha256: sealed.sha256 } }],
+    predicate: { ...statement.predicate, sealed: { name: sealed.name, sha256: sealed.sha256, size: sealed.size } },
+  }
+}
+
 /** The bundle's public-key hint for a key id: base64 of the SPKI SHA-256, as cosign writes it. */
 export const hintOf = (keyid: string): string => Buffer.from(keyid, 'hex').toString('base64')
 

@@ -10,7 +10,7 @@ import { Checkpointer, type Job } from './checkpointer.ts'
 import type { AgentConfig } from './config.ts'
 import { connectRuntime, DEFAULT_ENDPOINTS, probeEndpoints, type Runtime, type RuntimeVersion } from './cri/client.ts'
 import { createGrantVerifier } from './grants.ts'
-import { loadStatementKey, signStatement, statementFor, type StatementKey } from './custody.ts'
+import { loadStatementKey, signStatement, statementFor, withSealedSubject, type StatementKey } from './custody.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { createAgentServer, type AgentServer } from './http/server.ts'
@@ -95,6 +95,12 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
     maxTimeoutSeconds: cfg.maxTimeoutSeconds,
     heartbeatIntervalMs: cfg.heartbeatIntervalMs,
     statementKeys: () => keys.all,
+    attestSealed: async (archive, sealed) => {
+      const bundle = await store.readStatement(archive).catch(() => null)
+      if (!bundle) return undefined
+      // The node's own statement file is never replaced: the re-signed one travels to the vault.
+      return signStatement(withSealedSubject(bundle, sealed), keys.current)
+    },
   })
   const address = await http.listen(cfg.listen.port, cfg.listen.host)
   const stopWatch = watchTls(http.server, cfg.tls, cfg.tls.reloadIntervalMs, log)

@@ -169,6 +169,11 @@ export interface SealedEvent {
   plaintext: { sha256: string; size: number }
   sealed: { sha256: string; size: number }
   parts: Array<{ partNumber: number; etag: string; size: number }>
+  /**
+   * The archive's signed statement, signed again with the sealed object as a second subject
+   * (`<archive>.zst.age` and its SHA-256); absent for an archive the agent holds no statement for.
+   */
+  statement?: unknown
   time: string
 }
 

@@ -28,6 +28,11 @@ export interface AgentDeps {
   defaultTimeoutSeconds: number
   maxTimeoutSeconds: number
   heartbeatIntervalMs: number
+  /**
+   * Signs an archive's statement again with its sealed object as a second subject (for the vault;
+   * the statement beside the archive is never replaced); undefined when the archive has none.
+   */
+  attestSealed?: (archive: string, sealed: { name: string; sha256: string; size: number }) => Promise<unknown>
   /** The keys statements are signed with, current first; published at GET /statement-keys. */
   statementKeys?: () => readonly Pick<StatementKey, 'keyid' | 'alg' | 'publicKeyPem'>[]
 }

@@ -94,7 +94,11 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
         },
       })
     }, { signal: stop.signal, onProgress: (p) => send({ type: 'sealing', read: p.read, total: p.total, sealed: p.sealed, time: now() }) })
-    send({ type: 'sealed', plaintext: sealed.plaintext, sealed: sealed.sealed, parts, time: now() })
+    const statement = await d.attestSealed?.(name, { name: `${name}.zst.age`, ...sealed.sealed }).catch((err) => {
+      log.error('sealed statement not signed', { archive: name, err })
+      return undefined
+    })
+    send({ type: 'sealed', plaintext: sealed.plaintext, sealed: sealed.sealed, parts, ...(statement !== undefined ? { statement } : {}), time: now() })
     log.info('archive sealed and uploaded', { sub: grant.sub, archive: name, parts: parts.length, sealedSize: sealed.sealed.size, sealedSha256: sealed.sealed.sha256 })
   } catch (err) {
     const e = asCheckpointError(err)

@@ -222,8 +222,10 @@ export async function storeArchive(r: StoreRequest): Promise<StoredEvent | Store
     await r.storage.completeMultipartUpload(key, uploadId, sealed.parts)
     uploadId = undefined
     // The statement travels with the evidence: whoever can read the object can check where it came from.
-    const statementKey = r.statement !== undefined ? `${key}.statement.json` : undefined
-    if (statementKey) await r.storage.putObject(statementKey, JSON.stringify(r.statement), BUNDLE_MEDIA_TYPE)
+    // The agent's statement signed again with the sealed object as a subject, else the one it made at completion.
+    const statement = sealed.statement ?? r.statement
+    const statementKey = statement !== undefined ? `${key}.statement.json` : undefined
+    if (statementKey) await r.storage.putObject(statementKey, JSON.stringify(statement), BUNDLE_MEDIA_TYPE)
     const ev: StoredEvent = { type: 'stored', bucket: r.storage.bucket, key, plaintext: sealed.plaintext, sealed: sealed.sealed, recipients: fingerprints, parts: sealed.parts.length, ...(statementKey ? { statementKey } : {}), time: time() }
     r.emit(ev)
     return ev

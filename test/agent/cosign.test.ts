@@ -29,6 +29,7 @@ describe('signed statements verified by cosign (Debian sid, offline)', { timeout
   let bundlePath: string
   let keyPath: string
   let otherKeyPath: string
+  let archiveName: string
 
   before(async () => {
     tools = await ensureAge()
@@ -41,6 +42,7 @@ describe('signed statements verified by cosign (Debian sid, offline)', { timeout
     const done = (await r.body.text()).trim().split('\n').map(parseEvent).at(-1) as CompletedEvent
     // As an investigator would have them: the downloaded archive, its statement, the agent's published key.
     const dl = await a.fetch(`/checkpoints/${done.archive.name}`, { headers: { authorization: `Bearer ${await a.mint({ op: 'checkpoint:read', archive: done.archive.name, namespaces: everyReading(done.archive.name) })}` } })
+    archiveName = done.archive.name
     archivePath = join(dir, 'archive.tar')
     await writeFile(archivePath, Buffer.from(await dl.body.arrayBuffer()))
     bundlePath = join(dir, 'bundle.json')
@@ -82,5 +84,42 @@ describe('signed statements verified by cosign (Debian sid, offline)', { timeout
     assert.equal((await cosign(keyPath, changedBundle, archivePath)).ok, false)
 
     assert.equal((await cosign(otherKeyPath, bundlePath, archivePath)).ok, false)
+  })
+
+  it('the statement re-signed when the archive is sealed names the sealed object too: cosign verifies the object and the archive with it', async () => {
+    // A stand-in for presigned part URLs: a loopback server that keeps what is PUT.
+    const { createServer } = await import('node:http')
+    const got: Buffer[] = []
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
+        got.push(Buffer.concat(chunks))
+        res.writeHead(200, { etag: `"p${got.length}"` }).end()
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    try {
+      const port = (server.address() as import('node:net').AddressInfo).port
+      const { generateIdentity } = await import('../../agent/seal/age.ts')
+      const { createHash } = await import('node:crypto')
+      const body = JSON.stringify({ recipients: [generateIdentity().recipient], partSize: 5 * 1024 * 1024, urls: [`http://127.0.0.1:${port}/p1`, `http://127.0.0.1:${port}/p2`] })
+      const grant = await a.mint({ op: 'checkpoint:store', archive: archiveName, namespaces: [T.namespace], plan: createHash('sha256').update(body).digest('hex') })
+      const r = await a.fetch(`/checkpoints/${encodeURIComponent(archiveName)}/store`, { method: 'POST', headers: { authorization: `Bearer ${grant}`, 'content-type': 'application/json' }, body })
+      const sealedEvent = JSON.parse((await r.body.text()).trim().split('\n').at(-1)!) as { type: string; statement?: unknown }
+      assert.equal(sealedEvent.type, 'sealed')
+      assert.ok(sealedEvent.statement, 'the sealed event carries the re-signed statement')
+      const sealedPath = join(dir, 'archive.tar.zst.age')
+      await writeFile(sealedPath, Buffer.concat(got))
+      const sealedBundle = join(dir, 'sealed-bundle.json')
+      await writeFile(sealedBundle, JSON.stringify(sealedEvent.statement))
+      const bySealed = await cosign(keyPath, sealedBundle, sealedPath)
+      assert.ok(bySealed.ok, bySealed.out)
+      assert.ok((await cosign(keyPath, sealedBundle, archivePath)).ok)
+      assert.equal((await cosign(otherKeyPath, sealedBundle, sealedPath)).ok, false)
+      // The statement beside the archive on the node is the one made at completion, unchanged.
+      assert.deepEqual(await a.agent.store.readStatement(archiveName), JSON.parse(await readFile(bundlePath, 'utf8')))
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()))
+    }
   })
 })

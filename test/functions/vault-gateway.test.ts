@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { zstdDecompressSync } from 'node:zlib'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
+import { verifyBundle } from '../../agent/custody.ts'
 import { ageDecrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { parseConfig } from '../../functions/config.ts'
 import { sqlCustodyLog } from '../../functions/custody/log.ts'
@@ -119,6 +120,16 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     const plain: Buffer[] = []
     for await (const c of ageDecrypt([sealed], [investigator.identity])) plain.push(c)
     assert.ok(zstdDecompressSync(Buffer.concat(plain)).equals(await readFile(join(a.agent.store.dir, completed.archive.name))))
+    // The statement stored beside it is signed again with the sealed object as a second subject:
+    // it verifies the object in the vault and the archive it opens to, with the node's key.
+    const bundle = JSON.parse(await (await fetch(await client.presignGet(stored.statementKey, 60))).text()) as unknown
+    const { keys } = JSON.parse(await (await a.fetch('/statement-keys')).body.text()) as { keys: Array<{ publicKey: string }> }
+    const bySealed = verifyBundle(bundle, keys[0]!.publicKey, stored.sealed.sha256)
+    assert.ok(bySealed.ok, JSON.stringify(bySealed))
+    assert.deepEqual(bySealed.ok && bySealed.statement.subject.map((x: { name: string }) => x.name), [completed.archive.name, `${completed.archive.name}.zst.age`])
+    assert.equal(bySealed.ok && bySealed.statement.predicate.sealed.sha256, stored.sealed.sha256)
+    assert.ok(verifyBundle(bundle, keys[0]!.publicKey, completed.archive.sha256).ok)
+    assert.equal(verifyBundle(bundle, keys[0]!.publicKey, 'f'.repeat(64)).ok, false)
   })
 
   it('JSON: the answer waits for the vault and carries `stored`; keepOnNode false deletes the node copy', async () => {
