@@ -37,6 +37,7 @@ import { promisify } from 'node:util'
 import { ageEncrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { seal } from '../../agent/seal/seal.ts'
 import { ensureAge } from '../runtime/evidence-tools.ts'
+import { writeMixed } from './content.ts'
 import { emit, envNumber, median, noter, round } from './figures.ts'
 
 const execFileP = promisify(execFile)
@@ -69,46 +70,6 @@ const note = noter('seal.bench')
 
 function nullSink(): Writable {
   return new Writable({ write: (_chunk, _enc, cb) => cb() })
-}
-
-// ---- input ---------------------------------------------------------------------------------
-
-/** A deterministic PRNG (xorshift32), so the text blocks are varied but the same every run. */
-function prng(seed: number) {
-  let x = seed | 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>> 0) / 2 ** 32
-  }
-}
-
-const WORDS = 'GET POST PUT /api/v1/orders /api/v1/users /healthz 200 201 404 500 alice bob carol ms ok retry cache miss hit session token=redacted db=postgres query SELECT FROM WHERE id'.split(' ')
-
-function textBlock(n: number, rand: () => number): Buffer {
-  let s = ''
-  while (s.length < n) {
-    s += `2026-11-30T12:${String(Math.floor(rand() * 60)).padStart(2, '0')}:${String(Math.floor(rand() * 60)).padStart(2, '0')}Z node-${Math.floor(rand() * 16)} app[${Math.floor(rand() * 65536)}]:`
-    const k = 4 + Math.floor(rand() * 8)
-    for (let i = 0; i < k; i++) s += ` ${WORDS[Math.floor(rand() * WORDS.length)]}`
-    s += ` ${Math.floor(rand() * 1000)}ms\n`
-  }
-  return Buffer.from(s.slice(0, n), 'latin1')
-}
-
-async function writeMixed(path: string, size: number): Promise<void> {
-  const rand = prng(7)
-  const { randomFillSync } = await import('node:crypto')
-  async function* blocks() {
-    for (let off = 0, i = 0; off < size; i++) {
-      const n = Math.min(size - off, 37 * 1024 + Math.floor(rand() * 200 * 1024))
-      const kind = i % 3
-      yield kind === 0 ? textBlock(n, rand) : kind === 1 ? randomFillSync(Buffer.allocUnsafe(n)) : Buffer.alloc(n)
-      off += n
-    }
-  }
-  await pipeline(blocks(), createWriteStream(path))
 }
 
 // ---- runs ----------------------------------------------------------------------------------

@@ -51,13 +51,12 @@
  * started here is stopped, also on failure and on SIGINT/SIGTERM.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { createHash, randomFillSync } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { AwsClient, AwsV4Signer } from 'aws4fetch'
@@ -76,6 +75,7 @@ import { everyReading, GATEWAY_ID, makeIdentities, mintGrant, startTestAgent, ty
 import { startFakeCri } from '../support/fake-cri.ts'
 import { agentListening, stopChild } from '../support/process.ts'
 import { poll, sleep } from '../support/wait.ts'
+import { writeMixed } from './content.ts'
 import { emit, envNumber, median, noter } from './figures.ts'
 
 const execFileP = promisify(execFile)
@@ -122,49 +122,6 @@ function abort(why: string, code: number): Promise<never> {
 process.on('SIGINT', () => void abort('SIGINT', 130))
 process.on('SIGTERM', () => void abort('SIGTERM', 143))
 setTimeout(() => void abort(`still running after ${TIMEOUT_S}s`, 1), TIMEOUT_S * 1000).unref()
-
-// ---- content: seal.bench.ts's mixed "memory dump" (module-local there) -----------------------
-
-/** A deterministic PRNG (xorshift32). */
-function prng(seed: number) {
-  let x = seed | 0 || 1
-  return () => {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    return (x >>> 0) / 2 ** 32
-  }
-}
-
-const WORDS = 'GET POST PUT /api/v1/orders /api/v1/users /healthz 200 201 404 500 alice bob carol ms ok retry cache miss hit session token=redacted db=postgres query SELECT FROM WHERE id'.split(' ')
-
-function textBlock(n: number, rand: () => number): Buffer {
-  const pick = (k: number) => Math.floor(rand() * k)
-  const lines: string[] = []
-  let len = 0
-  while (len < n) {
-    let s = `2026-11-30T12:${String(pick(60)).padStart(2, '0')}:${String(pick(60)).padStart(2, '0')}Z node-${pick(16)} app[${pick(65536)}]:`
-    for (let i = 4 + pick(8); i > 0; i--) s += ` ${WORDS[pick(WORDS.length)]}`
-    s += ` ${pick(1000)}ms\n`
-    lines.push(s)
-    len += s.length
-  }
-  return Buffer.from(lines.join('').slice(0, n), 'latin1')
-}
-
-/** `size` bytes: blocks of 37–237 KiB, in turn log-like text, random bytes, zeros. */
-async function writeMixed(path: string, size: number): Promise<void> {
-  const rand = prng(7)
-  async function* blocks() {
-    for (let off = 0, i = 0; off < size; i++) {
-      const n = Math.min(size - off, 37 * 1024 + Math.floor(rand() * 200 * 1024))
-      const kind = i % 3
-      yield kind === 0 ? textBlock(n, rand) : kind === 1 ? randomFillSync(Buffer.allocUnsafe(n)) : Buffer.alloc(n)
-      off += n
-    }
-  }
-  await pipeline(blocks(), createWriteStream(path, { mode: 0o600 }))
-}
 
 // ---- helpers -------------------------------------------------------------------------------
 
