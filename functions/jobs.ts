@@ -7,30 +7,19 @@
 import { asCheckpointError } from '../shared/errors.ts'
 import type { ArchiveEntry } from '../shared/events.ts'
 import { archiveMatches, type Target } from '../shared/names.ts'
-import type { AgentClient } from './agent-client.ts'
-import type { AuditTrail } from './audit.ts'
-import type { GatewayConfig } from './config.ts'
-import type { Clock, Gateway } from './context.ts'
-import type { ResolveNode } from './kube.ts'
+import type { CheckpointRouteDeps } from './checkpoints.ts'
+import type { Gateway } from './context.ts'
 import type { CheckpointFn, Operations, ReconcileFn } from './operations/model.ts'
 import { createRunner, RETRYABLE_FINAL, RETRYABLE_STATUS, sweepOperations } from './operations/runner.ts'
 import { failedEventFailure, runtimeLogOf } from './problem.ts'
 import { clusterOf } from './request.ts'
-import { collectStatementKeys, type StatementKeyStore } from './custody/keys.ts'
-import { custodySubject, type CustodyEvent, type CustodyLog } from './custody/log.ts'
-import { chooseRecipients, storeFromNode, type Vault } from './vault/flow.ts'
+import { collectStatementKeys } from './custody/keys.ts'
+import { custodySubject, type CustodyEvent } from './custody/log.ts'
+import { chooseRecipients, storeFromNode } from './vault/flow.ts'
 
-export interface JobDeps {
-  config: GatewayConfig
+/** What a caller's checkpoint needs, and the operations; alerts' archives are stored when `hooks.store` is `vault` or `vault.store` is `always`. */
+export interface JobDeps extends CheckpointRouteDeps {
   operations: Operations
-  agent: AgentClient
-  resolveNode: ResolveNode
-  trail: AuditTrail
-  clock: Clock
-  /** Alerts' archives are stored when `hooks.store` is `vault` or `vault.store` is `always`. */
-  vault?: Vault
-  custody?: CustodyLog
-  statementKeys?: StatementKeyStore
 }
 
 /** How much earlier than the dispatch an agent's `created` stamp may be and still be that job's archive. */
