@@ -56,6 +56,7 @@ import { counter } from '../runtime/workloads.ts'
 import { agentListening, stopChild as stopChildAfter } from '../support/process.ts'
 import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
+import { lifecycle } from './lifecycle.ts'
 import { emit, envNumber, median, noter, round } from './figures.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
@@ -77,40 +78,7 @@ const fmt = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(' ')
 
 // ---- cleanup -------------------------------------------------------------------------------
 
-type Cleanup = () => Promise<unknown> | unknown
-/** Every cleanup not yet run, newest last; a signal or the watchdog runs them all. */
-const live: Cleanup[] = []
-
-function defer(fn: Cleanup): void {
-  live.push(fn)
-}
-
-/** Runs `fn`, then the cleanups it deferred, newest first. */
-async function scoped(fn: () => Promise<void>): Promise<void> {
-  const mark = live.length
-  try {
-    await fn()
-  } finally {
-    while (live.length > mark) {
-      const c = live.pop()!
-      await Promise.resolve().then(c).catch((err) => note(`cleanup failed: ${err}`))
-    }
-  }
-}
-
-/** Set once a signal or the watchdog stops the bench; the main flow then waits for it. */
-let aborted: Promise<never> | undefined
-function abort(why: string, code: number): Promise<never> {
-  aborted ??= (async () => {
-    note(`${why}: stopping everything`)
-    while (live.length) await Promise.resolve().then(live.pop()!).catch(() => {})
-    process.exit(code)
-  })()
-  return aborted
-}
-process.on('SIGINT', () => void abort('SIGINT', 130))
-process.on('SIGTERM', () => void abort('SIGTERM', 143))
-setTimeout(() => void abort(`still running after ${TIMEOUT_S}s`, 1), TIMEOUT_S * 1000).unref()
+const { defer, scoped, aborted } = lifecycle(note, TIMEOUT_S)
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -486,7 +454,7 @@ await scoped(async () => {
   }
 })
 // A signal or the watchdog may be tearing down (the parts fail under it): let it finish and exit.
-if (aborted) await aborted
+if (aborted()) await aborted()
 await rm(work, { recursive: true, force: true })
 note(`finished in ${((performance.now() - started) / 1000).toFixed(1)} s${failed ? `; ${failed} part(s) could not run` : ''}`)
 process.exit(failed ? 1 : 0)

@@ -76,6 +76,7 @@ import { startFakeCri } from '../support/fake-cri.ts'
 import { agentListening, stopChild } from '../support/process.ts'
 import { poll, sleep } from '../support/wait.ts'
 import { writeMixed } from './content.ts'
+import { lifecycle } from './lifecycle.ts'
 import { emit, envNumber, median, noter } from './figures.ts'
 
 const execFileP = promisify(execFile)
@@ -93,35 +94,7 @@ const note = noter('vault.bench')
 const secs = (ms: number) => (ms / 1000).toFixed(1)
 const fmt = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ')
 
-// ---- cleanup -------------------------------------------------------------------------------
-
-type Cleanup = () => Promise<unknown> | unknown
-/** Every cleanup not yet run, newest last; a signal or the watchdog runs them all. */
-const live: Cleanup[] = []
-const defer = (fn: Cleanup): void => void live.push(fn)
-
-/** Runs `fn`, then the cleanups it deferred, newest first. */
-async function scoped<T>(fn: () => Promise<T>): Promise<T> {
-  const mark = live.length
-  try {
-    return await fn()
-  } finally {
-    while (live.length > mark) await Promise.resolve().then(live.pop()!).catch((err) => note(`cleanup failed: ${err}`))
-  }
-}
-
-let aborted: Promise<never> | undefined
-function abort(why: string, code: number): Promise<never> {
-  aborted ??= (async () => {
-    note(`${why}: stopping everything`)
-    while (live.length) await Promise.resolve().then(live.pop()!).catch(() => {})
-    process.exit(code)
-  })()
-  return aborted
-}
-process.on('SIGINT', () => void abort('SIGINT', 130))
-process.on('SIGTERM', () => void abort('SIGTERM', 143))
-setTimeout(() => void abort(`still running after ${TIMEOUT_S}s`, 1), TIMEOUT_S * 1000).unref()
+const { defer, scoped, aborted } = lifecycle(note, TIMEOUT_S)
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -263,13 +236,14 @@ async function realCheckpoint(work: string, ids: Identities) {
   return { ta, archive: last.archive, statement: last.statement, file: join(ta.agent.store.dir, last.archive.name) }
 }
 
-let bundled: Promise<string> | undefined
-
 /** The agent bundle (agent/build.ts) as its own process, as a DaemonSet runs it, on `checkpointDir`; ready. */
 async function childAgent(ids: Identities, o: { node: string; criEndpoint: string; checkpointDir: string }): Promise<{ url: string; pid: number; logs: string[]; child: ChildProcess }> {
-  bundled ??= buildAgent(join(await mkdtemp(join(tmpdir(), 'vault-bench-agent-')), 'agent.mjs'))
+  // Built for each agent (≈ 1 s), into a directory that goes when the agent's scope ends.
+  const dir = await mkdtemp(join(tmpdir(), 'vault-bench-agent-'))
+  defer(() => rm(dir, { recursive: true, force: true }))
+  const bundle = await buildAgent(join(dir, 'agent.mjs'))
   const agent: ChildProcess = spawn(process.execPath, [
-    await bundled,
+    bundle,
     '--listen=127.0.0.1:0',
     `--node-name=${o.node}`,
     `--runtime-endpoint=${o.criEndpoint}`,
@@ -493,7 +467,7 @@ await scoped(async () => {
   note(`could not start: ${(err as Error).stack ?? err}`)
 })
 // A signal or the watchdog may be tearing down (the parts fail under it): let it finish and exit.
-if (aborted) await aborted
+if (aborted()) await aborted()
 await rm(work, { recursive: true, force: true })
 note(`finished in ${secs(performance.now() - started)} s${failed ? `; ${failed} part(s) could not run` : ''}`)
 process.exit(failed ? 1 : 0)
