@@ -4,7 +4,7 @@
  * the same driver. A version is a row; the newest row is the active configuration; rows are
  * never updated or deleted, so the table is the history.
  */
-import type { SqlDriver } from '../operations/store.ts'
+import { lazySchema, type SqlDriver } from '../operations/store.ts'
 import type { ConfigStore, ConfigSummary, ConfigVersion } from './model.ts'
 
 const CONFIG_SCHEMA = [
@@ -37,14 +37,7 @@ function fromRow(r: Record<string, unknown>): ConfigVersion {
  * const head = await versions.head() // { version: 3, etag: '"3-…"' } or null
  */
 export function sqlConfigStore(db: SqlDriver): ConfigStore {
-  let ready: Promise<void> | undefined
-  const schema = () =>
-    (ready ??= (async () => {
-      for (const s of CONFIG_SCHEMA) await db.run(s, [])
-    })().catch((err) => {
-      ready = undefined
-      throw err
-    }))
+  const schema = lazySchema(db, CONFIG_SCHEMA)
   const rows = async (sql: string, params: Array<string | number>) => {
     await schema()
     return db.all(sql, params)

@@ -14,7 +14,7 @@ import type { AuditTrail } from '../audit.ts'
 import { decide } from '../authz.ts'
 import type { ClusterConfig, GatewayConfig } from '../config.ts'
 import { NO_STORE, type Env } from '../context.ts'
-import type { SqlDriver } from '../operations/store.ts'
+import { lazySchema, type SqlDriver } from '../operations/store.ts'
 import { clusterOf } from '../request.ts'
 
 export interface StatementKey {
@@ -39,8 +39,7 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS statement_keys (
 )`
 
 export function sqlStatementKeys(db: SqlDriver, now: () => number): StatementKeyStore {
-  let ready: Promise<void> | undefined
-  const init = () => (ready ??= db.run(SCHEMA, []).then(() => {}).catch((err) => { ready = undefined; throw err }))
+  const init = lazySchema(db, [SCHEMA])
   return {
     async has(cluster, node, keyid) {
       await init()

@@ -5,7 +5,7 @@
  * One SQL table on both runtimes (D1 on Workers, node:sqlite on Node), through the same driver as
  * the operation store. Entries are only ever inserted.
  */
-import type { SqlDriver } from '../operations/store.ts'
+import { lazySchema, type SqlDriver } from '../operations/store.ts'
 import { canonicalJson, sha256Hex } from '../../shared/digest.ts'
 
 export type CustodyEvent = 'created' | 'stored' | 'store_failed' | 'downloaded' | 'deleted' | 'refused' | 'url_issued'
@@ -71,8 +71,7 @@ export async function verifyChain(subject: string, entries: readonly CustodyEntr
  * await custody.append(custodySubject('prod', 'node-1', name), { event: 'downloaded', actor: { sub }, requestId, details: { range } })
  */
 export function sqlCustodyLog(db: SqlDriver, now: () => number): CustodyLog {
-  let ready: Promise<void> | undefined
-  const init = () => (ready ??= (async () => { for (const s of SCHEMA) await db.run(s, []) })().catch((err) => { ready = undefined; throw err }))
+  const init = lazySchema(db, SCHEMA)
   const read = async (subject: string): Promise<CustodyEntry[]> => {
     await init()
     const rows = await db.all('SELECT seq, at, event, actor, request_id, details, prev, hash FROM custody_log WHERE subject = ? ORDER BY seq', [subject])

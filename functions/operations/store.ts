@@ -18,6 +18,21 @@ export interface SqlDriver {
 
 export type SqlValue = string | number | null
 
+/**
+ * A table's schema, created on first use: `ensure()` runs `statements` (then `after`, for
+ * migrations) once; concurrent callers share the run, and a failed one is tried again next time.
+ */
+export function lazySchema(db: SqlDriver, statements: readonly string[], after: () => Promise<void> = async () => {}): () => Promise<void> {
+  let ready: Promise<void> | undefined
+  return () => (ready ??= (async () => {
+    for (const s of statements) await db.run(s, [])
+    await after()
+  })().catch((err) => {
+    ready = undefined
+    throw err
+  }))
+}
+
 export const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS operations (
     id TEXT PRIMARY KEY,
@@ -148,15 +163,9 @@ async function addColumn(db: SqlDriver, column: string, type: string): Promise<v
  * const store = sqlOperationStore(d1Driver(env.OPERATIONS_DB))
  */
 export function sqlOperationStore(db: SqlDriver): OperationStore {
-  let ready: Promise<void> | undefined
-  const schema = () =>
-    (ready ??= (async () => {
-      for (const s of SCHEMA) await db.run(s, [])
-      for (const { column, type } of ADDED_COLUMNS) await addColumn(db, column, type)
-    })().catch((err) => {
-      ready = undefined
-      throw err
-    }))
+  const schema = lazySchema(db, SCHEMA, async () => {
+    for (const { column, type } of ADDED_COLUMNS) await addColumn(db, column, type)
+  })
   const one = async (sql: string, params: SqlValue[]) => {
     await schema()
     const rows = await db.all(sql, params)
