@@ -73,6 +73,8 @@ export interface Decision {
 
 /** `*` is any run of characters, `?` one character; everything else is literal. */
 export function globToRegExp(glob: string): RegExp {
+  // Names (RFC 1123) need no escaping: the common case skips the three rewrites.
+  if (/^[a-z0-9_-]*$/i.test(glob)) return new RegExp(`^${glob}$`)
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.')
   return new RegExp(`^${body}$`)
 }
