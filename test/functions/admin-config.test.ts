@@ -5,11 +5,12 @@
  * summary and the source settings on their own.
  */
 import assert from 'node:assert/strict'
-import { after, describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { capSummary, summarize } from '../../functions/admin/diff.ts'
 import { configSourceSettings } from '../../functions/admin/source.ts'
 import { adminSuite, nodeAdminTarget, workerAdminTarget } from './admin.suite.ts'
-import { removeBundle } from '../support/gateway/targets.ts'
+import { makeWorld } from '../support/gateway/fixtures.ts'
+import { removeBundle, startWorkerGateway, worldBindings } from '../support/gateway/targets.ts'
 
 after(removeBundle)
 
@@ -19,6 +20,32 @@ describe('admin config on node', { timeout: 60_000 }, () => {
 
 describe('admin config on workerd', { timeout: 120_000 }, () => {
   adminSuite({ store: workerAdminTarget('store'), variable: workerAdminTarget('variable') })
+})
+
+describe('workerd: concurrent requests share one configuration check', { timeout: 120_000 }, () => {
+  // An isolate checks the store at most every GATEWAY_CONFIG_REFRESH_MS and concurrent requests
+  // wait for the same check (functions/live.ts): in workerd a promise made during one request is
+  // awaited by others. With the refresh at 0 every request checks; a cold isolate's first build
+  // is shared too. None may hang or fail.
+  let world: Awaited<ReturnType<typeof makeWorld>>
+  let gw: Awaited<ReturnType<typeof startWorkerGateway>>
+  before(async () => {
+    world = await makeWorld()
+    gw = await startWorkerGateway({ ...worldBindings(world, world.rawConfig(), { GATEWAY_CONFIG_SOURCE: 'store', GATEWAY_CONFIG_REFRESH_MS: '0' }), bindings: { d1: true } })
+  })
+  after(async () => {
+    await gw?.close()
+    await world?.close()
+  })
+
+  it('40 concurrent requests, 5 times from a cold isolate: every one answers 200', async () => {
+    const token = await world.token({ sub: 'sam', groups: ['sre'], scope: 'checkpoint:read' })
+    for (let round = 0; round < 5; round++) {
+      const statuses = await Promise.all(Array.from({ length: 40 }, () =>
+        fetch(`${gw.url}/v1/clusters/prod/nodes/node-a/checkpoints`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) }).then(async (r) => (await r.body?.cancel(), r.status), (e: Error) => e.name)))
+      assert.deepEqual([...new Set(statuses)], [200], `round ${round + 1}: ${statuses.join(' ')}`)
+    }
+  })
 })
 
 describe('configuration summary', () => {
