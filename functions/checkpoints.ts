@@ -17,7 +17,7 @@ import type { ResolveNode } from './kube.ts'
 import { failedEventFailure, problemResponse, runtimeLogOf } from './problem.ts'
 import { clusterOf, refuseBody, wantsNdjson } from './request.ts'
 import { chooseRecipients, recipientsAsked, storeFromNode, type Vault } from './vault/flow.ts'
-import { collectStatementKeys, type StatementKeyStore } from './custody/keys.ts'
+import { collectStatementKeys, statementHint, type StatementKeyStore } from './custody/keys.ts'
 import { custodySubject, noteCustody, type CustodyLog } from './custody/log.ts'
 
 export interface CheckpointRouteDeps {
@@ -74,7 +74,7 @@ export function createCheckpointHandler(deps: CheckpointRouteDeps, nodeInPath: b
     // The custody log's first entries: the archive made (with its digest and statement key), then the vault's outcome.
     void relay.final.then((f) => {
       if (f.type !== 'completed') return
-      const hint = (f.statement as { verificationMaterial?: { publicKey?: { hint?: string } } } | undefined)?.verificationMaterial?.publicKey?.hint
+      const hint = statementHint(f.statement)
       noteCustody(c, deps.custody, trail.log, custodySubject(cluster, n, f.archive.name), 'created', { sha256: f.archive.sha256, size: f.archive.size, namespace: target.namespace, pod: target.pod, container: target.container, ...(reason ? { reason } : {}), ...(hint ? { statementKey: hint } : {}) })
       if (deps.statementKeys) c.executionCtx.waitUntil(collectStatementKeys(deps.statementKeys, agent, cl, n, hint, trail.log))
     })

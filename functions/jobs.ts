@@ -13,7 +13,7 @@ import type { CheckpointFn, Operations, ReconcileFn } from './operations/model.t
 import { createRunner, RETRYABLE_FINAL, RETRYABLE_STATUS, sweepOperations } from './operations/runner.ts'
 import { failedEventFailure, runtimeLogOf } from './problem.ts'
 import { clusterOf } from './request.ts'
-import { collectStatementKeys } from './custody/keys.ts'
+import { collectStatementKeys, statementHint } from './custody/keys.ts'
 import { custodySubject, type CustodyEvent } from './custody/log.ts'
 import { chooseRecipients, storeFromNode } from './vault/flow.ts'
 
@@ -73,7 +73,7 @@ function checkpointJob(deps: JobDeps): CheckpointFn {
         const n = node
         const note = (event: CustodyEvent, details: Record<string, unknown>) => deps.custody?.append(custodySubject(cluster, n, f.archive.name), { event, actor: { sub: j.sub }, requestId: j.requestId, details })
           .catch((err) => trail.log({ type: 'error', error: `custody log: ${String((err as Error)?.message ?? err)}`, requestId: j.requestId }))
-        const hint = (f.statement as { verificationMaterial?: { publicKey?: { hint?: string } } } | undefined)?.verificationMaterial?.publicKey?.hint
+        const hint = statementHint(f.statement)
         await note('created', { sha256: f.archive.sha256, size: f.archive.size, ...target, ...(j.reason ? { reason: j.reason } : {}), ...(hint ? { statementKey: hint } : {}) })
         if (deps.statementKeys) await collectStatementKeys(deps.statementKeys, agent, cl, n, hint, trail.log)
         const out = vault && await storeFromNode(vault, agent, config, {

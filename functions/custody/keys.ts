@@ -62,6 +62,11 @@ export function sqlStatementKeys(db: SqlDriver, now: () => number): StatementKey
 
 const hex = (b: ArrayBuffer) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, '0')).join('')
 
+/** The public-key hint of a signed statement (a Sigstore bundle), if it has one. */
+export function statementHint(statement: unknown): string | undefined {
+  return (statement as { verificationMaterial?: { publicKey?: { hint?: string } } } | undefined)?.verificationMaterial?.publicKey?.hint
+}
+
 /** The key id a bundle's public-key hint names (base64 of the SPKI SHA-256), or undefined. */
 export function keyidOfHint(hint: unknown): string | undefined {
   if (typeof hint !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(hint)) return undefined
