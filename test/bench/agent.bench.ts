@@ -57,6 +57,7 @@ import { agentListening, stopChild as stopChildAfter } from '../support/process.
 import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
 import { lifecycle } from './lifecycle.ts'
+import { sampleRss, vmRssKiB } from './proc.ts'
 import { emit, envNumber, median, noter, round } from './figures.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
@@ -109,12 +110,6 @@ async function treeCpuSeconds(pid: number): Promise<number> {
     if (Number(entry) === pid || Number(f[1]) === pid) ticks += Number(f[11]) + Number(f[12])
   }
   return ticks / CLK_TCK
-}
-
-async function vmRssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
 }
 
 /** SIGTERM, SIGKILL after 10 s. */
@@ -404,17 +399,10 @@ async function rss(work: string, ids: Identities): Promise<void> {
   emit('agent_rss_idle', idle.rss / 1024, 'MiB', baseline)
 
   const grant = await mintGrant(ids, { op: 'checkpoint:read', node, archive: name, namespaces: everyReading(name) })
-  let max = 0
-  let samples = 0
-  const sampler = setInterval(() => {
-    vmRssKiB(agent.pid!).then((r) => {
-      samples++
-      max = Math.max(max, r.rss)
-    }, () => {})
-  }, 100)
-  defer(() => clearInterval(sampler))
+  const sampler = sampleRss(agent.pid!)
+  defer(() => sampler.stop())
   const r = await curlGet(ids, `${url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${grant}` })
-  clearInterval(sampler)
+  const { maxKiB: max, samples } = sampler.stop()
   if (r.bytes !== bytes) throw new Error(`agent sent ${r.bytes} of ${bytes} bytes`)
   const after = await vmRssKiB(agent.pid!)
   note(`streamed ${bytes} bytes in ${r.seconds.toFixed(2)} s (${mbps(r).toFixed(0)} MB/s); ${samples} samples; VmHWM (peak since start) ${(after.hwm / 1024).toFixed(1)} MiB`)

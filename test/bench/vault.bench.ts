@@ -77,6 +77,7 @@ import { agentListening, stopChild } from '../support/process.ts'
 import { poll, sleep } from '../support/wait.ts'
 import { writeMixed } from './content.ts'
 import { lifecycle } from './lifecycle.ts'
+import { sampleRss, vmRssKiB } from './proc.ts'
 import { emit, envNumber, median, noter } from './figures.ts'
 
 const execFileP = promisify(execFile)
@@ -97,12 +98,6 @@ const fmt = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ')
 const { defer, scoped, aborted } = lifecycle(note, TIMEOUT_S)
 
 // ---- helpers -------------------------------------------------------------------------------
-
-async function vmRssKiB(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
-  return { rss: kib('VmRSS'), hwm: kib('VmHWM') }
-}
 
 interface Run { wall: number; cpu: number; out: number }
 
@@ -408,21 +403,14 @@ async function rssSection(work: string, ids: Identities, s3: S3Server): Promise<
   await sleep(500)
   const idle = (await vmRssKiB(agent.pid!)).rss / 1024
 
-  let max = 0
-  let samples = 0
-  const sampler = setInterval(() => {
-    vmRssKiB(agent.pid!).then((r) => {
-      samples++
-      max = Math.max(max, r.rss)
-    }, () => {})
-  }, 100)
-  defer(() => clearInterval(sampler))
+  const sampler = sampleRss(agent.pid!)
+  defer(() => sampler.stop())
   const cfg = vaultConfig(s3, recipient)
   const storage = s3Client(cfg.s3!)
   t0 = performance.now()
   const out = await store({ storage, cfg, cluster: 'rss', target, archive: { name, size: bytes, sha256: '' }, recipient, ids, node, namespaces: everyReading(name), agentUrl: url, mtls })
   const seconds = (performance.now() - t0) / 1000
-  clearInterval(sampler)
+  const { maxKiB: max, samples } = sampler.stop()
   if (out.type !== 'stored') throw new Error(`store: ${JSON.stringify(out)}\n${logs.join('').slice(-2000)}`)
   const h = await storage.headObject(out.key)
   if (h?.size !== out.sealed.size) throw new Error(`the S3 server holds ${h?.size} bytes, the agent sealed ${out.sealed.size}`)
