@@ -35,8 +35,8 @@ export interface UploadPlanBody {
   urls: string[]
 }
 
-/** Largest plan body the agent reads. */
-export const MAX_PLAN_BYTES = 1024 * 1024
+/** Largest plan body the agent reads: 10,000 part URLs (S3's and R2's limit) of up to ≈ 1.2 KiB. */
+export const MAX_PLAN_BYTES = 12 * 1024 * 1024
 
 /** Part sizes a plan may ask for, in MiB: S3's 5 MiB minimum; the agent holds one part in memory. */
 export const MIN_PART_MIB = 5

@@ -121,7 +121,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, d: AgentDeps): 
   } catch (err) {
     const e = asCheckpointError(err)
     if (e.code === 'internal') log.error('unhandled error', { err })
-    if (!res.headersSent) sendError(res, e)
+    if (!res.headersSent) sendError(res, e, !req.complete)
     else if (!res.writableEnded) res.destroy()
   } finally {
     // Drain any request body we did not read, so keep-alive stays healthy.
@@ -129,9 +129,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, d: AgentDeps): 
   }
 }
 
-function sendError(res: ServerResponse, e: CheckpointError): void {
+/** `unreadBody`: the request's body was refused half-read, so the connection closes after the answer. */
+function sendError(res: ServerResponse, e: CheckpointError, unreadBody = false): void {
   const body = JSON.stringify(toProblem(e))
   const headers: Record<string, string | number> = { 'content-type': PROBLEM_CONTENT_TYPE, 'content-length': Buffer.byteLength(body), ...e.headers }
+  if (unreadBody) headers.connection = 'close'
   if (e.code === 'invalid_grant') headers['www-authenticate'] = 'Bearer error="invalid_token"'
   res.writeHead(e.status, headers).end(body)
 }

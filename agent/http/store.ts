@@ -14,17 +14,11 @@ import { checkGrantCoversArchive } from '../../shared/grant.ts'
 import { checkQuery } from '../../shared/names.ts'
 import { AgeError, parseRecipient, type Recipient } from '../seal/age.ts'
 import { seal } from '../seal/seal.ts'
-import { collectGarbage } from '../seal/gc.ts'
 import { uploadParts } from '../seal/upload.ts'
 import type { AgentDeps, Ctx } from './context.ts'
 import { recordedTarget } from './archives.ts'
 
 const MiB = 1024 * 1024
-/**
- * RSS growth during a store above which a part boundary runs a full GC. The two part buffers are
- * about 2 × the part size of it; the rest is garbage V8 has not collected yet.
- */
-const GC_ABOVE = 48 * MiB
 
 /** Agents whose store is running (one at a time per agent; tests run several agents in a process). */
 const storing = new WeakSet<AgentDeps>()
@@ -32,7 +26,8 @@ const storing = new WeakSet<AgentDeps>()
 async function readPlan(ctx: Ctx): Promise<{ raw: Buffer; plan: UploadPlanBody }> {
   const chunks: Buffer[] = []
   let n = 0
-  for await (const c of ctx.req as AsyncIterable<Buffer>) {
+  // Not destroyed when refused half-read: the server answers, then closes (agent/http/server.ts).
+  for await (const c of ctx.req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     n += c.length
     if (n > MAX_PLAN_BYTES) throw new CheckpointError('payload_too_large', `the upload plan is larger than ${MAX_PLAN_BYTES} bytes`)
     chunks.push(c)
@@ -82,16 +77,10 @@ export async function store(ctx: Ctx, d: AgentDeps): Promise<void> {
   try {
     res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store', 'x-accel-buffering': 'no' })
     let parts: Awaited<ReturnType<typeof uploadParts>> = []
-    const rssAtStart = process.memoryUsage.rss()
     const sealed = await seal(archive.path, recipients, async (bytes, { signal }) => {
       parts = await uploadParts(bytes, plan, {
         signal,
-        onPart: (p, sentBytes) => {
-          send({ type: 'uploading', part: p.partNumber, sentBytes, time: now() })
-          // Spent sealing buffers are collected once they pile up (agent/seal/gc.ts): a full GC
-          // when RSS is GC_ABOVE over what it was at the start, checked at each part.
-          if (process.memoryUsage.rss() - rssAtStart > GC_ABOVE) collectGarbage()
-        },
+        onPart: (p, sentBytes) => send({ type: 'uploading', part: p.partNumber, sentBytes, time: now() }),
       })
     }, { signal: stop.signal, onProgress: (p) => send({ type: 'sealing', read: p.read, total: p.total, sealed: p.sealed, time: now() }) })
     const statement = await d.attestSealed?.(name, { name: `${name}.zst.age`, ...sealed.sealed }).catch((err) => {

@@ -1,19 +1,20 @@
 /**
- * A full garbage collection, for the store's part boundaries. Sealing turns every 64 KiB of the
- * archive into new buffers (zstd's output, age's chunks) that are dead as soon as they are copied
- * into a part; V8 collects such off-heap memory only once a lot of it has piled up. One collection
- * at a part boundary once RSS has grown past a bound (agent/http/store.ts) trades a few ms for a lower peak (figures in
- * test/README.md, "Where the time goes"). V8 exposes `gc` to new contexts once the flag is set;
- * the agent's own global scope is unchanged.
+ * A young-generation garbage collection (a scavenge), for sealing. Every MiB sealed turns into new
+ * buffers (zstd's output, age's chunks) that are dead as soon as they are copied on; V8 frees such
+ * off-heap memory only when the small JS objects holding it are collected, which on its own
+ * happens after a lot of it has piled up. They die young, so a scavenge — under a millisecond on
+ * the agent's small heap — frees them; `seal` runs one every few MiB (figures in test/README.md,
+ * "Where the time goes"). V8 exposes `gc` to new contexts once the flag is set; the agent's own
+ * global scope is unchanged. Where that is not possible the function does nothing.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
-export const collectGarbage: () => void = (() => {
+export const collectYoung: () => void = (() => {
   try {
     setFlagsFromString('--expose-gc')
     const gc = runInNewContext('gc') as unknown
-    return typeof gc === 'function' ? (gc as () => void) : () => {}
+    return typeof gc === 'function' ? () => (gc as (o: { type: string }) => void)({ type: 'minor' }) : () => {}
   } catch {
     return () => {}
   }

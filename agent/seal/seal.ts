@@ -5,9 +5,9 @@
  * is read twice and the node never holds a decryption key.
  *
  * Memory is bounded whatever the archive size: the sink pulls, backpressure runs end to end, and
- * the live data is two reused 256 KiB read buffers, zstd's window and 256 KiB output, one 64 KiB
- * age chunk. RSS still grows by ≈ 30–40 MiB and then stays there (1 GiB no more than 128 MiB):
- * spent output buffers waiting for V8's next GC (test/bench/seal.bench.ts, `seal_rss_growth`).
+ * the live data is two reused 512 KiB read buffers, zstd's window and 512 KiB output, one 64 KiB
+ * age chunk. Spent output buffers are freed by a scavenge every few MiB sealed (./gc.ts) rather than
+ * left to pile up until V8's next full GC (test/bench/seal.bench.ts, `seal_rss_growth`).
  */
 import { createHash } from 'node:crypto'
 import { open, type FileHandle } from 'node:fs/promises'
@@ -15,6 +15,7 @@ import type { Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { constants, createZstdCompress } from 'node:zlib'
 import { ageEncrypt, parseRecipient, type Recipient } from './age.ts'
+import { collectYoung } from './gc.ts'
 
 export interface Digest {
   /** Lower-case hex SHA-256. */
@@ -51,11 +52,13 @@ export interface SealOptions {
 /** Where sealed bytes go: a Writable, or an async function that consumes them (an uploader). */
 export type SealSink = Writable | ((sealed: AsyncIterable<Buffer>, opts: { signal: AbortSignal }) => Promise<unknown>)
 
-// Pieces of 256 KiB: fewer trips between JS and zstd's thread than 64 KiB (≈ 1.2× the MB per
-// CPU-second here). 1 MiB reads gained another ≈ 10% but grew RSS by ≈ 8 MiB more, and RSS is the
-// tighter budget on a node (measured with test/bench/seal.bench.ts).
-const READ_BUFFER = 256 * 1024
-const ZSTD_CHUNK = 256 * 1024
+// Pieces of 512 KiB: fewer trips between JS and zstd's thread than 256 KiB (≈ 10 % less CPU here).
+// A spent zstd output buffer must die before it survives two scavenges, or V8 promotes it and only a
+// full GC frees it: scavenging every 512 KiB grew RSS by 90 MiB. So the scavenge runs every 4 output
+// buffers' worth of sealed bytes (figures in test/README.md, "Where the time goes").
+const READ_BUFFER = 512 * 1024
+const ZSTD_CHUNK = 512 * 1024
+const SCAVENGE_EVERY = 4 * ZSTD_CHUNK
 
 /**
  * Seals `filePath` into `sink`: zstd, then age to `recipients` (checked first: AgeError
@@ -96,10 +99,16 @@ export async function seal(
       read += chunk.length
       report(false)
     })
+    let sinceScavenge = 0
     async function* countSealed(source: AsyncIterable<Buffer>) {
       for await (const piece of source) {
         sealed.update(piece)
         written += piece.length
+        sinceScavenge += piece.length
+        if (sinceScavenge >= SCAVENGE_EVERY) {
+          sinceScavenge = 0
+          collectYoung()
+        }
         yield piece
       }
     }

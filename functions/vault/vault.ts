@@ -38,7 +38,7 @@ export interface VaultConfig {
   s3?: S3Options
   /** Set when `backend` is `r2`. */
   r2?: R2Settings
-  /** Bytes per part (S3: 5 MiB .. 5 GiB); default 16 MiB (the agent holds two while it seals). */
+  /** Bytes per part (5 MiB .. 512 MiB, r2 95 MiB); default 5 MiB (the agent holds up to two while it seals). */
   partSizeBytes: number
   /** Lifetime of each presigned part URL; default 900 s. */
   urlTtlSec: number
@@ -77,7 +77,9 @@ export function parseVaultConfig(raw: unknown, secret: (name: string) => string 
     if (!value) throw fail(`s3.${k}: secret ${name} is not set`)
     return value
   }
-  const partMiB = v.partSizeMiB ?? 16
+  // S3's smallest part (rclone's default too): the agent holds up to two parts while it seals, and
+  // its memory is the budget on a node. planParts grows it for archives over 10,000 parts.
+  const partMiB = v.partSizeMiB ?? MIN_PART_MIB
   // r2: each part is one request to the Worker, and Workers refuse bodies over 100 MB (Free and Pro plans).
   const maxMiB = v.backend === 'r2' ? R2_MAX_PART_MIB : MAX_PART_MIB
   if (!Number.isInteger(partMiB) || partMiB < MIN_PART_MIB || partMiB > maxMiB) throw fail(`partSizeMiB must be a whole number ${MIN_PART_MIB}..${maxMiB}`)
@@ -108,7 +110,7 @@ export function parseVaultConfig(raw: unknown, secret: (name: string) => string 
     : { backend: 'r2' as const, r2: parseR2(r2, fail) }
   return {
     ...backend,
-    partSizeBytes: partMiB * 1024 * 1024,
+    partSizeBytes: partMiB * MiB,
     urlTtlSec: ttl,
     store: v.store ?? 'request',
     keepOnNode: v.keepOnNode ?? true,
@@ -155,14 +157,25 @@ export function objectKey(cluster: string, t: Target, archiveName: string): stri
   return `${cluster}/${t.namespace}/${t.pod}/${t.container}/${archiveName}.zst.age`
 }
 
+/** Parts S3 and R2 take in one multipart upload. */
+export const MAX_PARTS = 10_000
+const MiB = 1024 * 1024
+
 /**
- * How many parts to presign for an archive of `size` bytes: the sealed object is at most the
- * archive (zstd's worst case adds under 0.1 % on incompressible data) plus age's 16 bytes per
- * 64 KiB chunk and its header; one part more for safety. Unused URLs simply expire.
+ * The upload plan's shape for an archive of `size` bytes: the configured part size, grown by whole
+ * MiB only when the archive would need more than MAX_PARTS parts of it, and how many parts to
+ * presign. The sealed object is at most the archive (zstd's worst case adds under 0.1 % on
+ * incompressible data) plus age's 16 bytes per 64 KiB chunk and its header; one part more for
+ * safety. Unused URLs simply expire. An archive too large even for the backend's largest part is
+ * refused before anything is created (`payload_too_large`).
  */
-export function partsFor(size: number, partSize: number): number {
+export function planParts(size: number, cfg: Pick<VaultConfig, 'backend' | 'partSizeBytes'>): { partSize: number; parts: number } {
   const worst = size + Math.ceil(size / 1000) + Math.ceil(size / 65_536) * 16 + 64 * 1024
-  return Math.max(1, Math.ceil(worst / partSize)) + 1
+  const fit = Math.ceil(worst / (MAX_PARTS - 1) / MiB) * MiB
+  const partSize = Math.max(cfg.partSizeBytes, fit)
+  const maxMiB = cfg.backend === 'r2' ? R2_MAX_PART_MIB : MAX_PART_MIB
+  if (partSize > maxMiB * MiB) throw new CheckpointError('payload_too_large', `the archive (${size} bytes) needs more than ${MAX_PARTS} parts of ${maxMiB} MiB, the largest part this vault takes`)
+  return { partSize, parts: Math.max(1, Math.ceil(worst / partSize)) + 1 }
 }
 
 /** A short fingerprint of a recipient, for metadata and listings (not a secret: recipients are public). */
@@ -207,10 +220,10 @@ export async function storeArchive(r: StoreRequest): Promise<StoredEvent | Store
     return ev
   }
   try {
+    const { partSize, parts } = planParts(r.archive.size, r.cfg)
     uploadId = await r.storage.createMultipartUpload(key, { 'archive-name': r.archive.name, 'request-id': r.requestId })
-    const n = partsFor(r.archive.size, r.cfg.partSizeBytes)
-    const urls = await Promise.all(Array.from({ length: n }, (_, i) => r.storage.presignUploadPart(key, uploadId!, i + 1, r.cfg.urlTtlSec)))
-    const body = JSON.stringify({ recipients: r.recipients, partSize: r.cfg.partSizeBytes, urls } satisfies UploadPlanBody)
+    const urls = await Promise.all(Array.from({ length: parts }, (_, i) => r.storage.presignUploadPart(key, uploadId!, i + 1, r.cfg.urlTtlSec)))
+    const body = JSON.stringify({ recipients: r.recipients, partSize, urls } satisfies UploadPlanBody)
     const headers = await r.grant(await sha256Hex(body))
     const res = await r.agent(AGENT_PATHS.store(r.archive.name), { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/x-ndjson' }, body })
     const sealed = await relayStore(res, r.emit)

@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test'
 import { zstdDecompressSync } from 'node:zlib'
 import { ageDecrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { s3Client, type S3Client } from '../../functions/vault/s3.ts'
+import { MAX_PLAN_BYTES } from '../../shared/agent-api.ts'
 import { parseStoreEvent, type StoreEvent } from '../../shared/events.ts'
 import { startS3Server, type S3Server } from '../runtime/s3-server.ts'
 import { everyReading, makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
@@ -116,6 +117,19 @@ describe('sealing and uploading an archive to presigned parts (real S3 server)',
     assert.ok(!events.some((e) => e.type === 'sealed'))
     assert.deepEqual(await client.listParts(key, uploadId), [])
     await client.abortMultipartUpload(key, uploadId)
+  })
+
+  it('a plan of 10,000 part URLs (S3\'s limit, long ones) is read whole; one over MAX_PLAN_BYTES is 413 payload_too_large', async () => {
+    const key = `prod/${name}.long-plan.zst.age`
+    // Two real URLs, then URLs as long as a long bucket, key and upload id make them (never used: one part is enough).
+    const pad = (n: number, len: number) => (urls: string[]) => [...urls, ...Array.from({ length: n }, (_, i) => `https://unused.invalid/${i}?${'x'.repeat(len)}`)]
+    const full = await store(key, { parts: 2, partSize: 16 * MiB, tamper: pad(9_998, 1100) })
+    const final = full.events.at(-1)
+    assert.equal(final?.type, 'sealed', JSON.stringify(final))
+    await client.abortMultipartUpload(key, full.uploadId)
+    const over = await store(key, { parts: 2, partSize: 16 * MiB, tamper: pad(9_998, Math.ceil(MAX_PLAN_BYTES / 9_998)) })
+    assert.deepEqual([over.status, over.problem?.code], [413, 'payload_too_large'])
+    await client.abortMultipartUpload(key, over.uploadId)
   })
 
   it('too few parts planned: failed with storage_rejected, never sealed', async () => {

@@ -16,7 +16,7 @@
  * The S3 server is radosgw on dbstore (test/runtime/s3-server.ts), on loopback.
  *
  * - `vault_store_seconds` (s, median): `completed → stored`, i.e. the gateway's store driver
- *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign 16 MiB parts,
+ *   `storeArchive` (functions/vault/vault.ts; create the multipart upload, presign the parts (5 MiB by default),
  *   grant, the agent seals and PUTs each part over mTLS, list parts, complete) for the archive on
  *   the agent's disk; the agent is the bundle (agent/build.ts) as its own process, as a DaemonSet runs it. Baseline: what an operator runs by hand on the same file, with Debian's
  *   tools (sid's age, the system's zstd and curl): `zstd -3 -c archive | age -r R | curl -T -
@@ -44,7 +44,8 @@
  * Diagnostics on stderr: one seal of the archive into a null sink (sealing alone, for comparison).
  *
  * Environment: BENCH_VAULT_MB (1024), BENCH_VAULT_ROUNDS (3), BENCH_VAULT_RSS_MB (2048),
- * BENCH_VAULT_PART_MIB (16), BENCH_ONLY (comma list of store, rss; default both),
+ * BENCH_VAULT_PART_MIB (unset: the vault's default, 5), BENCH_VAULT_NODE_FLAGS (node flags for the agent, none),
+ * BENCH_ONLY (comma list of store, rss; default both),
  * BENCH_TIMEOUT_S (600): past it everything is stopped and the bench exits 1.
  *
  * Everything runs on loopback under one temp dir, removed at the end; every process and server
@@ -87,7 +88,7 @@ const MiB = 1 << 20
 const SIZE_MB = envNumber('BENCH_VAULT_MB', 1024)
 const ROUNDS = Math.round(envNumber('BENCH_VAULT_ROUNDS', 3))
 const RSS_MB = envNumber('BENCH_VAULT_RSS_MB', 2048)
-const PART_MIB = Math.round(envNumber('BENCH_VAULT_PART_MIB', 16))
+const PART_MIB = process.env.BENCH_VAULT_PART_MIB ? Math.round(envNumber('BENCH_VAULT_PART_MIB', 5)) : undefined
 const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600)
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'store,rss').split(',').map((s) => s.trim()).filter(Boolean))
 
@@ -161,7 +162,7 @@ function vaultConfig(s3: S3Server, recipient: string): VaultConfig {
   const secrets: Record<string, string> = { S3_KEY: s3.accessKeyId, S3_SECRET: s3.secretAccessKey }
   return parseVaultConfig({
     backend: 's3', s3: { endpoint: s3.endpoint, bucket: s3.bucket, region: s3.region, accessKeyIdSecret: 'S3_KEY', secretAccessKeySecret: 'S3_SECRET' },
-    partSizeMiB: PART_MIB, recipients: [{ id: 'bench', clusters: ['*'], namespaces: ['*'], recipients: [recipient] }],
+    ...(PART_MIB !== undefined ? { partSizeMiB: PART_MIB } : {}), recipients: [{ id: 'bench', clusters: ['*'], namespaces: ['*'], recipients: [recipient] }],
   }, (n) => secrets[n])
 }
 
@@ -238,6 +239,7 @@ async function childAgent(ids: Identities, o: { node: string; criEndpoint: strin
   defer(() => rm(dir, { recursive: true, force: true }))
   const bundle = await buildAgent(join(dir, 'agent.mjs'))
   const agent: ChildProcess = spawn(process.execPath, [
+    ...(process.env.BENCH_VAULT_NODE_FLAGS ? process.env.BENCH_VAULT_NODE_FLAGS.split(' ') : []),
     bundle,
     '--listen=127.0.0.1:0',
     `--node-name=${o.node}`,

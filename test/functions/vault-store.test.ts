@@ -14,7 +14,8 @@ import { zstdDecompressSync } from 'node:zlib'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { ageDecrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { s3Client, type S3Client } from '../../functions/vault/s3.ts'
-import { objectKey, parseVaultConfig, partsFor, recipientsFor, storeArchive, type VaultConfig } from '../../functions/vault/vault.ts'
+import { MAX_PARTS, objectKey, parseVaultConfig, planParts, recipientsFor, storeArchive, type VaultConfig } from '../../functions/vault/vault.ts'
+import { CheckpointError } from '../../shared/errors.ts'
 import { startS3Server, type S3Server } from '../runtime/s3-server.ts'
 import { everyReading, makeIdentities, mintGrant, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri, type FakeCri } from '../support/fake-cri.ts'
@@ -78,7 +79,22 @@ describe('storing an archive in the vault (gateway driver, real agent, real S3)'
     assert.deepEqual(recipientsFor(cfg, 'prod-eu', 'shop'), [investigator.recipient])
     assert.deepEqual(recipientsFor(cfg, 'prod-eu', 'pay-eu'), [investigator.recipient])
     assert.deepEqual(recipientsFor(cfg, 'staging', 'shop'), [])
-    assert.ok(partsFor(7 * MiB, 5 * MiB) >= 3)
+  })
+
+  it('the plan: the configured part size (default 5 MiB), grown by whole MiB only past 10,000 parts; too large for the backend → payload_too_large', () => {
+    const GiB = 1024 * MiB
+    const plain = parseVaultConfig({ backend: 's3', s3: { endpoint: s3.endpoint, bucket: s3.bucket, accessKeyIdSecret: 'K', secretAccessKeySecret: 'S' }, recipients: [{ clusters: ['*'], namespaces: ['*'], recipients: [investigator.recipient] }] }, () => 'x')
+    assert.equal(plain.partSizeBytes, 5 * MiB)
+    assert.deepEqual(planParts(7 * MiB, { backend: 's3', partSizeBytes: 5 * MiB }), { partSize: 5 * MiB, parts: 3 })
+    const small = planParts(GiB, { backend: 's3', partSizeBytes: 8 * MiB })
+    assert.equal(small.partSize, 8 * MiB)
+    assert.ok(small.parts * small.partSize > GiB * 1.001 + 64 * 1024, 'room for zstd\'s and age\'s worst case')
+    for (const size of [100 * GiB, 2000 * GiB]) {
+      const p = planParts(size, { backend: 's3', partSizeBytes: 8 * MiB })
+      assert.ok(p.parts <= MAX_PARTS && p.partSize % MiB === 0 && p.partSize > 8 * MiB, JSON.stringify(p))
+      assert.ok((p.parts - 1) * p.partSize >= size * 1.001, 'the parts still hold the worst case')
+    }
+    assert.throws(() => planParts(1000 * GiB, { backend: 'r2', partSizeBytes: 8 * MiB }), (e: CheckpointError) => e.code === 'payload_too_large')
   })
 
   it('stored: progress relayed, parts checked against the storage, completed; the object decrypts to the archive', async () => {
