@@ -32,6 +32,8 @@ export interface R2Settings {
   publicUrl: string
 }
 
+const MiB = 1024 * 1024
+
 export interface VaultConfig {
   backend: 's3' | 'r2'
   /** Set when `backend` is `s3`. */
@@ -159,7 +161,6 @@ export function objectKey(cluster: string, t: Target, archiveName: string): stri
 
 /** Parts S3 and R2 take in one multipart upload. */
 export const MAX_PARTS = 10_000
-const MiB = 1024 * 1024
 
 /**
  * The upload plan's shape for an archive of `size` bytes: the configured part size, grown by whole
