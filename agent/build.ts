@@ -11,6 +11,13 @@ import { build } from 'esbuild'
 
 export const ENTRY = fileURLToPath(new URL('./main.ts', import.meta.url))
 export const BUNDLE = fileURLToPath(new URL('./dist/agent.mjs', import.meta.url))
+/**
+ * Node flags the image runs the bundle with (agent/deploy/Containerfile; the benches use them too).
+ * A 1 MiB young generation: the agent's JS garbage is small and short-lived, and V8 otherwise grows
+ * it to several MiB that stay resident — ≈ 3–8 MiB less RSS idle, and a steadier figure (test/README.md,
+ * "Where the time goes").
+ */
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
 
 /** Builds the bundle; resolves with its path. */
 export async function buildAgent(outfile = BUNDLE): Promise<string> {

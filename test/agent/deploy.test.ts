@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { posix } from 'node:path'
 import { envName, loadConfig, OPTIONS, type AgentConfig } from '../../agent/config.ts'
-import { BUNDLE } from '../../agent/build.ts'
+import { BUNDLE, NODE_FLAGS } from '../../agent/build.ts'
 import { fileURLToPath } from 'node:url'
 
 // ---- a YAML subset -------------------------------------------------------------------------
@@ -207,9 +207,10 @@ function checkDeploy(files: Files): string[] {
   // Flags and variables: the image's, then the DaemonSet's (args replace CMD, env overlays ENV).
   const { image, problems: imageProblems } = parseContainerfile(files.containerfile)
   problems.push(...imageProblems)
-  // The image runs the bundle agent/build.ts makes (the measured form): built in the image, copied into its last stage.
+  // The image runs the bundle agent/build.ts makes, with its node flags (the measured form): built in the image, copied into its last stage.
   const main = image.entrypoint.indexOf(BUNDLE_PATH)
-  if (image.entrypoint[0] !== 'node' || main !== 1) problems.push(`Containerfile: ENTRYPOINT must be ["node", "${BUNDLE_PATH}", …]`)
+  const head = ['node', ...NODE_FLAGS, BUNDLE_PATH]
+  if (main !== head.length - 1 || head.some((a, i) => image.entrypoint[i] !== a)) problems.push(`Containerfile: ENTRYPOINT must be ${JSON.stringify([...head, '…'])}`)
   if (!image.runs.some((r) => r === 'node agent/build.ts')) problems.push('Containerfile: no RUN node agent/build.ts builds the bundle')
   if (!image.copies.includes(BUNDLE_PATH)) problems.push(`Containerfile: nothing copies ${BUNDLE_PATH} into the final image`)
   const imageFlags = flagsOf(image.entrypoint.slice(main + 1), 'Containerfile ENTRYPOINT', problems)
@@ -366,8 +367,9 @@ describe('agent/deploy', () => {
     ['a flag value the agent rejects', (f) => mutate(f, 'daemonset', '--listen=0.0.0.0:10443', '--listen=10443'), /would not start.*--listen/],
     ['an unknown variable', (f) => mutate(f, 'daemonset', 'name: CHECKPOINT_AGENT_LOG_LEVEL', 'name: CHECKPOINT_AGENT_LOGLEVEL'), /unknown variable CHECKPOINT_AGENT_LOGLEVEL/],
     ['a variable that repeats a flag', (f) => mutate(f, 'daemonset', 'name: CHECKPOINT_AGENT_LOG_LEVEL', 'name: CHECKPOINT_AGENT_SHUTDOWN_GRACE'), /SHUTDOWN_GRACE and --shutdown-grace both set/],
-    ['an unknown flag in the Containerfile', (f) => mutate(f, 'containerfile', '["node", "agent/dist/agent.mjs"]', '["node", "agent/dist/agent.mjs", "--bogus=1"]'), /Containerfile ENTRYPOINT: unknown flag --bogus/],
-    ['the TypeScript entry instead of the bundle', (f) => mutate(f, 'containerfile', '["node", "agent/dist/agent.mjs"]', '["node", "agent/main.ts"]'), /ENTRYPOINT must be \["node", "agent\/dist\/agent.mjs"/],
+    ['an unknown flag in the Containerfile', (f) => mutate(f, 'containerfile', '"agent/dist/agent.mjs"]', '"agent/dist/agent.mjs", "--bogus=1"]'), /Containerfile ENTRYPOINT: unknown flag --bogus/],
+    ['the TypeScript entry instead of the bundle', (f) => mutate(f, 'containerfile', '"agent/dist/agent.mjs"]', '"agent/main.ts"]'), /ENTRYPOINT must be \["node",.*"agent\/dist\/agent.mjs"/],
+    ['the bundle without the node flags it is measured with', (f) => mutate(f, 'containerfile', '["node", "--max-semi-space-size=1", "agent/dist/agent.mjs"]', '["node", "agent/dist/agent.mjs"]'), /ENTRYPOINT must be \["node","--max-semi-space-size=1","agent\/dist\/agent.mjs"/],
     ['no bundle built', (f) => mutate(f, 'containerfile', 'RUN node agent/build.ts', 'RUN true'), /no RUN node agent\/build.ts/],
     ['an unknown variable in the Containerfile', (f) => mutate(f, 'containerfile', 'ENV NODE_ENV=production', 'ENV NODE_ENV=production CHECKPOINT_AGENT_DIR=/x'), /Containerfile: unknown variable CHECKPOINT_AGENT_DIR/],
     ['a grace shorter than --shutdown-grace', (f) => mutate(f, 'daemonset', '--shutdown-grace=2m', '--shutdown-grace=5m'), /terminationGracePeriodSeconds 150 must exceed --shutdown-grace \(300s\)/],

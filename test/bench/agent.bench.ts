@@ -31,7 +31,7 @@
  *   "hwm:64,hwm:4096,ring:64" picks them (sizes in KiB).
  * - BENCH_AGENT_NODE_OPTIONS, BENCH_AGENT_ENTRY: NODE_OPTIONS (default none) and entry file of the
  *   agent process in the RSS part: by default the bundle a DaemonSet runs (agent/build.ts, built
- *   here); `agent/main.ts` measures the TypeScript entry.
+ *   here, with its NODE_FLAGS as the image); `agent/main.ts` measures the TypeScript entry.
  *
  * Everything runs on loopback under one temp dir, which is removed at the end; every process and
  * server started here is stopped, also on SIGINT/SIGTERM.
@@ -48,7 +48,7 @@ import { pipeline } from 'node:stream/promises'
 import { Agent, request } from 'undici'
 import { connectRuntime } from '../../agent/cri/client.ts'
 import { archiveName } from '../../shared/names.ts'
-import { buildAgent } from '../../agent/build.ts'
+import { buildAgent, NODE_FLAGS } from '../../agent/build.ts'
 import { everyReading, makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { buildAndPushBusybox, runPod, startLocalRuntime } from '../runtime/containerd.ts'
@@ -376,6 +376,7 @@ async function rss(work: string, ids: Identities): Promise<void> {
 
   const node = 'bench-node'
   const agent = spawn(process.execPath, [
+    ...NODE_FLAGS,
     process.env.BENCH_AGENT_ENTRY ?? await buildAgent(join(work, 'agent.mjs')),
     '--listen=127.0.0.1:0',
     `--node-name=${node}`,

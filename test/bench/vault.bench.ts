@@ -44,7 +44,7 @@
  * Diagnostics on stderr: one seal of the archive into a null sink (sealing alone, for comparison).
  *
  * Environment: BENCH_VAULT_MB (1024), BENCH_VAULT_ROUNDS (3), BENCH_VAULT_RSS_MB (2048),
- * BENCH_VAULT_PART_MIB (unset: the vault's default, 5), BENCH_VAULT_NODE_FLAGS (node flags for the agent, none),
+ * BENCH_VAULT_PART_MIB (unset: the vault's default, 5), BENCH_VAULT_NODE_FLAGS (node flags for the agent; default the image's, agent/build.ts NODE_FLAGS),
  * BENCH_ONLY (comma list of store, rss; default both),
  * BENCH_TIMEOUT_S (600): past it everything is stopped and the bench exits 1.
  *
@@ -62,7 +62,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { AwsClient, AwsV4Signer } from 'aws4fetch'
 import { Agent, fetch as undiciFetch, request } from 'undici'
-import { buildAgent } from '../../agent/build.ts'
+import { buildAgent, NODE_FLAGS } from '../../agent/build.ts'
 import { generateIdentity } from '../../agent/seal/age.ts'
 import { seal } from '../../agent/seal/seal.ts'
 import { s3Client, type S3Client } from '../../functions/vault/s3.ts'
@@ -239,7 +239,7 @@ async function childAgent(ids: Identities, o: { node: string; criEndpoint: strin
   defer(() => rm(dir, { recursive: true, force: true }))
   const bundle = await buildAgent(join(dir, 'agent.mjs'))
   const agent: ChildProcess = spawn(process.execPath, [
-    ...(process.env.BENCH_VAULT_NODE_FLAGS ? process.env.BENCH_VAULT_NODE_FLAGS.split(' ') : []),
+    ...(process.env.BENCH_VAULT_NODE_FLAGS !== undefined ? process.env.BENCH_VAULT_NODE_FLAGS.split(' ').filter(Boolean) : NODE_FLAGS),
     bundle,
     '--listen=127.0.0.1:0',
     `--node-name=${o.node}`,
