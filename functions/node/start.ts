@@ -59,6 +59,14 @@ export interface NodeGatewayOptions {
 const hasHooks = (doc: unknown) => !!doc && typeof doc === 'object' && (doc as Record<string, unknown>).hooks !== undefined
 
 /**
+ * Node flags the gateway runs with (`npm run start:gateway`; the gateway bench and the entry's test
+ * use the same list). A 1 MiB young generation: a streamed download turns every chunk into short-lived
+ * objects holding off-heap buffers, and with V8's default young generation they piled up to ≈ +100 MiB
+ * of RSS before a collection; with it, ≈ +20 (test/README.md, "Where the time goes").
+ */
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
+
+/**
  * @example
  * const gw = await startNodeGateway({ source: { kind: 'store', document, secret: (n) => process.env[n] }, keys, client: { cert, key }, port: 0, operationsDb })
  * await fetch(gw.url + '/healthz'); await gw.close()

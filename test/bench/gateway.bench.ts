@@ -43,7 +43,8 @@
  * BENCH_N (200 latency samples), BENCH_RPS_SECONDS (5), BENCH_CONCURRENCY (64),
  * BENCH_ARCHIVE_MB (2048), BENCH_DOWNLOAD_ROUNDS (2), BENCH_PIN (1; 0 = no taskset),
  * BENCH_GATEWAY_CPU_PROF (a directory: the gateway process writes a --cpu-prof profile there),
- * BENCH_GATEWAY_NODE_ARGS (extra Node/V8 flags for the gateway process, space-separated),
+ * BENCH_GATEWAY_NODE_ARGS (Node/V8 flags for the gateway process, space-separated, after the
+ * ones `npm run start:gateway` uses: functions/node/start.ts NODE_FLAGS),
  * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
  * BENCH_TIMEOUT_S (240: past it everything is stopped and the bench exits 1).
  */
@@ -66,6 +67,7 @@ import { stopChild } from '../support/process.ts'
 import { curlToNull } from './curl.ts'
 import { startNginxProxy } from './gateway-nginx.ts'
 import { envNumber } from './figures.ts'
+import { NODE_FLAGS } from '../../functions/node/start.ts'
 
 const MiB = 1 << 20
 const N = Math.max(1, Math.round(envNumber('BENCH_N', 200)))
@@ -179,7 +181,7 @@ interface GatewayProc {
 /** Runs test/bench/gateway-server.ts (pinned to CPU 0); `crypto` mode answers once and exits. */
 function spawnServer(cfg: unknown, args: string[], profile: boolean): ChildProcess {
   const extra = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean)
-  const node = [...extra, ...(profile && CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []), SERVER, ...args]
+  const node = [...NODE_FLAGS, ...extra, ...(profile && CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []), SERVER, ...args]
   const cmd = PIN ? 'taskset' : process.execPath
   const argv = PIN ? ['-c', '0', process.execPath, ...node] : node
   return spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, BENCH_GATEWAY: JSON.stringify(cfg) } })

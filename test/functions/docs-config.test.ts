@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair } from 'jose'
+import { NODE_FLAGS } from '../../functions/node/start.ts'
 import { createPki, type Issued } from '../support/certs.ts'
 import { stopChild } from '../support/process.ts'
 
@@ -49,7 +50,7 @@ async function documentedConfigs(): Promise<Array<[string, Record<string, unknow
 
 /** Starts the Node entry with `config`; resolves with its URL once it says it listens. */
 async function startEntry(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void>; output: () => string }> {
-  const child = spawn(process.execPath, [join(root, 'functions/node/main.ts')], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...NODE_FLAGS, join(root, 'functions/node/main.ts')], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout.on('data', (c: Buffer) => (out += c.toString()))
   child.stderr.on('data', (c: Buffer) => (out += c.toString()))
@@ -94,6 +95,11 @@ describe('every documented gateway configuration starts', async () => {
     S3_ACCESS_KEY_ID: 'key-id',
     S3_SECRET_ACCESS_KEY: 'secret-key',
     PORT: '0',
+  })
+
+  it('npm run start:gateway runs the Node entry with the node flags it is measured with', async () => {
+    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+    assert.equal(pkg.scripts['start:gateway'], ['node', ...NODE_FLAGS, 'functions/node/main.ts'].join(' '))
   })
 
   it('with hooks but no OPERATIONS_DB the Node entry refuses to start (no file in whatever directory it ran from)', async () => {
