@@ -67,7 +67,36 @@ async function dispatch(base: string, path: string, init: RequestInit, dispatche
   if (whole || (typeof length === 'string' && Number(length) <= SMALL_BODY)) {
     return new Response(await r.body.arrayBuffer(), { status: r.statusCode, headers: out })
   }
-  return new Response(Readable.toWeb(r.body) as ReadableStream<Uint8Array>, { status: r.statusCode, headers: out })
+  return new Response(webBody(r.body), { status: r.statusCode, headers: out })
+}
+
+/**
+ * Streamed answers by their web stream, so the Node server can send the body as the Node stream it
+ * is (./server.ts) when the app hands it on unchanged (a download): no web-stream hop per chunk.
+ */
+export const nodeBodies = new WeakMap<ReadableStream<Uint8Array>, Readable>()
+
+/**
+ * A web stream over `body` that touches it only when first read: a body the server pipes directly
+ * never gets the web side's listeners (which would also take its chunks). Cancelling it destroys
+ * `body`, which aborts the agent's answer.
+ */
+function webBody(body: Readable): ReadableStream<Uint8Array> {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
+  const web = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      reader ??= (Readable.toWeb(body) as ReadableStream<Uint8Array>).getReader()
+      const { value, done } = await reader.read()
+      if (done) c.close()
+      else c.enqueue(value)
+    },
+    async cancel(reason) {
+      if (reader) await reader.cancel(reason)
+      else body.destroy()
+    },
+  }, { highWaterMark: 0 })
+  nodeBodies.set(web, body)
+  return web
 }
 
 export interface ClientIdentity {

@@ -474,7 +474,7 @@ export function gatewaySuite(make: MakeGatewayUnderTest): void {
       const seen = world.agent.seen.findLast((s) => s.range !== undefined)!
       assert.equal(seen.range, 'bytes=10-19')
     })
-    it('a caller that hangs up mid-download leaves the gateway serving', async () => {
+    it('a caller that hangs up mid-download: the agent\'s answer is cut too, and the gateway keeps serving', async () => {
       const r = await post('/v1/clusters/edge/nodes/node-c/checkpoint/team-a/big/main', sre)
       const big = (await r.json()) as { download: string; archive: { size: number } }
       assert.equal(big.archive.size, 8 << 20)
@@ -489,6 +489,9 @@ export function gatewaySuite(make: MakeGatewayUnderTest): void {
       await new Promise((res) => setTimeout(res, 300))
       const h = await gw.fetch('/healthz')
       assert.equal(h.status, 200)
+      // Each hang-up reached the agent: its answer was cut, not read to the end for nobody.
+      const cut = world.agent.downloads.filter((d) => d.name.startsWith('checkpoint-big_')).slice(-3)
+      assert.deepEqual(cut.map((d) => [d.finished, d.aborted]), [[false, true], [false, true], [false, true]])
       const again = await get(big.download, sre)
       assert.equal(new Uint8Array(await again.arrayBuffer()).byteLength, 8 << 20)
     })

@@ -41,6 +41,8 @@ export interface FakeAgent {
   seen: Array<{ method: string; path: string; node: string; claims?: Partial<GrantClaims>; range?: string; requestId?: string }>
   /** Checkpoint streams: whether each one was written to its end or cut by the peer. */
   streams: Array<{ pod: string; finished: boolean; aborted: boolean }>
+  /** Whole-archive downloads, the same way. */
+  downloads: Array<{ name: string; finished: boolean; aborted: boolean }>
   /** Archives per node, by name. */
   archives: Map<string, Map<string, Uint8Array>>
   close(): Promise<void>
@@ -58,6 +60,7 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
   const keySet = createLocalJWKSet(opts.jwks)
   const seen: FakeAgent['seen'] = []
   const streams: FakeAgent['streams'] = []
+  const downloads: FakeAgent['downloads'] = []
   const archives = new Map<string, Map<string, Uint8Array>>()
   const jtis = new Set<string>()
   /** The target each archive was made for (its name alone is ambiguous). */
@@ -229,6 +232,10 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
             return
           }
           res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': bytes.byteLength, 'accept-ranges': 'bytes', etag })
+          const download = { name, finished: false, aborted: false }
+          downloads.push(download)
+          res.once('finish', () => (download.finished = true))
+          res.once('close', () => { if (!download.finished) download.aborted = true })
           res.end(bytes)
           return
         }
@@ -250,6 +257,7 @@ export async function startFakeAgent(opts: { pki: TestPki; jwks: { keys: JWK[] }
     port,
     seen,
     streams,
+    downloads,
     archives,
     async close() {
       for (const s of sockets) s.destroy()
