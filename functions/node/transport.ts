@@ -7,6 +7,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls'
 import { Agent, type Dispatcher } from 'undici'
 import { agentBase, agentIdentity, type ClusterConfig } from '../config.ts'
 import type { AgentTransport, KubeTransport } from '../context.ts'
+import { NDJSON } from '../../shared/events.ts'
 
 /** Statuses whose response must not carry a body (the platform Response refuses one). */
 const NULL_BODY = new Set([101, 103, 204, 205, 304])
@@ -67,7 +68,10 @@ async function dispatch(base: string, path: string, init: RequestInit, dispatche
   if (whole || (typeof length === 'string' && Number(length) <= SMALL_BODY)) {
     return new Response(await r.body.arrayBuffer(), { status: r.statusCode, headers: out })
   }
-  return new Response(webBody(r.body), { status: r.statusCode, headers: out })
+  // Event streams are always read by the gateway (relayed event by event): a web stream at once.
+  // Anything else (a download) may be handed on unchanged, and then piped as it is (./server.ts).
+  const streamed = r.headers['content-type'] === NDJSON ? Readable.toWeb(r.body) as ReadableStream<Uint8Array> : webBody(r.body)
+  return new Response(streamed, { status: r.statusCode, headers: out })
 }
 
 /**
@@ -78,8 +82,9 @@ export const nodeBodies = new WeakMap<ReadableStream<Uint8Array>, Readable>()
 
 /**
  * A web stream over `body` that touches it only when first read: a body the server pipes directly
- * never gets the web side's listeners (which would also take its chunks). Cancelling it destroys
- * `body`, which aborts the agent's answer.
+ * never gets the web side's listeners (which would also take its chunks). Read as a web stream it
+ * is one hop more than `Readable.toWeb` (≈ 0.3 ms a request measured on event streams, hence not
+ * used for those). Cancelling it destroys `body`, which aborts the agent's answer.
  */
 function webBody(body: Readable): ReadableStream<Uint8Array> {
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
