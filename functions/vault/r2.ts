@@ -17,7 +17,7 @@ import { checkQuery } from '../../shared/names.ts'
 import { parseRange } from '../../shared/range.ts'
 import type { Ctx, Env } from '../context.ts'
 import type { Capability, GrantKeys } from '../grants.ts'
-import { STORAGE_REJECTED, STORAGE_UNAVAILABLE, StorageError, type EvidenceStorage, type ObjectHead, type UploadedPart } from './storage.ts'
+import { MAX_PARTS, STORAGE_REJECTED, STORAGE_UNAVAILABLE, StorageError, type EvidenceStorage, type ObjectHead, type UploadedPart } from './storage.ts'
 
 /** The slice of the Workers R2 binding used here (workerd's `R2Bucket`). */
 export interface R2BucketLike {
@@ -56,7 +56,6 @@ export interface R2Options {
   now(): number
 }
 
-const MAX_PARTS = 10_000
 
 /** Where the gateway records an upload (`…/upload`) and each part it passed to R2 (`…/<n>`). */
 async function recordPrefix(uploadId: string): Promise<string> {

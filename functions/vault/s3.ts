@@ -12,7 +12,7 @@
 import { AwsV4Signer } from 'aws4fetch'
 import { sha256Hex } from '../../shared/digest.ts'
 
-import { STORAGE_REJECTED, STORAGE_UNAVAILABLE, StorageError, type EvidenceStorage, type ObjectHead, type UploadedPart } from './storage.ts'
+import { MAX_PARTS, STORAGE_REJECTED, STORAGE_UNAVAILABLE, StorageError, type EvidenceStorage, type ObjectHead, type UploadedPart } from './storage.ts'
 
 export { STORAGE_REJECTED, STORAGE_UNAVAILABLE, StorageError, type EvidenceStorage, type ObjectHead, type UploadedPart }
 /** The storage client of the `s3` backend. */
@@ -35,7 +35,6 @@ export interface S3Options {
 }
 
 const MAX_EXPIRES_SEC = 604_800
-const MAX_PARTS = 10_000
 
 /** The signed-request machinery of one bucket: calls with the gateway's credentials, presigning, object URLs. */
 function s3Transport(options: S3Options) {

@@ -10,6 +10,8 @@
 export const STORAGE_UNAVAILABLE = 'storage_unavailable'
 /** Storage answered 4xx: bad signature, access denied, no such upload or bucket. Retrying will not help. */
 export const STORAGE_REJECTED = 'storage_rejected'
+/** Parts S3 and R2 take in one multipart upload. */
+export const MAX_PARTS = 10_000
 export type StorageErrorCode = typeof STORAGE_UNAVAILABLE | typeof STORAGE_REJECTED
 
 /**

@@ -15,7 +15,7 @@ import { agentFailure } from '../problem.ts'
 import type { GrantKeys } from '../grants.ts'
 import { r2Storage, type R2BucketLike } from './r2.ts'
 import { s3Client, type S3Options } from './s3.ts'
-import { StorageError, type EvidenceStorage } from './storage.ts'
+import { MAX_PARTS, StorageError, type EvidenceStorage } from './storage.ts'
 import { sha256Hex } from '../../shared/digest.ts'
 
 export interface RecipientRule {
@@ -82,8 +82,7 @@ export function parseVaultConfig(raw: unknown, secret: (name: string) => string 
   // S3's smallest part (rclone's default too): the agent holds up to two parts while it seals, and
   // its memory is the budget on a node. planParts grows it for archives over 10,000 parts.
   const partMiB = v.partSizeMiB ?? MIN_PART_MIB
-  // r2: each part is one request to the Worker, and Workers refuse bodies over 100 MB (Free and Pro plans).
-  const maxMiB = v.backend === 'r2' ? R2_MAX_PART_MIB : MAX_PART_MIB
+  const maxMiB = maxPartMiB(v.backend)
   if (!Number.isInteger(partMiB) || partMiB < MIN_PART_MIB || partMiB > maxMiB) throw fail(`partSizeMiB must be a whole number ${MIN_PART_MIB}..${maxMiB}`)
   const ttl = v.urlTtlSec ?? 900
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > 604_800) throw fail('urlTtlSec must be 60..604800')
@@ -159,8 +158,10 @@ export function objectKey(cluster: string, t: Target, archiveName: string): stri
   return `${cluster}/${t.namespace}/${t.pod}/${t.container}/${archiveName}.zst.age`
 }
 
-/** Parts S3 and R2 take in one multipart upload. */
-export const MAX_PARTS = 10_000
+/** The largest part a backend takes: r2 parts are each one request to the Worker, and Workers refuse bodies over 100 MB (Free and Pro plans). */
+function maxPartMiB(backend: unknown): number {
+  return backend === 'r2' ? R2_MAX_PART_MIB : MAX_PART_MIB
+}
 
 /**
  * The upload plan's shape for an archive of `size` bytes: the configured part size, grown by whole
@@ -174,7 +175,7 @@ export function planParts(size: number, cfg: Pick<VaultConfig, 'backend' | 'part
   const worst = size + Math.ceil(size / 1000) + Math.ceil(size / 65_536) * 16 + 64 * 1024
   const fit = Math.ceil(worst / (MAX_PARTS - 1) / MiB) * MiB
   const partSize = Math.max(cfg.partSizeBytes, fit)
-  const maxMiB = cfg.backend === 'r2' ? R2_MAX_PART_MIB : MAX_PART_MIB
+  const maxMiB = maxPartMiB(cfg.backend)
   if (partSize > maxMiB * MiB) throw new CheckpointError('payload_too_large', `the archive (${size} bytes) needs more than ${MAX_PARTS} parts of ${maxMiB} MiB, the largest part this vault takes`)
   return { partSize, parts: Math.max(1, Math.ceil(worst / partSize)) + 1 }
 }
