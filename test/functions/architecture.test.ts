@@ -7,7 +7,9 @@
  *   the runtime are the path a reader follows; helpers a step calls and returns from (authz,
  *   grants, names, relay…) are not on it. The path has at most 12 files, enters none twice, and is
  *   the one the README's architecture picture names, in order;
- * - no import cycle among product files (functions/, agent/, shared/, cli/).
+ * - no import cycle among product files (functions/, agent/, shared/, cli/);
+ * - no function over 120 lines in functions/, agent/, shared/ (read by indentation: from the line
+ *   that opens it to the first line back at its indentation — the code is formatted that way).
  */
 import assert from 'node:assert/strict'
 import diagnostics from 'node:diagnostics_channel'
@@ -202,5 +204,49 @@ describe('imports', () => {
   it('the import reader sees value imports and skips type-only ones', () => {
     const src = "import { a } from './a.ts'\nimport type { B } from './b.ts'\nexport { c } from '../c.ts'\nexport type { D } from './d.ts'\nimport './e.ts'\nimport x from 'hono'\n"
     assert.deepEqual(runtimeImports('functions/x.ts', src), ['functions/a.ts', 'c.ts', 'functions/e.ts'])
+  })
+})
+
+const FUNCTION_START = /^(\s*)(?:export\s+)?(?:default\s+)?(?:async\s+)?(?:function\b.*|(?:const|let)\s+[\w$]+\s*=.*=>\s*[{(]?\s*|.*=>\s*\{\s*|(?:(?:async|get|set|static|private|public)\s+)*\*?[\w$]+\s*(?:<[^>]*>)?\(.*\)\s*(?::\s*[^{=]+)?\{\s*)$/
+const NOT_A_FUNCTION = /^(if|for|while|switch|\/\/|\*|\} else|catch|try)\b/
+const CONTINUES = /^[.)?:]|^&&|^\|\||^\+/
+
+/** Functions of a source file with their length in lines, longest first. */
+function functionLengths(source: string): Array<{ line: number; lines: number; text: string }> {
+  const lines = source.split('\n')
+  const found: Array<{ line: number; lines: number; text: string }> = []
+  lines.forEach((l, i) => {
+    const m = FUNCTION_START.exec(l)
+    if (!m || NOT_A_FUNCTION.test(l.trim())) return
+    const indent = m[1]!.length
+    let last = i
+    for (let j = i + 1; j < lines.length; j++) {
+      const t = lines[j]!.trim()
+      if (t === '') continue
+      last = j
+      if (lines[j]!.length - lines[j]!.trimStart().length <= indent && !CONTINUES.test(t)) break
+    }
+    found.push({ line: i + 1, lines: last - i + 1, text: l.trim().slice(0, 80) })
+  })
+  return found.sort((a, b) => b.lines - a.lines)
+}
+
+describe('function length', () => {
+  it('no function over 120 lines in functions/, agent/, shared/', () => {
+    const long = productFiles().filter((f) => !f.startsWith('cli/'))
+      .flatMap((f) => functionLengths(readFileSync(join(ROOT, f), 'utf8')).filter((x) => x.lines > 120).map((x) => `${f}:${x.line} ${x.lines} lines: ${x.text}`))
+    assert.deepEqual(long, [])
+  })
+
+  it('the reader measures declarations, arrows and methods, nested ones too', () => {
+    const body = (n: number, pad: string) => Array.from({ length: n }, (_, i) => `${pad}x${i}()`).join('\n')
+    const src = [
+      'export async function big(a: number): Promise<void> {', body(3, '  '),
+      '  const inner = async (b: string) => {', body(121, '    '), '  }', '}',
+      'class C {', '  method(x: number): string {', body(2, '    '), '  }', '}',
+      'const f = (x: number) =>', '  x + 1',
+    ].join('\n')
+    const got = functionLengths(src).map((x) => [x.text.split('(')[0], x.lines])
+    assert.deepEqual(got, [['export async function big', 128], ['const inner = async ', 123], ['method', 4], ['const f = ', 2]])
   })
 })
