@@ -20,16 +20,24 @@ export const BUNDLE = fileURLToPath(new URL('./dist/agent.mjs', import.meta.url)
 export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
 
 /** Builds the bundle; resolves with its path. */
-export async function buildAgent(outfile = BUNDLE): Promise<string> {
+export function buildAgent(outfile = BUNDLE): Promise<string> {
+  return bundleNode(ENTRY, outfile)
+}
+
+/**
+ * The one esbuild recipe for our Node programs (the agent here, the Node gateway in
+ * functions/node/build.ts): one minified ESM file with its libraries; resolves with its path.
+ */
+export async function bundleNode(entry: string, outfile: string): Promise<string> {
   await build({
-    entryPoints: [ENTRY],
+    entryPoints: [entry],
     bundle: true,
     platform: 'node',
     format: 'esm',
     target: 'node22',
     outfile,
-    // grpc-js and proto-loader are CommonJS and require Node's modules at run time.
-    banner: { js: "import { createRequire as __agentRequire } from 'node:module'; const require = __agentRequire(import.meta.url);" },
+    // Some libraries (grpc-js, proto-loader, undici's parts) are CommonJS and require Node's modules at run time.
+    banner: { js: "import { createRequire as __nodeRequire } from 'node:module'; const require = __nodeRequire(import.meta.url);" },
     legalComments: 'none',
     // Smaller source text: V8 keeps every script's source in memory.
     minify: true,

@@ -1,8 +1,8 @@
 /**
  * `npm run start:gateway`: the Node gateway as a process. Reads configuration from the
- * environment, listens, and shuts down gracefully (a second signal exits at once). Run it with the
- * node flags in ./start.ts `NODE_FLAGS` (`node --max-semi-space-size=1 functions/node/main.ts`,
- * what the npm script does): without them RSS while streaming is ≈ 80 MiB higher.
+ * environment, listens, and shuts down gracefully (a second signal exits at once). Deployed as
+ * its bundle (./build.ts) with ./start.ts `NODE_FLAGS` and `PROCESS_ENV`, what the npm script
+ * does; `node functions/node/main.ts` runs too, with ≈ 40 MiB more RSS idle and more while streaming.
  *
  * Environment:
  * - GATEWAY_CONFIG (JSON) or GATEWAY_CONFIG_FILE — clusters, auth, policy, grants, limits

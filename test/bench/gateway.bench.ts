@@ -10,7 +10,8 @@
  * checks) on a no-op runtime (test/support/fake-cri.ts: CheckpointContainer answers at once and
  * writes 4 KiB), in this process. The Node gateway runs as its own process
  * (test/bench/gateway-server.ts: startNodeGateway, production logger to /dev/null, caller keys
- * from a JWKS URL on loopback). On a machine with ≥ 2 CPUs the gateway (and nginx, and workerd)
+ * from a JWKS URL on loopback), bundled and flagged as `npm run start:gateway` runs the entry
+ * (functions/node/build.ts, functions/node/start.ts `NODE_FLAGS`). On a machine with ≥ 2 CPUs the gateway (and nginx, and workerd)
  * are pinned to CPU 0 with `taskset`, this process (agent + load generator + curl) to CPU 1.
  * Clients reach gateways over plain HTTP; gateways reach the agent over mutual TLS.
  *
@@ -44,7 +45,8 @@
  * BENCH_ARCHIVE_MB (2048), BENCH_DOWNLOAD_ROUNDS (2), BENCH_PIN (1; 0 = no taskset),
  * BENCH_GATEWAY_CPU_PROF (a directory: the gateway process writes a --cpu-prof profile there),
  * BENCH_GATEWAY_NODE_ARGS (Node/V8 flags for the gateway process, space-separated, after the
- * ones `npm run start:gateway` uses: functions/node/start.ts NODE_FLAGS),
+ * ones `npm run start:gateway` uses: functions/node/start.ts NODE_FLAGS), BENCH_GATEWAY_ENV (`K=V …`
+ * for the gateway process, over functions/node/start.ts PROCESS_ENV),
  * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
  * BENCH_TIMEOUT_S (240: past it everything is stopped and the bench exits 1).
  */
@@ -67,7 +69,8 @@ import { stopChild } from '../support/process.ts'
 import { curlToNull } from './curl.ts'
 import { startNginxProxy } from './gateway-nginx.ts'
 import { envNumber } from './figures.ts'
-import { NODE_FLAGS } from '../../functions/node/start.ts'
+import { buildGateway } from '../../functions/node/build.ts'
+import { NODE_FLAGS, PROCESS_ENV } from '../../functions/node/start.ts'
 
 const MiB = 1 << 20
 const N = Math.max(1, Math.round(envNumber('BENCH_N', 200)))
@@ -79,6 +82,8 @@ const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 240)
 const CPU_PROF = process.env.BENCH_GATEWAY_CPU_PROF
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,bundle').split(',').map((s) => s.trim()).filter(Boolean))
 const SERVER = fileURLToPath(new URL('./gateway-server.ts', import.meta.url))
+/** gateway-server.ts bundled as `npm run start:gateway` bundles the entry (functions/node/build.ts); set in main(). */
+let serverBundle = ''
 
 // ---- output ------------------------------------------------------------------------------------
 
@@ -181,10 +186,11 @@ interface GatewayProc {
 /** Runs test/bench/gateway-server.ts (pinned to CPU 0); `crypto` mode answers once and exits. */
 function spawnServer(cfg: unknown, args: string[], profile: boolean): ChildProcess {
   const extra = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean)
-  const node = [...NODE_FLAGS, ...extra, ...(profile && CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []), SERVER, ...args]
+  const node = [...NODE_FLAGS, ...extra, ...(profile && CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []), serverBundle, ...args]
   const cmd = PIN ? 'taskset' : process.execPath
   const argv = PIN ? ['-c', '0', process.execPath, ...node] : node
-  return spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, BENCH_GATEWAY: JSON.stringify(cfg) } })
+  const env = { ...process.env, ...PROCESS_ENV, ...Object.fromEntries((process.env.BENCH_GATEWAY_ENV ?? '').split(' ').filter(Boolean).map((kv) => kv.split('='))) }
+  return spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...env, BENCH_GATEWAY: JSON.stringify(cfg) } })
 }
 function firstMessage<T>(child: ChildProcess, what: string): Promise<T> {
   let stderr = ''
@@ -210,6 +216,7 @@ async function main(): Promise<void> {
 
   const work = await mkdtemp(join(tmpdir(), 'gateway-bench-'))
   defer(() => rm(work, { recursive: true, force: true }))
+  serverBundle = await buildGateway(join(work, 'gateway-server.mjs'), SERVER)
   const ids = await makeIdentities(work)
   const cri = await startFakeCri(join(work, 'cri.sock'), { archiveBytes: 4096, checkpointDelayMs: 0 }, [
     { id: 'c0ffee', namespace: 'bench', pod: 'app', container: 'app' },

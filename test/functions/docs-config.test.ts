@@ -1,6 +1,7 @@
 /**
  * Every gateway configuration the READMEs (top and functions/) and wrangler.toml show starts the real Node entry
- * (`node functions/node/main.ts`, the same parseConfig the Worker uses) and answers: documentation
+ * as `npm run start:gateway` runs it (the bundle of functions/node/main.ts, built here with
+ * functions/node/build.ts; the same parseConfig the Worker uses) and answers: documentation
  * cannot drift from the code unnoticed. The README's `hooks` fragment is tried inside its main
  * example.
  */
@@ -8,15 +9,19 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair } from 'jose'
-import { NODE_FLAGS } from '../../functions/node/start.ts'
+import { BUNDLE, buildGateway } from '../../functions/node/build.ts'
+import { NODE_FLAGS, PROCESS_ENV } from '../../functions/node/start.ts'
 import { createPki, type Issued } from '../support/certs.ts'
 import { stopChild } from '../support/process.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
+/** What `npm run start:gateway` runs, built once for this file. */
+let built: Promise<string> | undefined
+const bundle = () => (built ??= buildGateway())
 
 /** The README's `r2` vault fragments: Workers only, so they are started in workerd (below). */
 const r2Vaults: Array<Record<string, unknown>> = []
@@ -50,7 +55,7 @@ async function documentedConfigs(): Promise<Array<[string, Record<string, unknow
 
 /** Starts the Node entry with `config`; resolves with its URL once it says it listens. */
 async function startEntry(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void>; output: () => string }> {
-  const child = spawn(process.execPath, [...NODE_FLAGS, join(root, 'functions/node/main.ts')], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...NODE_FLAGS, await bundle()], { env: { PATH: process.env.PATH ?? '', ...PROCESS_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout.on('data', (c: Buffer) => (out += c.toString()))
   child.stderr.on('data', (c: Buffer) => (out += c.toString()))
@@ -97,9 +102,11 @@ describe('every documented gateway configuration starts', async () => {
     PORT: '0',
   })
 
-  it('npm run start:gateway runs the Node entry with the node flags it is measured with', async () => {
+  it('npm run start:gateway builds the Node entry and runs the bundle with the flags and environment it is measured with', async () => {
     const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
-    assert.equal(pkg.scripts['start:gateway'], ['node', ...NODE_FLAGS, 'functions/node/main.ts'].join(' '))
+    const [build, run] = pkg.scripts['start:gateway']!.split(' && ')
+    assert.equal(build, `node ${relative(root, fileURLToPath(new URL('../../functions/node/build.ts', import.meta.url)))}`)
+    assert.equal(run, [...Object.entries(PROCESS_ENV).map(([k, v]) => `${k}=${v}`), 'node', ...NODE_FLAGS, relative(root, BUNDLE)].join(' '))
   })
 
   it('with hooks but no OPERATIONS_DB the Node entry refuses to start (no file in whatever directory it ran from)', async () => {
