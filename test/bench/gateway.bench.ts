@@ -46,7 +46,8 @@
  * BENCH_GATEWAY_CPU_PROF (a directory: the gateway process writes a --cpu-prof profile there),
  * BENCH_GATEWAY_NODE_ARGS (Node/V8 flags for the gateway process, space-separated, after the
  * ones `npm run start:gateway` uses: functions/node/start.ts NODE_FLAGS), BENCH_GATEWAY_ENV (`K=V …`
- * for the gateway process, over functions/node/start.ts PROCESS_ENV),
+ * for the gateway process, over functions/node/start.ts PROCESS_ENV), BENCH_GATEWAY_ENTRY (the gateway
+ * process's script instead of the bundle: `test/bench/gateway-server.ts` measures the TypeScript),
  * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
  * BENCH_TIMEOUT_S (240: past it everything is stopped and the bench exits 1).
  */
@@ -216,7 +217,7 @@ async function main(): Promise<void> {
 
   const work = await mkdtemp(join(tmpdir(), 'gateway-bench-'))
   defer(() => rm(work, { recursive: true, force: true }))
-  serverBundle = await buildGateway(join(work, 'gateway-server.mjs'), SERVER)
+  serverBundle = process.env.BENCH_GATEWAY_ENTRY ?? await buildGateway(join(work, 'gateway-server.mjs'), SERVER)
   const ids = await makeIdentities(work)
   const cri = await startFakeCri(join(work, 'cri.sock'), { archiveBytes: 4096, checkpointDelayMs: 0 }, [
     { id: 'c0ffee', namespace: 'bench', pod: 'app', container: 'app' },
