@@ -8,14 +8,8 @@ import { lazySchema, type SqlDriver } from '../operations/store.ts'
 import type { ConfigStore, ConfigSummary, ConfigVersion } from './model.ts'
 
 const CONFIG_SCHEMA = [
-  `CREATE TABLE IF NOT EXISTS config_versions (
-    version INTEGER PRIMARY KEY,
-    etag TEXT NOT NULL,
-    document TEXT NOT NULL,
-    author TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    summary TEXT NOT NULL
-  )`,
+  `CREATE TABLE IF NOT EXISTS config_versions (version INTEGER PRIMARY KEY, etag TEXT NOT NULL,
+    document TEXT NOT NULL, author TEXT NOT NULL, created_at INTEGER NOT NULL, summary TEXT NOT NULL)`,
 ]
 
 const META = 'version, etag, author, created_at, summary'

@@ -27,8 +27,9 @@ export class StorageError extends Error {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
     this.name = 'StorageError'
     this.code = code
-    if (opts.status !== undefined) this.status = opts.status
-    if (opts.s3Code !== undefined) this.s3Code = opts.s3Code
+    const { status, s3Code } = opts
+    if (status !== undefined) this.status = status
+    if (s3Code !== undefined) this.s3Code = s3Code
   }
 }
 
