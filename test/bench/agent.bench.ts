@@ -16,9 +16,11 @@
  *   `agent_download_cpu_efficiency` (MB per CPU-second of the server, same runs): wall-clock
  *   throughput suffers from other load on a shared machine, CPU cost much less.
  * - `agent_rss_idle`, `agent_rss_streaming_2gib` (MiB): `agent/main.ts` as its own process on a
- *   fake CRI socket; VmRSS after start and one /readyz, and the largest VmRSS sampled every
- *   100 ms while curl downloads a 2 GiB (sparse) archive. Baseline: a bare
- *   `node -e "setInterval(()=>{},1000)"` on the same Node.
+ *   fake CRI socket; VmRSS after start and one /readyz (the median of 5 fresh starts), and the
+ *   largest VmRSS sampled every 100 ms while curl downloads a 2 GiB (sparse) archive from the last
+ *   of them. Baseline: a bare `node -e "setInterval(()=>{},1000)"` on the same Node.
+ * - Spreads (test/bench/figures.ts): the overhead's samples in 5 consecutive blocks, the download
+ *   rounds, the idle starts.
  *
  * Environment:
  * - BENCH_ONLY: comma list of overhead, download, rss (default all).
@@ -58,7 +60,7 @@ import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
 import { lifecycle } from './lifecycle.ts'
 import { sampleRss, vmRssKiB } from './proc.ts'
-import { emit, envNumber, median, noter, round } from './figures.ts'
+import { emit, envNumber, median, noter, perBlock, round, spreadOf } from './figures.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const MiB = 1 << 20
@@ -206,7 +208,7 @@ async function checkpointOverhead(work: string, ids: Identities): Promise<void> 
   const after = spans2.map((_, i) => at(written[i]) - at(accepted[i]) - (inside[i] ?? NaN))
   const answer = spans2.map((sp, i) => sp.end - at(written[i]))
   note(`the agent's own part, medians: before the runtime call ${median(before).toFixed(0)} ms, after it until the archive is recorded ${median(after).toFixed(0)} ms, then the answer ${median(answer).toFixed(0)} ms`)
-  emit('agent_checkpoint_overhead', median(agentMs), 'ms', median(directMs))
+  emit('agent_checkpoint_overhead', median(agentMs), 'ms', median(directMs), spreadOf(perBlock(agentMs, directMs, 5, (a, d) => median(a) / median(d))))
 }
 
 // ---- agent_download_throughput ---------------------------------------------------------------
@@ -265,8 +267,8 @@ async function downloadThroughput(work: string, ids: Identities): Promise<void> 
   const perCpu = (xs: Sample[]) => median(xs.map((x) => x.perCpu))
   note(`agent MB/s: ${fmt(agentRuns.map((x) => x.mbps))}; MB per server CPU-second: ${fmt(agentRuns.map((x) => x.perCpu))}`)
   note(`nginx MB/s: ${fmt(nginxRuns.map((x) => x.mbps))}; MB per server CPU-second: ${fmt(nginxRuns.map((x) => x.perCpu))}`)
-  emit('agent_download_throughput', mbs(agentRuns), 'MB/s', mbs(nginxRuns))
-  emit('agent_download_cpu_efficiency', perCpu(agentRuns), 'MB/cpu-s', perCpu(nginxRuns))
+  emit('agent_download_throughput', mbs(agentRuns), 'MB/s', mbs(nginxRuns), spreadOf(agentRuns.map((a, i) => a.mbps / nginxRuns[i]!.mbps)))
+  emit('agent_download_cpu_efficiency', perCpu(agentRuns), 'MB/cpu-s', perCpu(nginxRuns), spreadOf(agentRuns.map((a, i) => a.perCpu / nginxRuns[i]!.perCpu)))
 
   // Below 0.9 of nginx (or when asked): the agent's code path, or Node's TLS, or the way it reads?
   // The same file from a bare Node HTTPS server with the agent's TLS options.
@@ -375,29 +377,42 @@ async function rss(work: string, ids: Identities): Promise<void> {
   await fh.close()
 
   const node = 'bench-node'
-  const agent = spawn(process.execPath, [
-    ...NODE_FLAGS,
-    process.env.BENCH_AGENT_ENTRY ?? await buildAgent(join(work, 'agent.mjs')),
-    '--listen=127.0.0.1:0',
-    `--node-name=${node}`,
-    `--runtime-endpoint=${cri.endpoint}`,
-    `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
-    `--allowed-clients=${GATEWAY_ID}`,
-    `--grant-jwks-file=${ids.jwksFile}`,
-    `--checkpoint-dir=${checkpointDir}`,
-    '--shutdown-grace=5s',
-  ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS ?? '' } })
-  defer(() => stopChild(agent))
-  const logs: string[] = []
-  const url = await agentListening(agent, logs)
-  const client = new Agent({ connect: { ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost' } })
-  defer(() => client.close())
-  const ready = await request(`${url}/readyz`, { dispatcher: client })
-  const readyBody = await ready.body.text()
-  if (ready.statusCode !== 200) throw new Error(`/readyz: ${ready.statusCode} ${readyBody}`)
-  await sleep(500)
-  const idle = await vmRssKiB(agent.pid!)
-  emit('agent_rss_idle', idle.rss / 1024, 'MiB', baseline)
+  const entry = process.env.BENCH_AGENT_ENTRY ?? await buildAgent(join(work, 'agent.mjs'))
+  /** The agent as its own process, started and asked /readyz; its VmRSS half a second later. */
+  const startIdle = async () => {
+    const agent = spawn(process.execPath, [
+      ...NODE_FLAGS,
+      entry,
+      '--listen=127.0.0.1:0',
+      `--node-name=${node}`,
+      `--runtime-endpoint=${cri.endpoint}`,
+      `--tls-cert=${ids.server.cert}`, `--tls-key=${ids.server.key}`, `--tls-ca=${ids.pki.ca.cert}`,
+      `--allowed-clients=${GATEWAY_ID}`,
+      `--grant-jwks-file=${ids.jwksFile}`,
+      `--checkpoint-dir=${checkpointDir}`,
+      '--shutdown-grace=5s',
+    ], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: process.env.BENCH_AGENT_NODE_OPTIONS ?? '' } })
+    defer(() => stopChild(agent))
+    const logs: string[] = []
+    const url = await agentListening(agent, logs)
+    const client = new Agent({ connect: { ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost' } })
+    defer(() => client.close())
+    const ready = await request(`${url}/readyz`, { dispatcher: client })
+    const readyBody = await ready.body.text()
+    if (ready.statusCode !== 200) throw new Error(`/readyz: ${ready.statusCode} ${readyBody}`)
+    await sleep(500)
+    return { agent, url, idle: await vmRssKiB(agent.pid!) }
+  }
+  // Idle over fresh starts (the spread); the last one then streams.
+  const idles: number[] = []
+  for (let i = 1; i < 5; i++) {
+    const { agent, idle } = await startIdle()
+    idles.push(idle.rss / 1024)
+    await stopChild(agent)
+  }
+  const { agent, url, idle: last } = await startIdle()
+  idles.push(last.rss / 1024)
+  emit('agent_rss_idle', median(idles), 'MiB', baseline, spreadOf(idles.map((x) => x / baseline)))
 
   const grant = await mintGrant(ids, { op: 'checkpoint:read', node, archive: name, namespaces: everyReading(name) })
   const sampler = sampleRss(agent.pid!)

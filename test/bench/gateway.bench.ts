@@ -15,7 +15,8 @@
  * are pinned to CPU 0 with `taskset`, this process (agent + load generator + curl) to CPU 1.
  * Clients reach gateways over plain HTTP; gateways reach the agent over mutual TLS.
  *
- * Figures:
+ * Figures (each with its `spread` over 5 rounds, test/bench/figures.ts: the download rounds, the
+ * latency samples in 5 consecutive blocks, the load run in 5 windows):
  * - `gateway.node.{download_4k,checkpoint}.p50` (ms) vs the same request straight to the agent
  *   (a grant minted outside the timing), interleaved; `…added_latency.p50` = the difference of
  *   the medians; `…gateway_cpu_per_request`: CPU time of the gateway process (all threads) per
@@ -42,7 +43,7 @@
  *
  * Environment: BENCH_ONLY (comma list of rps, latency, workerd, download, bundle; default all),
  * BENCH_N (200 latency samples), BENCH_RPS_SECONDS (5), BENCH_CONCURRENCY (64),
- * BENCH_ARCHIVE_MB (2048), BENCH_DOWNLOAD_ROUNDS (2), BENCH_PIN (1; 0 = no taskset),
+ * BENCH_ARCHIVE_MB (2048), BENCH_DOWNLOAD_ROUNDS (5), BENCH_PIN (1; 0 = no taskset),
  * BENCH_GATEWAY_CPU_PROF (a directory: the gateway process writes a --cpu-prof profile there),
  * BENCH_GATEWAY_NODE_ARGS (Node/V8 flags for the gateway process, space-separated, after the
  * ones `npm run start:gateway` uses: functions/node/start.ts NODE_FLAGS), BENCH_GATEWAY_ENV (`K=V …`
@@ -69,7 +70,7 @@ import { startFakeCri } from '../support/fake-cri.ts'
 import { stopChild } from '../support/process.ts'
 import { curlToNull } from './curl.ts'
 import { startNginxProxy } from './gateway-nginx.ts'
-import { envNumber } from './figures.ts'
+import { envNumber, perBlock, spreadOf, type Spread } from './figures.ts'
 import { buildGateway } from '../../functions/node/build.ts'
 import { NODE_FLAGS, PROCESS_ENV } from '../../functions/node/start.ts'
 
@@ -78,7 +79,9 @@ const N = Math.max(1, Math.round(envNumber('BENCH_N', 200)))
 const RPS_SECONDS = envNumber('BENCH_RPS_SECONDS', 5)
 const CONCURRENCY = Math.max(1, Math.round(envNumber('BENCH_CONCURRENCY', 64)))
 const ARCHIVE_MB = envNumber('BENCH_ARCHIVE_MB', 2048)
-const ROUNDS = Math.max(1, Math.round(envNumber('BENCH_DOWNLOAD_ROUNDS', 2)))
+const ROUNDS = Math.max(1, Math.round(envNumber('BENCH_DOWNLOAD_ROUNDS', 5)))
+/** Rounds (or blocks of interleaved samples) a figure's spread is taken over. */
+const SPREAD_ROUNDS = 5
 const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 240)
 const CPU_PROF = process.env.BENCH_GATEWAY_CPU_PROF
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,bundle').split(',').map((s) => s.trim()).filter(Boolean))
@@ -89,9 +92,9 @@ let serverBundle = ''
 // ---- output ------------------------------------------------------------------------------------
 
 const round = (n: number, d: number) => Math.round(n * 10 ** d) / 10 ** d
-function emit(name: string, value: number, unit: string, baseline: number | null = null): void {
+function emit(name: string, value: number, unit: string, baseline: number | null = null, spread?: Spread): void {
   const ratio = baseline ? round(value / baseline, 3) : null
-  process.stdout.write(JSON.stringify({ name, value: round(value, 3), unit, baseline: baseline === null ? null : round(baseline, 3), ratio }) + '\n')
+  process.stdout.write(JSON.stringify({ name, value: round(value, 3), unit, baseline: baseline === null ? null : round(baseline, 3), ratio, ...(spread ? { spread } : {}) }) + '\n')
 }
 const note = (msg: string) => process.stderr.write(`# gateway.bench: ${msg}\n`)
 const median = (xs: number[]) => {
@@ -299,12 +302,19 @@ async function main(): Promise<void> {
   }
 
   /** CONCURRENCY requests in flight for `seconds`; counts answers, checks their status. */
-  async function load(url: string, headers: Record<string, string>, expect: number, seconds: number): Promise<{ n: number; wall: number; gwCpu: number; ownCpu: number }> {
+  async function load(url: string, headers: Record<string, string>, expect: number, seconds: number): Promise<{ n: number; wall: number; gwCpu: number; ownCpu: number; windows: Array<{ n: number; wall: number; gwCpu: number }> }> {
     const end = performance.now() + seconds * 1000
     const cpu0 = await cpuSeconds(gw!.pid)
     const own0 = process.cpuUsage()
     const t0 = performance.now()
     let n = 0
+    // SPREAD_ROUNDS windows of the run, each with its own count and gateway CPU: the bench's noise.
+    const marks: Array<{ n: number; t: number; cpu: number }> = [{ n: 0, t: t0, cpu: cpu0 }]
+    const windowMs = (seconds * 1000) / SPREAD_ROUNDS
+    const ticker = setInterval(() => {
+      const at = { n, t: performance.now() }
+      void cpuSeconds(gw!.pid).then((cpu) => marks.push({ ...at, cpu }), () => {})
+    }, windowMs)
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) {
         const r = await request(url, { dispatcher: plain, headers })
@@ -313,9 +323,12 @@ async function main(): Promise<void> {
         n++
       }
     }))
+    clearInterval(ticker)
     const wall = (performance.now() - t0) / 1000
     const own = process.cpuUsage(own0)
-    return { n, wall, gwCpu: (await cpuSeconds(gw!.pid)) - cpu0, ownCpu: (own.user + own.system) / 1e6 }
+    const gwCpu = (await cpuSeconds(gw!.pid)) - cpu0
+    const windows = marks.slice(1).map((m, i) => ({ n: m.n - marks[i]!.n, wall: (m.t - marks[i]!.t) / 1000, gwCpu: m.cpu - marks[i]!.cpu })).filter((w) => w.gwCpu > 0)
+    return { n, wall, gwCpu, ownCpu: (own.user + own.system) / 1e6, windows }
   }
 
   if (gw && ONLY.has('rps')) {
@@ -325,12 +338,12 @@ async function main(): Promise<void> {
     await load(gw.url + LIST, auth, 200, Math.min(1, RPS_SECONDS)) // warm-up: connections, JIT
     const a = await load(gw.url + LIST, auth, 200, RPS_SECONDS)
     note(`authenticated list: ${a.n} requests in ${a.wall.toFixed(2)} s; gateway CPU ${(a.gwCpu / a.wall * 100).toFixed(0)}% of a core, this process (agent + client) ${(a.ownCpu / a.wall * 100).toFixed(0)}%`)
-    emit('gateway.node.authenticated_list.rps', a.n / a.wall, 'req/s', ceiling)
-    emit('gateway.node.authenticated_list.per_gateway_cpu_s', a.n / a.gwCpu, 'req/cpu-s', ceiling)
+    emit('gateway.node.authenticated_list.rps', a.n / a.wall, 'req/s', ceiling, spreadOf(a.windows.map((w) => w.n / w.wall / ceiling)))
+    emit('gateway.node.authenticated_list.per_gateway_cpu_s', a.n / a.gwCpu, 'req/cpu-s', ceiling, spreadOf(a.windows.map((w) => w.n / w.gwCpu / ceiling)))
     const b = await load(gw.url + LIST, { authorization: `Bearer ${bad}` }, 401, process.env.BENCH_RPS_BAD === '0' ? 0.2 : RPS_SECONDS)
     note(`bad signature: ${b.n} rejections in ${b.wall.toFixed(2)} s; gateway CPU ${(b.gwCpu / b.wall * 100).toFixed(0)}%, this process ${(b.ownCpu / b.wall * 100).toFixed(0)}%`)
-    emit('gateway.node.rejected_bad_signature.rps', b.n / b.wall, 'req/s', c.verify)
-    emit('gateway.node.rejected_bad_signature.per_gateway_cpu_s', b.n / b.gwCpu, 'req/cpu-s', c.verify)
+    emit('gateway.node.rejected_bad_signature.rps', b.n / b.wall, 'req/s', c.verify, spreadOf(b.windows.map((w) => w.n / w.wall / c.verify)))
+    emit('gateway.node.rejected_bad_signature.per_gateway_cpu_s', b.n / b.gwCpu, 'req/cpu-s', c.verify, spreadOf(b.windows.map((w) => w.n / w.gwCpu / c.verify)))
   }
 
   /** Interleaves a direct agent call and the same call through `base`, N times each; medians in ms. */
@@ -377,8 +390,8 @@ async function main(): Promise<void> {
       const d = median(m.direct)
       const v = median(m.via)
       note(`${label} ${what}: direct p50 ${d.toFixed(2)} p90 ${pct(m.direct, 0.9).toFixed(2)} ms; via gateway p50 ${v.toFixed(2)} p90 ${pct(m.via, 0.9).toFixed(2)} ms (${m.via.length} samples)`)
-      emit(`gateway.${label}.${what}.p50`, v, 'ms', d)
-      emit(`gateway.${label}.${what}.added_latency.p50`, v - d, 'ms')
+      emit(`gateway.${label}.${what}.p50`, v, 'ms', d, spreadOf(perBlock(m.via, m.direct, SPREAD_ROUNDS, (o, t) => median(o) / median(t))))
+      emit(`gateway.${label}.${what}.added_latency.p50`, v - d, 'ms', null, spreadOf(perBlock(m.via, m.direct, SPREAD_ROUNDS, (o, t) => median(o) - median(t))))
       // The gateway's own CPU time per request: what it adds when nothing else competes for the CPU.
       if (pid) emit(`gateway.${label}.${what}.gateway_cpu_per_request`, ((what === 'download_4k' ? cpu.dl : cpu.cp) / m.via.length) * 1000, 'ms')
     }
@@ -426,30 +439,39 @@ async function main(): Promise<void> {
     const runs = { nginx: [] as number[], gateway: [] as number[] }
     const cpu = { nginx: 0, gateway: 0 }
     const mb = { nginx: 0, gateway: 0 }
+    /** Per round: MB per CPU-second of each proxy, and the gateway's largest RSS sample. */
+    const perCpu = { nginx: [] as number[], gateway: [] as number[] }
+    const roundMax: number[] = []
     for (let i = 0; i < ROUNDS; i++) {
       const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive: name, namespaces: everyReading(name), sub: 'sam' })
       let c0 = await treeCpuSeconds(px.pid)
       let r = await curl(`${px.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${g}` })
-      cpu.nginx += (await treeCpuSeconds(px.pid)) - c0
+      const nginxCpu = (await treeCpuSeconds(px.pid)) - c0
+      cpu.nginx += nginxCpu
+      perCpu.nginx.push(r.bytes / 1e6 / nginxCpu)
       if (r.bytes !== bytes) throw new Error(`nginx: ${r.bytes} bytes of ${bytes}`)
       runs.nginx.push(r.bytes / r.seconds / 1e6)
       mb.nginx += r.bytes / 1e6
       c0 = await cpuSeconds(dgw.pid)
+      const first = samples.length
       sampling = true
       r = await curl(`${dgw.url}${LIST}/${encodeURIComponent(name)}`, auth)
       sampling = false
-      cpu.gateway += (await cpuSeconds(dgw.pid)) - c0
+      const gatewayCpu = (await cpuSeconds(dgw.pid)) - c0
+      cpu.gateway += gatewayCpu
+      perCpu.gateway.push(r.bytes / 1e6 / gatewayCpu)
+      roundMax.push(Math.max(...samples.slice(first)))
       if (r.bytes !== bytes) throw new Error(`gateway: ${r.bytes} bytes of ${bytes}`)
       runs.gateway.push(r.bytes / r.seconds / 1e6)
       mb.gateway += r.bytes / 1e6
       note(`round ${i + 1}: nginx ${runs.nginx.at(-1)!.toFixed(0)} MB/s, gateway ${runs.gateway.at(-1)!.toFixed(0)} MB/s`)
     }
     clearInterval(sampler)
-    emit('gateway.node.download_throughput', median(runs.gateway), 'MB/s', median(runs.nginx))
-    emit('gateway.node.download_cpu_efficiency', mb.gateway / cpu.gateway, 'MB/cpu-s', mb.nginx / cpu.nginx)
+    emit('gateway.node.download_throughput', median(runs.gateway), 'MB/s', median(runs.nginx), spreadOf(runs.gateway.map((g, i) => g / runs.nginx[i]!)))
+    emit('gateway.node.download_cpu_efficiency', mb.gateway / cpu.gateway, 'MB/cpu-s', mb.nginx / cpu.nginx, spreadOf(perCpu.gateway.map((g, i) => g / perCpu.nginx[i]!)))
     const q = Math.max(1, Math.floor(samples.length / 4))
     note(`gateway RSS: idle ${rssIdle.toFixed(0)} MiB; ${samples.length} samples, min ${Math.min(...samples).toFixed(0)} max ${Math.max(...samples).toFixed(0)} MiB`)
-    emit('gateway.node.rss_streaming_max', Math.max(...samples), 'MiB', rssIdle)
+    emit('gateway.node.rss_streaming_max', Math.max(...samples), 'MiB', rssIdle, spreadOf(roundMax.map((m) => m / rssIdle)))
     emit('gateway.node.rss_streaming_last_quarter', Math.max(...samples.slice(-q)), 'MiB', Math.max(...samples.slice(0, q)))
     note(`gateway RSS by quarter of the samples (max MiB): ${[0, 1, 2, 3].map((i) => Math.max(...samples.slice(i * q, (i + 1) * q)).toFixed(0)).join(' ')}`)
     await px.stop()

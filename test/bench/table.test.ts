@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { blocks, median, perBlock, spreadOf } from './figures.ts'
 import { parseFigures, table } from './table.ts'
 
 describe('benchmark reference table', () => {
@@ -7,15 +8,25 @@ describe('benchmark reference table', () => {
     const figures = parseFigures([
       '# bench: agent.bench.ts',
       '{"name":"agent_rss_idle","value":58.2,"unit":"MiB","baseline":41.7,"ratio":1.396}',
-      '{"name":"agent_checkpoint_overhead","value":339,"unit":"ms","baseline":324,"ratio":1.046}',
+      '{"name":"agent_checkpoint_overhead","value":339,"unit":"ms","baseline":324,"ratio":1.046,"spread":{"n":5,"min":0.98,"max":1.101}}',
       '{"name":"something_new","value":3,"unit":"x","baseline":null,"ratio":null}',
       'not json',
     ].join('\n'))
     assert.deepEqual(figures.map((f) => f.name), ['agent_rss_idle', 'agent_checkpoint_overhead', 'something_new'])
     const rows = table(figures, '2026-11-30').split('\n').filter((l) => l.startsWith('| `'))
     assert.equal(rows.length, 3)
-    assert.match(rows[0]!, /58\.20 MiB \| 41\.70 \| 1\.40 \| ≤ 60 MiB — met \| `npm run bench:agent`/)
-    assert.match(rows[1]!, /ratio ≤ 1\.02 — missed/)
-    assert.match(rows[2]!, /\| {2}\| `npm run bench` \|$/)
+    assert.match(rows[0]!, /58\.20 MiB \| 41\.70 \| 1\.40 \| {2}\| ≤ 60 MiB — met \| `npm run bench:agent`/)
+    assert.match(rows[1]!, /\| 1\.05 \| 0\.98–1\.10 \(5\) \| ratio ≤ 1\.02 — missed/)
+    assert.match(rows[2]!, /\| {2}\| {2}\| `npm run bench` \|$/)
+  })
+
+  it('cuts interleaved samples into rounds and reports their spread', () => {
+    assert.deepEqual(blocks([1, 2, 3, 4, 5, 6, 7], 3), [[1, 2], [3, 4], [5, 6, 7]])
+    assert.deepEqual(blocks([1, 2], 5), [[1], [2]])
+    const ours = [10, 12, 11, 30, 31, 29]
+    const theirs = [10, 10, 10, 10, 10, 10]
+    assert.deepEqual(perBlock(ours, theirs, 2, (o, t) => median(o) / median(t)), [1.1, 3])
+    assert.deepEqual(spreadOf([1.1, 3, 2]), { n: 3, min: 1.1, max: 3 })
+    assert.equal(spreadOf([1.1]), undefined)
   })
 })

@@ -9,7 +9,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 
-interface Figure { name: string; value: number; unit: string; baseline?: number | null; ratio?: number | null }
+interface Figure { name: string; value: number; unit: string; baseline?: number | null; ratio?: number | null; spread?: { n: number; min: number; max: number } }
 
 /** name → [goal text, met?(figure)] */
 const GOALS: Record<string, [string, (f: Figure) => boolean]> = {
@@ -49,9 +49,13 @@ export function table(figures: Figure[], when: string): string {
     const goal = GOALS[f.name]
     const verdict = goal ? `${goal[0]} — ${goal[1](f) ? 'met' : 'missed'}` : ''
     const how = HOW.find(([p]) => f.name.startsWith(p))?.[1] ?? 'npm run bench'
-    return `| \`${f.name}\` | ${n(f.value)} ${f.unit} | ${n(f.baseline)} | ${n(f.ratio)} | ${verdict} | \`${how}\` |`
+    const spread = f.spread ? `${n(f.spread.min)}–${n(f.spread.max)} (${f.spread.n})` : ''
+    return `| \`${f.name}\` | ${n(f.value)} ${f.unit} | ${n(f.baseline)} | ${n(f.ratio)} | ${spread} | ${verdict} | \`${how}\` |`
   })
-  return [`Measured ${when} (2 cores, one run; baselines from the same run).`, '', '| figure | value | baseline | ratio | goal | how to run |', '|---|---|---|---|---|---|', ...rows].join('\n')
+  return [
+    `Measured ${when} (2 cores, one run; baselines from the same run). *Spread*: the lowest and highest ratio (or value, without a baseline) over the run's rounds or blocks of alternating samples (their number in brackets) — the bench's own noise.`,
+    '', '| figure | value | baseline | ratio | spread | goal | how to run |', '|---|---|---|---|---|---|---|', ...rows,
+  ].join('\n')
 }
 
 export function parseFigures(text: string): Figure[] {
