@@ -22,7 +22,7 @@
  *   its RSS before sealing (the baseline), the largest RSS sampled every 20 ms while sealing, and
  *   the difference.
  *
- * Environment: BENCH_SEAL_MB (256), BENCH_SEAL_ROUNDS (3; plus one warm-up of each),
+ * Environment: BENCH_SEAL_MB (256), BENCH_SEAL_ROUNDS (5; plus one warm-up of each),
  * BENCH_TIMEOUT_S (600).
  */
 import { execFile, spawn } from 'node:child_process'
@@ -38,7 +38,7 @@ import { ageEncrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { seal } from '../../agent/seal/seal.ts'
 import { ensureAge } from '../runtime/evidence-tools.ts'
 import { writeMixed } from './content.ts'
-import { emit, envNumber, median, noter, round } from './figures.ts'
+import { emit, envNumber, median, noter, round, spreadOf } from './figures.ts'
 
 const execFileP = promisify(execFile)
 const SELF = fileURLToPath(import.meta.url)
@@ -61,7 +61,7 @@ if (process.argv[2] === '--rss-child') {
 }
 
 const SIZE_MB = envNumber('BENCH_SEAL_MB', 256)
-const ROUNDS = Math.round(envNumber('BENCH_SEAL_ROUNDS', 3))
+const ROUNDS = Math.round(envNumber('BENCH_SEAL_ROUNDS', 5))
 const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600)
 
 // ---- output --------------------------------------------------------------------------------
@@ -154,8 +154,9 @@ async function main(): Promise<void> {
   }
   const mbs = (rs: Run[]) => median(rs.map((r) => size / 1e6 / r.wall))
   const perCpu = (rs: Run[]) => median(rs.map((r) => size / 1e6 / r.cpu))
-  emit('seal_throughput', mbs(runs.sealOurs!), 'MB/s', mbs(runs.sealTheirs!))
-  emit('seal_mb_per_cpu_s', perCpu(runs.sealOurs!), 'MB/cpu-s', perCpu(runs.sealTheirs!))
+  const perRound = (ours: Run[], theirs: Run[], f: (o: Run, t: Run) => number) => spreadOf(ours.map((o, i) => f(o, theirs[i]!)))
+  emit('seal_throughput', mbs(runs.sealOurs!), 'MB/s', mbs(runs.sealTheirs!), perRound(runs.sealOurs!, runs.sealTheirs!, (o, t) => t.wall / o.wall))
+  emit('seal_mb_per_cpu_s', perCpu(runs.sealOurs!), 'MB/cpu-s', perCpu(runs.sealTheirs!), perRound(runs.sealOurs!, runs.sealTheirs!, (o, t) => t.cpu / o.cpu))
   emit('seal_compression_ratio', size / runs.sealOurs![0]!.out, 'x', size / runs.sealTheirs![0]!.out)
   emit('age_encrypt_throughput', mbs(runs.ageOurs!), 'MB/s', mbs(runs.ageTheirs!))
   emit('age_encrypt_mb_per_cpu_s', perCpu(runs.ageOurs!), 'MB/cpu-s', perCpu(runs.ageTheirs!))

@@ -79,7 +79,7 @@ import { poll, sleep } from '../support/wait.ts'
 import { writeMixed } from './content.ts'
 import { lifecycle } from './lifecycle.ts'
 import { sampleRss, vmRssKiB } from './proc.ts'
-import { emit, envNumber, median, noter } from './figures.ts'
+import { emit, envNumber, median, noter, spreadOf } from './figures.ts'
 
 const execFileP = promisify(execFile)
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
@@ -366,10 +366,11 @@ async function storeSection(work: string, ids: Identities, s3: S3Server, tools: 
   const wall = (rs: Run[]) => median(rs.map((r) => r.wall))
   const perCpu = (rs: Run[]) => median(rs.map((r) => size / 1e6 / r.cpu))
   note(`archive ${size} bytes; seconds — ours ${fmt(runs.ours!.map((r) => r.wall))}; zstd|age|curl ${fmt(runs.theirs!.map((r) => r.wall))}; curl -T ${fmt(runs.plain!.map((r) => r.wall))}`)
-  emit('vault_store_seconds', wall(runs.ours!), 's', wall(runs.theirs!))
+  const perRound = (f: (o: Run, t: Run) => number) => spreadOf(runs.ours!.map((o, i) => f(o, runs.theirs![i]!)))
+  emit('vault_store_seconds', wall(runs.ours!), 's', wall(runs.theirs!), perRound((o, t) => o.wall / t.wall))
   emit('vault_plain_upload_seconds', wall(runs.plain!), 's')
   emit('vault_compression_ratio', size / runs.ours![0]!.out, 'x', size / runs.theirs![0]!.out)
-  emit('vault_seal_mb_per_cpu_s', perCpu(runs.ours!), 'MB/cpu-s', perCpu(runs.theirs!))
+  emit('vault_seal_mb_per_cpu_s', perCpu(runs.ours!), 'MB/cpu-s', perCpu(runs.theirs!), perRound((o, t) => t.cpu / o.cpu))
 
   // Where ours goes: sealing alone (same code, null sink) against the PUTs.
   const t0 = performance.now()
