@@ -32,7 +32,7 @@
  *   same kid): baseline the ES256 verify rate.
  * - `gateway.node.download_throughput` (MB/s, 10^6 bytes): curl through the gateway downloading a
  *   BENCH_ARCHIVE_MB (sparse) archive from the agent, vs nginx as a TLS reverse proxy with the
- *   gateway's client certificate to the same agent (gateway-nginx.ts), interleaved rounds, medians.
+ *   gateway's client certificate to the same agent (gateway-nginx.ts), one warm-up each, then rounds alternating who goes first, medians.
  *   `…download_cpu_efficiency`: MB per CPU-second of the proxy process(es).
  *   `gateway.node.rss_streaming_max` (MiB): largest VmRSS of the gateway process sampled every
  *   100 ms during the downloads, vs its VmRSS just before them; `…rss_streaming_last_quarter`
@@ -442,29 +442,46 @@ async function main(): Promise<void> {
     /** Per round: MB per CPU-second of each proxy, and the gateway's largest RSS sample. */
     const perCpu = { nginx: [] as number[], gateway: [] as number[] }
     const roundMax: number[] = []
-    for (let i = 0; i < ROUNDS; i++) {
+    const path = `/checkpoints/${encodeURIComponent(name)}`
+    /** One download through nginx; MB/s and MB per CPU-second of its processes. */
+    const viaNginx = async () => {
       const g = await agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive: name, namespaces: everyReading(name), sub: 'sam' })
-      let c0 = await treeCpuSeconds(px.pid)
-      let r = await curl(`${px.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${g}` })
-      const nginxCpu = (await treeCpuSeconds(px.pid)) - c0
-      cpu.nginx += nginxCpu
-      perCpu.nginx.push(r.bytes / 1e6 / nginxCpu)
+      const c0 = await treeCpuSeconds(px.pid)
+      const r = await curl(`${px.url}${path}`, { authorization: `Bearer ${g}` })
+      const used = (await treeCpuSeconds(px.pid)) - c0
       if (r.bytes !== bytes) throw new Error(`nginx: ${r.bytes} bytes of ${bytes}`)
-      runs.nginx.push(r.bytes / r.seconds / 1e6)
-      mb.nginx += r.bytes / 1e6
-      c0 = await cpuSeconds(dgw.pid)
+      return { mbps: r.bytes / r.seconds / 1e6, mb: r.bytes / 1e6, cpu: used }
+    }
+    /** One download through the gateway, its RSS sampled meanwhile; also the largest sample of it. */
+    const viaGateway = async () => {
+      const c0 = await cpuSeconds(dgw.pid)
       const first = samples.length
       sampling = true
-      r = await curl(`${dgw.url}${LIST}/${encodeURIComponent(name)}`, auth)
+      const r = await curl(`${dgw.url}${LIST}/${encodeURIComponent(name)}`, auth)
       sampling = false
-      const gatewayCpu = (await cpuSeconds(dgw.pid)) - c0
-      cpu.gateway += gatewayCpu
-      perCpu.gateway.push(r.bytes / 1e6 / gatewayCpu)
-      roundMax.push(Math.max(...samples.slice(first)))
+      const used = (await cpuSeconds(dgw.pid)) - c0
       if (r.bytes !== bytes) throw new Error(`gateway: ${r.bytes} bytes of ${bytes}`)
-      runs.gateway.push(r.bytes / r.seconds / 1e6)
-      mb.gateway += r.bytes / 1e6
-      note(`round ${i + 1}: nginx ${runs.nginx.at(-1)!.toFixed(0)} MB/s, gateway ${runs.gateway.at(-1)!.toFixed(0)} MB/s`)
+      return { mbps: r.bytes / r.seconds / 1e6, mb: r.bytes / 1e6, cpu: used, rssMax: Math.max(...samples.slice(first)) }
+    }
+    // One warm-up each, not counted (the first download through nginx ran at about half speed in
+    // every run: connections, page cache, its worker's first use); the gateway's RSS is sampled in
+    // it too, as the first download is where it grows. Then rounds alternating who goes first.
+    const warm = { nginx: await viaNginx(), gateway: await viaGateway() }
+    note(`warm-up: nginx ${warm.nginx.mbps.toFixed(0)} MB/s, gateway ${warm.gateway.mbps.toFixed(0)} MB/s`)
+    for (let i = 0; i < ROUNDS; i++) {
+      const [n, g] = i % 2 ? [undefined, await viaGateway()] : [await viaNginx(), undefined]
+      const nx = n ?? await viaNginx()
+      const gx = g ?? await viaGateway()
+      runs.nginx.push(nx.mbps)
+      runs.gateway.push(gx.mbps)
+      cpu.nginx += nx.cpu
+      cpu.gateway += gx.cpu
+      mb.nginx += nx.mb
+      mb.gateway += gx.mb
+      perCpu.nginx.push(nx.mb / nx.cpu)
+      perCpu.gateway.push(gx.mb / gx.cpu)
+      roundMax.push(gx.rssMax)
+      note(`round ${i + 1}: nginx ${nx.mbps.toFixed(0)} MB/s, gateway ${gx.mbps.toFixed(0)} MB/s`)
     }
     clearInterval(sampler)
     emit('gateway.node.download_throughput', median(runs.gateway), 'MB/s', median(runs.nginx), spreadOf(runs.gateway.map((g, i) => g / runs.nginx[i]!)))
