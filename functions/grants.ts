@@ -4,7 +4,7 @@
  * verify while keys rotate (publish the next key first, switch, keep the old one until its last
  * grant has expired).
  */
-import { SignJWT, createLocalJWKSet, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK } from 'jose'
+import { CompactSign, base64url, createLocalJWKSet, errors as joseErrors, importJWK, jwtVerify, type CryptoKey, type JWK } from 'jose'
 import { CheckpointError } from '../shared/errors.ts'
 import { GRANT_TYP, grantAudience, type GrantClaims } from '../shared/grant.ts'
 import { jsonValue } from './config.ts'
@@ -38,6 +38,16 @@ export const CAPABILITY_TYP = 'vault-cap+jwt'
 const CAPABILITY_AUD = 'checkpoint-gateway:vault'
 
 const SIGNING_ALGS = new Set(['EdDSA', 'Ed25519', 'ES256'])
+
+/** Signs a JWS signing input (`b64url(header).b64url(payload)`), giving the raw signature. */
+export type JwsSigner = (signingInput: Uint8Array) => Uint8Array
+/**
+ * A runtime's own signer for a private JWK, or undefined to leave that key to jose (WebCrypto).
+ * On Node, WebCrypto runs each signature as a job on the thread pool; functions/node/jws.ts signs
+ * Ed25519 in place, byte for byte the same JWS (Ed25519 signatures are deterministic; tested).
+ */
+export type JwsSignerFor = (jwk: JWK) => JwsSigner | undefined
+const encoder = new TextEncoder()
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
 
 /** The public half of a JWK, marked for signatures. */
@@ -56,12 +66,12 @@ export function publicJwk(jwk: JWK): JWK {
  * @example
  * const keys = await loadGrantKeys(env.GRANT_SIGNING_KEYS)
  */
-export async function loadGrantKeys(secret: unknown): Promise<GrantKeys> {
+export async function loadGrantKeys(secret: unknown, opts: { signerFor?: JwsSignerFor } = {}): Promise<GrantKeys> {
   if (secret === undefined || secret === '') throw new Error('config: GRANT_SIGNING_KEYS is not set')
   const v = jsonValue(secret, 'GRANT_SIGNING_KEYS')
   const list = (Array.isArray(v) ? v : [v]) as JWK[]
   const published: JWK[] = []
-  let signer: { key: CryptoKey | Uint8Array; kid: string; alg: string } | undefined
+  let signer: { key: CryptoKey | Uint8Array; kid: string; alg: string; own?: JwsSigner } | undefined
   const kids = new Set<string>()
   for (const jwk of list) {
     if (!jwk || typeof jwk !== 'object' || typeof jwk.kid !== 'string' || !jwk.kid) throw new Error('config: every grant key needs a kid')
@@ -69,35 +79,27 @@ export async function loadGrantKeys(secret: unknown): Promise<GrantKeys> {
     if (kids.has(jwk.kid)) throw new Error(`config: grant key ${jwk.kid} given twice`)
     kids.add(jwk.kid)
     if (jwk.k !== undefined) throw new Error(`config: grant key ${jwk.kid}: symmetric keys are not allowed`)
-    if (jwk.d !== undefined && !signer) signer = { key: await importJWK(jwk, jwk.alg), kid: jwk.kid, alg: jwk.alg }
+    if (jwk.d !== undefined && !signer) {
+      const own = opts.signerFor?.(jwk)
+      signer = { key: await importJWK(jwk, jwk.alg), kid: jwk.kid, alg: jwk.alg, ...(own ? { own } : {}) }
+    }
     published.push(publicJwk(jwk))
   }
   if (!signer) throw new Error('config: GRANT_SIGNING_KEYS holds no private key')
   const s = signer
   const jwks = { keys: published }
   const localKeys = createLocalJWKSet(jwks)
+  const sign = signCompact(s.key, s.own)
   return {
     async sign(claims, nowMs, ttlSec, issuer) {
       const iat = Math.floor(nowMs / 1000)
-      return new SignJWT({ ...claims })
-        .setProtectedHeader({ alg: s.alg, kid: s.kid, typ: GRANT_TYP })
-        .setIssuer(issuer)
-        .setAudience(grantAudience(claims.node))
-        .setIssuedAt(iat)
-        .setNotBefore(iat - 5)
-        .setExpirationTime(iat + Math.ceil(ttlSec))
-        .setJti(crypto.randomUUID())
-        .sign(s.key)
+      const payload = { ...claims, iss: issuer, aud: grantAudience(claims.node), iat, nbf: iat - 5, exp: iat + Math.ceil(ttlSec), jti: crypto.randomUUID() }
+      return sign({ alg: s.alg, kid: s.kid, typ: GRANT_TYP }, payload)
     },
     jwks: () => jwks,
     async capability(claims, nowMs, ttlSec) {
       const iat = Math.floor(nowMs / 1000)
-      return new SignJWT({ ...claims })
-        .setProtectedHeader({ alg: s.alg, kid: s.kid, typ: CAPABILITY_TYP })
-        .setAudience(CAPABILITY_AUD)
-        .setIssuedAt(iat)
-        .setExpirationTime(iat + Math.ceil(ttlSec))
-        .sign(s.key)
+      return sign({ alg: s.alg, kid: s.kid, typ: CAPABILITY_TYP }, { ...claims, aud: CAPABILITY_AUD, iat, exp: iat + Math.ceil(ttlSec) })
     },
     async verifyCapability(token, use, nowMs) {
       let payload: Record<string, unknown>
@@ -110,5 +112,17 @@ export async function loadGrantKeys(secret: unknown): Promise<GrantKeys> {
       if (payload.use !== use || typeof payload.key !== 'string') throw new CheckpointError('grant_mismatch', `capability is not for ${use}`, { field: 'cap' })
       return payload as unknown as Capability
     },
+  }
+}
+
+/**
+ * A compact JWS of a JSON payload (what jose's SignJWT makes, without its claim setters): signed
+ * by the runtime's own signer when there is one, else by jose.
+ */
+export function signCompact(key: CryptoKey | Uint8Array, own?: JwsSigner): (header: { alg: string; kid: string; typ: string }, payload: object) => Promise<string> {
+  if (!own) return (header, payload) => new CompactSign(encoder.encode(JSON.stringify(payload))).setProtectedHeader(header).sign(key)
+  return async (header, payload) => {
+    const input = `${base64url.encode(JSON.stringify(header))}.${base64url.encode(JSON.stringify(payload))}`
+    return `${input}.${base64url.encode(own(encoder.encode(input)))}`
   }
 }

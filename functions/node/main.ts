@@ -23,7 +23,7 @@
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { configSourceSettings } from '../admin/source.ts'
-import { loadGrantKeys } from '../grants.ts'
+import { loadNodeGrantKeys } from './jws.ts'
 import { startNodeGateway } from './start.ts'
 
 function fromEnvOrFile(name: string): string | undefined {
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   // The store needs it only while empty (the seed); a missing one is reported then.
   if (!rawConfig && kind === 'variable') throw new Error('GATEWAY_CONFIG or GATEWAY_CONFIG_FILE must be set')
   const document = rawConfig ? JSON.parse(rawConfig) as unknown : undefined
-  const keys = await loadGrantKeys(fromEnvOrFile('GRANT_SIGNING_KEYS'))
+  const keys = await loadNodeGrantKeys(fromEnvOrFile('GRANT_SIGNING_KEYS'))
   const cert = fromEnvOrFile('GATEWAY_CLIENT_CERT')
   const key = fromEnvOrFile('GATEWAY_CLIENT_KEY')
   if (!cert || !key) throw new Error('GATEWAY_CLIENT_CERT(_FILE) and GATEWAY_CLIENT_KEY(_FILE) must be set')

@@ -14,6 +14,7 @@
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
+import { loadNodeGrantKeys } from '../../functions/node/jws.ts'
 import { startNodeGateway } from '../../functions/node/start.ts'
 
 interface BenchGateway {
@@ -26,7 +27,8 @@ const send = (m: unknown) => process.send?.(m)
 const o = JSON.parse(process.env.BENCH_GATEWAY ?? 'null') as BenchGateway | null
 if (!o) throw new Error('BENCH_GATEWAY is not set')
 const config = parseConfig(o.config, () => undefined)
-const keys = await loadGrantKeys(o.grantKeys)
+// BENCH_GRANT_SIGNER=jose: grants signed through WebCrypto as on Workers, for paired runs.
+const keys = await (process.env.BENCH_GRANT_SIGNER === 'jose' ? loadGrantKeys : loadNodeGrantKeys)(o.grantKeys)
 
 if (process.argv[2] === '--crypto') {
   const token = process.argv[3]!

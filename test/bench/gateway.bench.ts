@@ -49,6 +49,7 @@
  * ones `npm run start:gateway` uses: functions/node/start.ts NODE_FLAGS), BENCH_GATEWAY_ENV (`K=V …`
  * for the gateway process, over functions/node/start.ts PROCESS_ENV), BENCH_GATEWAY_ENTRY (the gateway
  * process's script instead of the bundle: `test/bench/gateway-server.ts` measures the TypeScript),
+ * BENCH_GRANT_SIGNER (jose: grants signed with jose/WebCrypto instead of functions/node/jws.ts),
  * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
  * BENCH_TIMEOUT_S (240: past it everything is stopped and the bench exits 1).
  */

@@ -22,7 +22,7 @@ import { after, before, describe, it } from 'node:test'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { connectRuntime, type Runtime } from '../../agent/cri/client.ts'
 import { parseConfig } from '../../functions/config.ts'
-import { loadGrantKeys } from '../../functions/grants.ts'
+import { loadNodeGrantKeys } from '../../functions/node/jws.ts'
 import { startNodeGateway } from '../../functions/node/start.ts'
 import type { Served } from '../../functions/node/server.ts'
 import { makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
@@ -99,7 +99,7 @@ describe('the checkpoint path (Node gateway → agent → CheckpointContainer)',
     }
     gw = await startNodeGateway({
       config: parseConfig(raw, () => undefined),
-      keys: await loadGrantKeys([{ ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }]),
+      keys: await loadNodeGrantKeys([{ ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }]),
       client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem },
       port: 0,
       log: () => {},

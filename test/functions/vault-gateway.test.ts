@@ -18,7 +18,7 @@ import { ageDecrypt, generateIdentity } from '../../agent/seal/age.ts'
 import { parseConfig } from '../../functions/config.ts'
 import { sqlCustodyLog } from '../../functions/custody/log.ts'
 import { sqliteDriver } from '../../functions/node/sqlite.ts'
-import { loadGrantKeys } from '../../functions/grants.ts'
+import { loadNodeGrantKeys } from '../../functions/node/jws.ts'
 import { startNodeGateway } from '../../functions/node/start.ts'
 import { s3Client } from '../../functions/vault/s3.ts'
 import type { Served } from '../../functions/node/server.ts'
@@ -79,7 +79,7 @@ describe('?store=vault through the gateway (real agent, real S3)', { timeout: 18
     const secrets: Record<string, string> = { S3_KEY: s3.accessKeyId, S3_SECRET: s3.secretAccessKey }
     const g = await startNodeGateway({
       config: parseConfig(raw, (n) => secrets[n]),
-      keys: await loadGrantKeys([{ ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }]),
+      keys: await loadNodeGrantKeys([{ ...(await exportJWK(ids.grantKey)), kid: ids.kid, alg: 'EdDSA' }]),
       client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem },
       port: 0,
       log: () => {},

@@ -12,6 +12,7 @@ import { Hono } from 'hono'
 import { createGateway } from '../../../functions/app.ts'
 import { parseConfig } from '../../../functions/config.ts'
 import { loadGrantKeys } from '../../../functions/grants.ts'
+import { loadNodeGrantKeys } from '../../../functions/node/jws.ts'
 import { serveFetch, type FetchHandler } from '../../../functions/node/server.ts'
 import { startNodeGateway, type NodeGatewayOptions } from '../../../functions/node/start.ts'
 import { nodeAgentTransport, nodeKubeTransport } from '../../../functions/node/transport.ts'
@@ -47,7 +48,8 @@ export async function startNodeTarget(
   const logs: Array<Record<string, unknown>> = []
   const gw = await startNodeGateway({
     config: parseConfig(structuredClone(raw), secretOf),
-    keys: await loadGrantKeys(world.grantKeys),
+    // Node's own Ed25519 signer, as the Node entry uses; the mounted target keeps jose's.
+    keys: await loadNodeGrantKeys(world.grantKeys),
     client: { cert: world.pki.clientCert, key: world.pki.clientKey },
     port: 0,
     log: (l) => logs.push(l),
@@ -75,7 +77,7 @@ export async function startFileTarget(world: World, raw: Record<string, unknown>
   const logs: Array<Record<string, unknown>> = []
   const gw = await startNodeGateway({
     source: { kind: 'file', document: raw, secret: secrets, read: () => readFile(file, 'utf8'), refreshMs: o.refreshMs ?? 0 },
-    keys: await loadGrantKeys(world.grantKeys),
+    keys: await loadNodeGrantKeys(world.grantKeys),
     client: { cert: world.pki.clientCert, key: world.pki.clientKey },
     port: 0,
     log: (l) => logs.push(l),
