@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair } from 'jose'
@@ -19,9 +19,12 @@ import { createPki, type Issued } from '../support/certs.ts'
 import { stopChild } from '../support/process.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
-/** What `npm run start:gateway` runs, built once for this file. */
+/**
+ * What `npm run start:gateway` runs, built once for this file into a directory of its own outside
+ * the checkout: it starts with no node_modules beside it.
+ */
 let built: Promise<string> | undefined
-const bundle = () => (built ??= buildGateway())
+const bundle = () => (built ??= mkdtemp(join(tmpdir(), 'gateway-bundle-')).then((d) => buildGateway(join(d, 'gateway.mjs'))))
 
 /** The README's `r2` vault fragments: Workers only, so they are started in workerd (below). */
 const r2Vaults: Array<Record<string, unknown>> = []
@@ -89,6 +92,7 @@ describe('every documented gateway configuration starts', async () => {
   })
   after(async () => {
     await rm(dir, { recursive: true, force: true })
+    if (built) await rm(dirname(await built), { recursive: true, force: true })
   })
 
   const base = async () => ({
