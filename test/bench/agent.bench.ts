@@ -60,7 +60,7 @@ import { curlToNull, type CurlResult } from './curl.ts'
 import { startNginxTls } from './nginx.ts'
 import { lifecycle } from './lifecycle.ts'
 import { sampleRss, vmRssKiB } from './proc.ts'
-import { emit, envNumber, median, noter, perBlock, round, spreadOf } from './figures.ts'
+import { emit, envNumber, median, noter, perBlock, round, SPREAD_ROUNDS, spreadOf } from './figures.ts'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const MiB = 1 << 20
@@ -208,7 +208,7 @@ async function checkpointOverhead(work: string, ids: Identities): Promise<void> 
   const after = spans2.map((_, i) => at(written[i]) - at(accepted[i]) - (inside[i] ?? NaN))
   const answer = spans2.map((sp, i) => sp.end - at(written[i]))
   note(`the agent's own part, medians: before the runtime call ${median(before).toFixed(0)} ms, after it until the archive is recorded ${median(after).toFixed(0)} ms, then the answer ${median(answer).toFixed(0)} ms`)
-  emit('agent_checkpoint_overhead', median(agentMs), 'ms', median(directMs), spreadOf(perBlock(agentMs, directMs, 5, (a, d) => median(a) / median(d))))
+  emit('agent_checkpoint_overhead', median(agentMs), 'ms', median(directMs), spreadOf(perBlock(agentMs, directMs, SPREAD_ROUNDS, (a, d) => median(a) / median(d))))
 }
 
 // ---- agent_download_throughput ---------------------------------------------------------------
@@ -405,7 +405,7 @@ async function rss(work: string, ids: Identities): Promise<void> {
   }
   // Idle over fresh starts (the spread); the last one then streams.
   const idles: number[] = []
-  for (let i = 1; i < 5; i++) {
+  for (let i = 1; i < SPREAD_ROUNDS; i++) {
     const { agent, idle } = await startIdle()
     idles.push(idle.rss / 1024)
     await stopChild(agent)

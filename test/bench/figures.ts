@@ -5,9 +5,12 @@
  * baseline) in each of n rounds or blocks of alternating samples), context on stderr as
  * `# <bench>: …` lines. test/bench/table.ts reads the figures.
  */
-export const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits
+export const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits
 
 export interface Spread { n: number; min: number; max: number }
+
+/** How many rounds (or blocks of interleaved samples) a figure's spread is taken over. */
+export const SPREAD_ROUNDS = 5
 
 /** The spread of per-round figures (ratios or values); undefined for fewer than two. */
 export function spreadOf(perRound: readonly number[]): Spread | undefined {

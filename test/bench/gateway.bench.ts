@@ -71,7 +71,7 @@ import { startFakeCri } from '../support/fake-cri.ts'
 import { stopChild } from '../support/process.ts'
 import { curlToNull } from './curl.ts'
 import { startNginxProxy } from './gateway-nginx.ts'
-import { envNumber, perBlock, spreadOf, type Spread } from './figures.ts'
+import { envNumber, median, perBlock, round, SPREAD_ROUNDS, spreadOf, type Spread } from './figures.ts'
 import { buildGateway } from '../../functions/node/build.ts'
 import { NODE_FLAGS, PROCESS_ENV } from '../../functions/node/start.ts'
 
@@ -81,8 +81,6 @@ const RPS_SECONDS = envNumber('BENCH_RPS_SECONDS', 5)
 const CONCURRENCY = Math.max(1, Math.round(envNumber('BENCH_CONCURRENCY', 64)))
 const ARCHIVE_MB = envNumber('BENCH_ARCHIVE_MB', 2048)
 const ROUNDS = Math.max(1, Math.round(envNumber('BENCH_DOWNLOAD_ROUNDS', 5)))
-/** Rounds (or blocks of interleaved samples) a figure's spread is taken over. */
-const SPREAD_ROUNDS = 5
 const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 240)
 const CPU_PROF = process.env.BENCH_GATEWAY_CPU_PROF
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,bundle').split(',').map((s) => s.trim()).filter(Boolean))
@@ -92,17 +90,11 @@ let serverBundle = ''
 
 // ---- output ------------------------------------------------------------------------------------
 
-const round = (n: number, d: number) => Math.round(n * 10 ** d) / 10 ** d
 function emit(name: string, value: number, unit: string, baseline: number | null = null, spread?: Spread): void {
   const ratio = baseline ? round(value / baseline, 3) : null
   process.stdout.write(JSON.stringify({ name, value: round(value, 3), unit, baseline: baseline === null ? null : round(baseline, 3), ratio, ...(spread ? { spread } : {}) }) + '\n')
 }
 const note = (msg: string) => process.stderr.write(`# gateway.bench: ${msg}\n`)
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
