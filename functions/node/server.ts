@@ -9,13 +9,13 @@
 import { createServer, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { getRequestListener, RequestError, type HttpBindings } from '@hono/node-server'
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { CheckpointError, parserErrorAnswer } from '../../shared/errors.ts'
 import { problemResponse } from '../problem.ts'
 import { nodeBodies } from './transport.ts'
+import { relay } from './relay.ts'
 
 export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
 
@@ -83,14 +83,15 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
 }
 
 /**
- * Writes `res`'s status and headers, then pipes `body` with backpressure; a client that goes away
- * destroys `body`, which aborts the agent's answer. Bytes per CPU-second and RSS: test/README.md.
+ * Writes `res`'s status and headers, then relays `body` through reused buffers with backpressure
+ * (./relay.ts); a client that goes away destroys `body`, which aborts the agent's answer. Bytes per
+ * CPU-second and RSS: test/README.md.
  */
 function sendNodeBody(res: Response, body: Readable, outgoing: ServerResponse): void {
   const headers: Record<string, string> = {}
   res.headers.forEach((v, k) => (headers[k] = v))
   outgoing.writeHead(res.status, headers)
-  pipeline(body, outgoing).catch(() => {})
+  void relay(body, outgoing)
 }
 
 /** A request the HTTP parser refused still gets a problem body (a reset connection gets nothing). */

@@ -6,6 +6,8 @@ export interface CurlResult {
   bytes: number
   /** `%{time_total}` */
   seconds: number
+  /** `%{time_starttransfer}`: seconds to the first byte of the body. */
+  firstByte: number
 }
 
 export interface CurlOptions {
@@ -21,12 +23,12 @@ export interface CurlOptions {
 /** One `curl -sS --fail` download of `url` to /dev/null; rejects with curl's stderr on failure. */
 export function curlToNull(url: string, o: CurlOptions): Promise<CurlResult> {
   const args = ['-sS', '--fail', '-o', '/dev/null', ...(o.args ?? []),
-    ...Object.entries(o.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-w', '%{size_download} %{time_total}', url]
+    ...Object.entries(o.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '-w', '%{size_download} %{time_total} %{time_starttransfer}', url]
   return new Promise((resolve, reject) => {
     const child = execFile('curl', args, { timeout: o.timeoutMs }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`curl ${url}: ${stderr || err.message}`))
-      const [bytes, seconds] = stdout.trim().split(' ').map(Number)
-      resolve({ bytes: bytes!, seconds: seconds! })
+      const [bytes, seconds, firstByte] = stdout.trim().split(' ').map(Number)
+      resolve({ bytes: bytes!, seconds: seconds!, firstByte: firstByte! })
     })
     o.onKill?.(() => child.kill('SIGKILL'))
   })

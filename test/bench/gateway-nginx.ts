@@ -1,6 +1,6 @@
 /**
  * nginx as a TLS reverse proxy with a client certificate: the baseline for archive downloads
- * through the gateway. Plain HTTP on 127.0.0.1 in front, `proxy_pass https://…` to an agent
+ * through the gateway. Plain HTTP (or HTTPS, `front`) on 127.0.0.1 in front, `proxy_pass https://…` to an agent
  * behind, presenting the gateway's client certificate and verifying the agent's certificate
  * against the agent CA, unbuffered (`proxy_buffering off`) as a streaming proxy should be.
  * Runs the nginx binary `test/bench/nginx.ts` fetches (bookworm's package, cached) through its runNginx.
@@ -22,6 +22,8 @@ export interface NginxProxyOptions {
   ca: string
   /** The name the upstream certificate must carry (nginx checks DNS names, not IP SANs). */
   serverName: string
+  /** Files: serve HTTPS in front with this certificate and key (a TLS front) instead of plain HTTP. */
+  front?: { cert: string; key: string }
   /** CPU list for `taskset -c` (nginx's single worker inherits it). */
   taskset?: string
 }
@@ -47,7 +49,8 @@ export async function startNginxProxy(o: NginxProxyOptions): Promise<NginxProxy>
       '    keepalive 16;',
       '  }',
       '  server {',
-      `    listen 127.0.0.1:${port};`,
+      `    listen 127.0.0.1:${port}${o.front ? ' ssl' : ''};`,
+      ...(o.front ? [`    ssl_certificate ${o.front.cert};`, `    ssl_certificate_key ${o.front.key};`, '    ssl_protocols TLSv1.2 TLSv1.3;'] : []),
       '    location / {',
       '      proxy_pass https://agent;',
       '      proxy_http_version 1.1;',
@@ -67,5 +70,5 @@ export async function startNginxProxy(o: NginxProxyOptions): Promise<NginxProxy>
       '  }',
     ],
   })
-  return { url: `http://127.0.0.1:${port}`, pid, stop }
+  return { url: `${o.front ? 'https' : 'http'}://127.0.0.1:${port}`, pid, stop }
 }

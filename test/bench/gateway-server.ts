@@ -1,7 +1,7 @@
 /**
  * The Node gateway as its own process for the gateway bench (spawned with an IPC channel, usually
  * under `taskset -c 0`). Configuration comes in `BENCH_GATEWAY` (JSON: `config` raw
- * GATEWAY_CONFIG, `grantKeys`, `client` {cert, key}); it answers `{ url }` over IPC once
+ * GATEWAY_CONFIG, `grantKeys`, `client` {cert, key}, optional `tls` {cert, key} to serve HTTPS); it answers `{ url }` over IPC once
  * listening. Logs go to stdout as in production (the bench points stdout at /dev/null).
  *
  * `--crypto <token>` instead measures this process's crypto ceiling for one request: jose ES256
@@ -21,6 +21,8 @@ interface BenchGateway {
   config: Record<string, unknown>
   grantKeys: unknown
   client: { cert: string; key: string }
+  /** PEM server certificate and key: serve HTTPS (a TLS front), as TLS_CERT_FILE/TLS_KEY_FILE do. */
+  tls?: { cert: string; key: string }
 }
 
 const send = (m: unknown) => process.send?.(m)
@@ -51,7 +53,7 @@ if (process.argv[2] === '--crypto') {
   send({ verify, sign })
   process.disconnect?.()
 } else {
-  const gw = await startNodeGateway({ config, keys, client: o.client, port: 0 })
+  const gw = await startNodeGateway({ config, keys, client: o.client, port: 0, ...(o.tls ? { tls: o.tls } : {}) })
   send({ url: gw.url })
   let stopping = false
   const stop = () => {

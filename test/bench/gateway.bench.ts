@@ -37,6 +37,11 @@
  *   `gateway.node.rss_streaming_max` (MiB): largest VmRSS of the gateway process sampled every
  *   100 ms during the downloads, vs its VmRSS just before them; `…rss_streaming_last_quarter`
  *   vs `…first_quarter` shows whether it stays flat.
+ * - `gateway.node.download.{plain,tls}.<n>mib` (MB/s): what deployments see — real archives of
+ *   each BENCH_FRONT_SIZES_MIB (page cache) downloaded through a fresh gateway process and a fresh
+ *   nginx, with a plain-HTTP and then an HTTPS front; BENCH_FRONT_ROUNDS alternating rounds after
+ *   each one's first download of the size; `…first_<n>mib`: each process's very first download.
+ *   The same archives straight from the agent and the times to the first byte go to stderr.
  * - `worker.bundle.gzip` (KiB): the Worker bundle as test/support/gateway/targets.ts builds it (esbuild,
  *   not minified, as wrangler deploys by default), gzip level 9; `worker.bundle.min.gzip` minified.
  *   Baseline: the 150 KiB goal.
@@ -51,10 +56,13 @@
  * process's script instead of the bundle: `test/bench/gateway-server.ts` measures the TypeScript),
  * BENCH_GRANT_SIGNER (jose: grants signed with jose/WebCrypto instead of functions/node/jws.ts),
  * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
- * BENCH_TIMEOUT_S (240: past it everything is stopped and the bench exits 1).
+ * BENCH_GATEWAY_STDOUT (a file the gateway processes' stdout is appended to, e.g. with
+ * BENCH_GATEWAY_NODE_ARGS=--trace-gc; default /dev/null), BENCH_FRONT_SIZES_MIB (100,512,2048),
+ * BENCH_FRONT_ROUNDS (3), BENCH_TIMEOUT_S (600: past it everything is stopped and the bench exits 1).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { openSync, readFileSync } from 'node:fs'
 import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -66,7 +74,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { Agent, request, type Dispatcher } from 'undici'
 import { archiveName } from '../../shared/names.ts'
 import { bundleWorker, removeBundle, startWorkerGateway } from '../support/gateway/targets.ts'
-import { everyReading, makeIdentities, startTestAgent, type TestAgent } from '../support/agent-harness.ts'
+import { everyReading, makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { stopChild } from '../support/process.ts'
 import { curlToNull } from './curl.ts'
@@ -81,9 +89,11 @@ const RPS_SECONDS = envNumber('BENCH_RPS_SECONDS', 5)
 const CONCURRENCY = Math.max(1, Math.round(envNumber('BENCH_CONCURRENCY', 64)))
 const ARCHIVE_MB = envNumber('BENCH_ARCHIVE_MB', 2048)
 const ROUNDS = Math.max(1, Math.round(envNumber('BENCH_DOWNLOAD_ROUNDS', 5)))
-const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 240)
+const TIMEOUT_S = envNumber('BENCH_TIMEOUT_S', 600)
+const FRONT_SIZES_MIB = (process.env.BENCH_FRONT_SIZES_MIB ?? '100,512,2048').split(',').map(Number).filter((n) => n > 0)
+const FRONT_ROUNDS = Math.max(1, Math.round(envNumber('BENCH_FRONT_ROUNDS', 3)))
 const CPU_PROF = process.env.BENCH_GATEWAY_CPU_PROF
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,bundle').split(',').map((s) => s.trim()).filter(Boolean))
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,fronts,bundle').split(',').map((s) => s.trim()).filter(Boolean))
 const SERVER = fileURLToPath(new URL('./gateway-server.ts', import.meta.url))
 /** gateway-server.ts bundled as `npm run start:gateway` bundles the entry (functions/node/build.ts); set in main(). */
 let serverBundle = ''
@@ -187,7 +197,7 @@ function spawnServer(cfg: unknown, args: string[], profile: boolean): ChildProce
   const cmd = PIN ? 'taskset' : process.execPath
   const argv = PIN ? ['-c', '0', process.execPath, ...node] : node
   const env = { ...process.env, ...PROCESS_ENV, ...Object.fromEntries((process.env.BENCH_GATEWAY_ENV ?? '').split(' ').filter(Boolean).map((kv) => kv.split('='))) }
-  return spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...env, BENCH_GATEWAY: JSON.stringify(cfg) } })
+  return spawn(cmd, argv, { stdio: ['ignore', process.env.BENCH_GATEWAY_STDOUT ? openSync(process.env.BENCH_GATEWAY_STDOUT, 'a') : 'ignore', 'pipe', 'ipc'], env: { ...env, BENCH_GATEWAY: JSON.stringify(cfg) } })
 }
 function firstMessage<T>(child: ChildProcess, what: string): Promise<T> {
   let stderr = ''
@@ -490,6 +500,8 @@ async function main(): Promise<void> {
 
   if (gw) await gw.stop()
 
+  if (ONLY.has('fronts')) await fronts({ agent, ids, gatewayCfg, auth, list: LIST })
+
   if (ONLY.has('bundle')) {
     const { script } = await bundleWorker()
     const src = readFileSync(script)
@@ -504,6 +516,88 @@ async function main(): Promise<void> {
     note(`worker bundle: ${(src.byteLength / 1024).toFixed(0)} KiB raw, ${(readFileSync(min).byteLength / 1024).toFixed(0)} KiB minified`)
     emit('worker.bundle.min.gzip', gzipSync(readFileSync(min), { level: 9 }).byteLength / 1024, 'KiB', 150)
     removeBundle()
+  }
+}
+
+// ---- archive sizes and fronts: what deployments see ----------------------------------------------
+
+interface FrontsWorld {
+  agent: TestAgent
+  ids: Identities
+  gatewayCfg: Record<string, unknown>
+  /** The caller's `authorization` header for the gateway. */
+  auth: Record<string, string>
+  /** The gateway's checkpoint list path for the agent's node. */
+  list: string
+}
+
+/**
+ * Real archives (written, in the page cache; a random 1 MiB block repeated) of each
+ * BENCH_FRONT_SIZES_MIB, downloaded by curl through a fresh Node gateway process and a fresh nginx
+ * reverse proxy, first with a plain-HTTP front and then with a TLS one (the agent's certificate,
+ * curl trusting its CA); FRONT_ROUNDS alternating rounds per size after each one's first download
+ * of it, and the same archives straight from the agent (mTLS) for reference. The first download of
+ * the smallest size is each process's first download at all (`first_…`, no warm-up).
+ */
+async function fronts(w: FrontsWorld): Promise<void> {
+  const block = randomBytes(MiB)
+  const names: Array<[number, string]> = []
+  for (const mib of FRONT_SIZES_MIB) {
+    const name = archiveName({ namespace: 'bench', pod: `size-${mib}`, container: 'app' }, new Date())
+    const file = join(w.agent.dir, 'checkpoints', name)
+    const fh = await open(file, 'wx', 0o600)
+    defer(() => rm(file, { force: true }))
+    const bytes = Math.round(mib * MiB)
+    for (let off = 0; off < bytes; off += block.length) await fh.write(block, 0, Math.min(block.length, bytes - off))
+    await fh.close()
+    names.push([mib, name])
+  }
+  const curl = (url: string, headers: Record<string, string>, args: string[]) => curlToNull(url, { headers, args, timeoutMs: 180_000, onKill: defer })
+  const grant = (name: string) => w.agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive: name, namespaces: everyReading(name), sub: 'sam' })
+  const mbps = (r: { bytes: number; seconds: number }, bytes: number, what: string) => {
+    if (r.bytes !== bytes) throw new Error(`${what}: ${r.bytes} bytes of ${bytes}`)
+    return r.bytes / r.seconds / 1e6
+  }
+  const mtls = ['--cacert', w.ids.pki.ca.cert, '--cert', w.ids.gateway.cert, '--key', w.ids.gateway.key]
+  for (const [mib, name] of names) {
+    const runs: number[] = []
+    for (let i = 0; i < FRONT_ROUNDS; i++) runs.push(mbps(await curl(`${w.agent.agent.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${await grant(name)}` }, mtls), mib * MiB, 'agent'))
+    note(`${mib} MiB straight from the agent (mTLS): median ${median(runs).toFixed(0)} MB/s (${runs.map((r) => r.toFixed(0)).join(', ')})`)
+  }
+  for (const front of ['plain', 'tls'] as const) {
+    const tls = front === 'tls'
+    const gw = await startGatewayProcess({ ...w.gatewayCfg, ...(tls ? { tls: { cert: w.ids.server.certPem, key: w.ids.server.keyPem } } : {}) })
+    const px = await startNginxProxy({
+      upstream: w.agent.agent.url, cert: w.ids.gateway.cert, key: w.ids.gateway.key, ca: w.ids.pki.ca.cert, serverName: 'localhost',
+      ...(tls ? { front: { cert: w.ids.server.cert, key: w.ids.server.key } } : {}), ...(PIN ? { taskset: '0' } : {}),
+    })
+    const args = tls ? ['--cacert', w.ids.pki.ca.cert] : []
+    /** One download each way, in the given order: MB/s and MB per CPU-second of the proxy. */
+    const one = async (name: string, bytes: number, gatewayFirst: boolean) => {
+      const out = { gateway: { mbps: 0, perCpu: 0, firstByteMs: 0 }, nginx: { mbps: 0, perCpu: 0, firstByteMs: 0 } }
+      for (const who of gatewayFirst ? ['gateway', 'nginx'] as const : ['nginx', 'gateway'] as const) {
+        const c0 = who === 'gateway' ? await cpuSeconds(gw.pid) : await treeCpuSeconds(px.pid)
+        const r = who === 'gateway'
+          ? await curl(`${gw.url}${w.list}/${encodeURIComponent(name)}`, w.auth, args)
+          : await curl(`${px.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${await grant(name)}` }, args)
+        const used = (who === 'gateway' ? await cpuSeconds(gw.pid) : await treeCpuSeconds(px.pid)) - c0
+        out[who] = { mbps: mbps(r, bytes, `${who} (${front})`), perCpu: bytes / 1e6 / used, firstByteMs: r.firstByte * 1000 }
+      }
+      return out
+    }
+    for (const [k, [mib, name]] of names.entries()) {
+      const bytes = mib * MiB
+      const first = await one(name, bytes, k % 2 === 0)
+      if (k === 0) emit(`gateway.node.download.${front}.first_${mib}mib`, first.gateway.mbps, 'MB/s', first.nginx.mbps)
+      const rounds = []
+      for (let i = 0; i < FRONT_ROUNDS; i++) rounds.push(await one(name, bytes, (k + i) % 2 === 1))
+      const gws = rounds.map((r) => r.gateway.mbps)
+      const nxs = rounds.map((r) => r.nginx.mbps)
+      note(`${front} front, ${mib} MiB: first gateway ${first.gateway.mbps.toFixed(0)} nginx ${first.nginx.mbps.toFixed(0)} MB/s; then gateway ${gws.map((x) => x.toFixed(0)).join(', ')}, nginx ${nxs.map((x) => x.toFixed(0)).join(', ')} MB/s; MB per CPU-s gateway ${median(rounds.map((r) => r.gateway.perCpu)).toFixed(0)}, nginx ${median(rounds.map((r) => r.nginx.perCpu)).toFixed(0)}; first byte gateway ${first.gateway.firstByteMs.toFixed(1)} then ${median(rounds.map((r) => r.gateway.firstByteMs)).toFixed(1)} ms, nginx ${first.nginx.firstByteMs.toFixed(1)} then ${median(rounds.map((r) => r.nginx.firstByteMs)).toFixed(1)} ms`)
+      emit(`gateway.node.download.${front}.${mib}mib`, median(gws), 'MB/s', median(nxs), spreadOf(gws.map((g, i) => g / nxs[i]!)))
+    }
+    await px.stop()
+    await gw.stop()
   }
 }
 
