@@ -20,6 +20,18 @@ describe('benchmark reference table', () => {
     assert.match(rows[2]!, /\| {2}\| {2}\| `npm run bench` \|$/)
   })
 
+  it('judges each archive size and front of the gateway downloads, not a process\'s first download', () => {
+    const figures = parseFigures([
+      '{"name":"gateway.node.download.tls.512mib","value":392,"unit":"MB/s","baseline":283,"ratio":1.385}',
+      '{"name":"gateway.node.download.plain.100mib","value":383,"unit":"MB/s","baseline":393,"ratio":0.974}',
+      '{"name":"gateway.node.download.plain.first_100mib","value":236,"unit":"MB/s","baseline":400,"ratio":0.591}',
+    ].join('\n'))
+    const rows = table(figures, '2026-12-01').split('\n').filter((l) => l.startsWith('| `'))
+    assert.match(rows[0]!, /ratio ≥ 1\.1 \(nginx, same front\) — met \| `npm run bench:gateway`/)
+    assert.match(rows[1]!, /ratio ≥ 1\.1 \(nginx, same front\) — missed/)
+    assert.match(rows[2]!, /\| {2}\| `npm run bench:gateway` \|$/)
+  })
+
   it('cuts interleaved samples into rounds and reports their spread', () => {
     assert.deepEqual(blocks([1, 2, 3, 4, 5, 6, 7], 3), [[1, 2], [3, 4], [5, 6, 7]])
     assert.deepEqual(blocks([1, 2], 5), [[1], [2]])
