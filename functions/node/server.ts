@@ -15,7 +15,7 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import { CheckpointError, parserErrorAnswer } from '../../shared/errors.ts'
 import { problemResponse } from '../problem.ts'
 import { nodeBodies } from './transport.ts'
-import { relay } from './relay.ts'
+import { relayDownload } from './download-relay.ts'
 
 export type FetchHandler = (req: Request, env: unknown, ctx: ExecutionContextLike) => Response | Promise<Response>
 
@@ -84,14 +84,14 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
 
 /**
  * Writes `res`'s status and headers, then relays `body` through reused buffers with backpressure
- * (./relay.ts); a client that goes away destroys `body`, which aborts the agent's answer. Bytes per
+ * (./download-relay.ts); a client that goes away destroys `body`, which aborts the agent's answer. Bytes per
  * CPU-second and RSS: test/README.md.
  */
 function sendNodeBody(res: Response, body: Readable, outgoing: ServerResponse): void {
   const headers: Record<string, string> = {}
   res.headers.forEach((v, k) => (headers[k] = v))
   outgoing.writeHead(res.status, headers)
-  void relay(body, outgoing)
+  void relayDownload(body, outgoing)
 }
 
 /** A request the HTTP parser refused still gets a problem body (a reset connection gets nothing). */

@@ -1,5 +1,5 @@
 /**
- * functions/node/relay.ts: a download relayed to the client through reused buffers, over real
+ * functions/node/download-relay.ts: a download relayed to the client through reused buffers, over real
  * loopback HTTP and HTTPS servers. Exact bytes whatever the chunking (fast-check), bounded reading
  * when the client stops reading, a client hang-up destroying the source, and a failing source
  * cutting the response so it never looks complete.
@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
-import { relay, type RelayOptions } from '../../functions/node/relay.ts'
+import { relayDownload as relay, type RelayOptions } from '../../functions/node/download-relay.ts'
 import { makeTestPki, type TestPki } from '../support/certs.ts'
 
 type Source = (req: IncomingMessage) => { body: Readable; length?: number; opts?: RelayOptions }

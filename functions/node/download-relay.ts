@@ -16,7 +16,7 @@
  *
  * @example
  * outgoing.writeHead(200, headers)
- * await relay(agentBody, outgoing)
+ * await relayDownload(agentBody, outgoing)
  */
 import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
@@ -28,7 +28,7 @@ export interface RelayOptions {
   slotBytes?: number
 }
 
-export function relay(body: Readable, outgoing: ServerResponse, o: RelayOptions = {}): Promise<void> {
+export function relayDownload(body: Readable, outgoing: ServerResponse, o: RelayOptions = {}): Promise<void> {
   const slotBytes = o.slotBytes ?? 256 * 1024
   const free: Buffer[] = Array.from({ length: o.slots ?? 4 }, () => Buffer.allocUnsafeSlow(slotBytes))
   let current: Buffer | undefined
