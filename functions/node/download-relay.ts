@@ -5,7 +5,8 @@
  * write each: half the gateway's CPU went to those writes, and over an HTTPS front, where a write
  * completes a turn later and holds its chunk meanwhile, the gateway ran at half of nginx's speed
  * with hundreds of full GCs (test/README.md, "Where the time goes"). Here every chunk is copied
- * into one of `slots` buffers of `slotBytes`, allocated once (the chunk itself dies young), and a
+ * into one of `slots` buffers of `slotBytes` — made when first needed, no larger than the body's
+ * Content-Length, then reused (the chunk itself dies young) — and a
  * buffer is written when full or when the turn's reads are done (`setImmediate`): writes of up to
  * 256 KiB, nothing held past the turn it arrived in. A buffer goes back to the pool when its write
  * completes.
@@ -22,15 +23,19 @@ import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 
 export interface RelayOptions {
-  /** Buffers in flight at most (default 4). */
+  /** Buffers in flight at most (default 2: one written while the next fills). */
   slots?: number
   /** Size of each buffer (default 256 KiB). */
   slotBytes?: number
+  /** The body's length when known (Content-Length): no buffer is made larger than it. */
+  length?: number
 }
 
 export function relayDownload(body: Readable, outgoing: ServerResponse, o: RelayOptions = {}): Promise<void> {
-  const slotBytes = o.slotBytes ?? 256 * 1024
-  const free: Buffer[] = Array.from({ length: o.slots ?? 4 }, () => Buffer.allocUnsafeSlow(slotBytes))
+  const slotBytes = Math.max(1, Math.min(o.slotBytes ?? 256 * 1024, o.length ?? Infinity))
+  // Made when first needed: a small download makes one buffer of its own size.
+  const free: Buffer[] = []
+  let unmade = o.slots ?? 2
   let current: Buffer | undefined
   let used = 0
   /** The rest of a chunk that found no free buffer; reading is paused meanwhile. */
@@ -69,7 +74,7 @@ export function relayDownload(body: Readable, outgoing: ServerResponse, o: Relay
       let off = 0
       while (off < chunk.length) {
         if (!current) {
-          const b = free.pop()
+          const b = free.pop() ?? (unmade > 0 ? (unmade--, Buffer.allocUnsafeSlow(slotBytes)) : undefined)
           if (!b) {
             pending = chunk.subarray(off)
             body.pause()

@@ -91,7 +91,8 @@ function sendNodeBody(res: Response, body: Readable, outgoing: ServerResponse): 
   const headers: Record<string, string> = {}
   res.headers.forEach((v, k) => (headers[k] = v))
   outgoing.writeHead(res.status, headers)
-  void relayDownload(body, outgoing)
+  const length = Number(headers['content-length'] ?? NaN)
+  void relayDownload(body, outgoing, Number.isSafeInteger(length) && length > 0 ? { length } : {})
 }
 
 /** A request the HTTP parser refused still gets a problem body (a reset connection gets nothing). */
