@@ -62,9 +62,12 @@ const hasHooks = (doc: unknown) => !!doc && typeof doc === 'object' && (doc as R
  * Node flags the gateway runs with (`npm run start:gateway`; the gateway bench and the entry's test
  * use the same list). A 1 MiB young generation: a streamed download turns every chunk into short-lived
  * objects holding off-heap buffers, and with V8's default young generation they piled up to ≈ +100 MiB
- * of RSS before a collection; with it, ≈ +20 (test/README.md, "Where the time goes").
+ * of RSS before a collection; with it, ≈ +20 (test/README.md, "Where the time goes"). A 16 MiB
+ * initial old generation: with a heap of ≈ 10 MiB, V8 otherwise kept starting full GCs that freed
+ * nothing (≈ 27 a second while a download streamed, in about half of the runs), which cost a third
+ * of the download's speed; with it, none after the first seconds and the same RSS.
  */
-export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=16']
 
 /**
  * Environment the gateway process starts with (`npm run start:gateway`; the bench and the entry's
