@@ -4,7 +4,8 @@
  * Piped as they come, undici's chunks (one per 16 KiB TLS record from the agent) became one socket
  * write each: half the gateway's CPU went to those writes, and over an HTTPS front, where a write
  * completes a turn later and holds its chunk meanwhile, the gateway ran at half of nginx's speed
- * with hundreds of full GCs (test/README.md, "Where the time goes"). Here every chunk is copied
+ * with hundreds of full GCs (half as many with this relay; the rest went with the old-generation
+ * size in ./start.ts NODE_FLAGS — test/README.md, "Where the time goes"). Here every chunk is copied
  * into one of `slots` buffers of `slotBytes` — made when first needed, no larger than the body's
  * Content-Length, then reused (the chunk itself dies young) — and a
  * buffer is written when full or when the turn's reads are done (`setImmediate`): writes of up to
