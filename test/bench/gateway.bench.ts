@@ -62,7 +62,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { openSync, readFileSync } from 'node:fs'
+import { closeSync, openSync, readFileSync } from 'node:fs'
 import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -197,7 +197,12 @@ function spawnServer(cfg: unknown, args: string[], profile: boolean): ChildProce
   const cmd = PIN ? 'taskset' : process.execPath
   const argv = PIN ? ['-c', '0', process.execPath, ...node] : node
   const env = { ...process.env, ...PROCESS_ENV, ...Object.fromEntries((process.env.BENCH_GATEWAY_ENV ?? '').split(' ').filter(Boolean).map((kv) => kv.split('='))) }
-  return spawn(cmd, argv, { stdio: ['ignore', process.env.BENCH_GATEWAY_STDOUT ? openSync(process.env.BENCH_GATEWAY_STDOUT, 'a') : 'ignore', 'pipe', 'ipc'], env: { ...env, BENCH_GATEWAY: JSON.stringify(cfg) } })
+  const out = process.env.BENCH_GATEWAY_STDOUT ? openSync(process.env.BENCH_GATEWAY_STDOUT, 'a') : 'ignore'
+  try {
+    return spawn(cmd, argv, { stdio: ['ignore', out, 'pipe', 'ipc'], env: { ...env, BENCH_GATEWAY: JSON.stringify(cfg) } })
+  } finally {
+    if (typeof out === 'number') closeSync(out) // the child has its own copy
+  }
 }
 function firstMessage<T>(child: ChildProcess, what: string): Promise<T> {
   let stderr = ''
@@ -541,7 +546,7 @@ interface FrontsWorld {
  */
 async function fronts(w: FrontsWorld): Promise<void> {
   const block = randomBytes(MiB)
-  const names: Array<[number, string]> = []
+  const names: Array<[number, string, number]> = []
   for (const mib of FRONT_SIZES_MIB) {
     const name = archiveName({ namespace: 'bench', pod: `size-${mib}`, container: 'app' }, new Date())
     const file = join(w.agent.dir, 'checkpoints', name)
@@ -550,7 +555,7 @@ async function fronts(w: FrontsWorld): Promise<void> {
     const bytes = Math.round(mib * MiB)
     for (let off = 0; off < bytes; off += block.length) await fh.write(block, 0, Math.min(block.length, bytes - off))
     await fh.close()
-    names.push([mib, name])
+    names.push([mib, name, bytes])
   }
   const curl = (url: string, headers: Record<string, string>, args: string[]) => curlToNull(url, { headers, args, timeoutMs: 180_000, onKill: defer })
   const grant = (name: string) => w.agent.mint({ op: 'checkpoint:read', cluster: 'bench', archive: name, namespaces: everyReading(name), sub: 'sam' })
@@ -559,9 +564,9 @@ async function fronts(w: FrontsWorld): Promise<void> {
     return r.bytes / r.seconds / 1e6
   }
   const mtls = ['--cacert', w.ids.pki.ca.cert, '--cert', w.ids.gateway.cert, '--key', w.ids.gateway.key]
-  for (const [mib, name] of names) {
+  for (const [mib, name, bytes] of names) {
     const runs: number[] = []
-    for (let i = 0; i < FRONT_ROUNDS; i++) runs.push(mbps(await curl(`${w.agent.agent.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${await grant(name)}` }, mtls), mib * MiB, 'agent'))
+    for (let i = 0; i < FRONT_ROUNDS; i++) runs.push(mbps(await curl(`${w.agent.agent.url}/checkpoints/${encodeURIComponent(name)}`, { authorization: `Bearer ${await grant(name)}` }, mtls), bytes, 'agent'))
     note(`${mib} MiB straight from the agent (mTLS): median ${median(runs).toFixed(0)} MB/s (${runs.map((r) => r.toFixed(0)).join(', ')})`)
   }
   for (const front of ['plain', 'tls'] as const) {
@@ -585,8 +590,7 @@ async function fronts(w: FrontsWorld): Promise<void> {
       }
       return out
     }
-    for (const [k, [mib, name]] of names.entries()) {
-      const bytes = mib * MiB
+    for (const [k, [mib, name, bytes]] of names.entries()) {
       const first = await one(name, bytes, k % 2 === 0)
       if (k === 0) emit(`gateway.node.download.${front}.first_${mib}mib`, first.gateway.mbps, 'MB/s', first.nginx.mbps)
       const rounds = []
