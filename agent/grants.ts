@@ -9,6 +9,7 @@ import { checkGrantCovers, GRANT_TYP, grantAudience, type GrantClaims, type Gran
 
 const ALGORITHMS = ['EdDSA', 'ES256', 'ES384', 'PS256', 'RS256']
 const CLOCK_TOLERANCE_S = 5
+const SWEEP_EVERY_MS = 1000
 
 export interface GrantVerifierOptions {
   node: string
@@ -57,7 +58,15 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
   const seen = new Map<string, number>()
   const live = (exp: number) => exp + CLOCK_TOLERANCE_S * 1000 >= now()
   const journal = o.journalFile ? await openJournal(o.journalFile, seen, live) : undefined
-  const sweep = () => {
+  // Forgetting expired jtis walks the whole map, so it runs at most once a second (and when the
+  // map is full, before refusing). Walked on every grant, at ≈ 800 list grants a second (60 s
+  // grants: ≈ 50,000 live jtis) it took 1.9 of the 10.9 busy seconds of the gateway bench's agent
+  // and load generator.
+  let sweptAt = -Infinity
+  const sweep = (force: boolean) => {
+    const t = now()
+    if (!force && t - sweptAt < SWEEP_EVERY_MS) return
+    sweptAt = t
     for (const [jti, exp] of seen) if (!live(exp)) seen.delete(jti)
   }
 
@@ -98,7 +107,8 @@ export async function createGrantVerifier(o: GrantVerifierOptions): Promise<Gran
       if (o.cluster !== undefined && (payload as Partial<GrantClaims>).cluster !== o.cluster) {
         throw new CheckpointError('grant_mismatch', 'grant does not cover this request: cluster differs', { field: 'cluster' })
       }
-      sweep()
+      sweep(false)
+      if (seen.size >= maxRemembered) sweep(true)
       if (seen.size >= maxRemembered) throw new CheckpointError('too_many_requests', 'too many live grants', { headers: { 'retry-after': '5' } })
       seen.set(payload.jti!, payload.exp! * 1000)
       // Written down before the grant is honoured: a crash after this line cannot reopen it.

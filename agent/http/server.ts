@@ -54,6 +54,10 @@ export function createAgentServer(d: AgentDeps): AgentServer {
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
   }, (req, res) => void handle(req, res, d))
+  // A TLS 1.2 client could renegotiate and present another certificate on the same connection;
+  // the identity filter reads a connection's certificate once (agent/tls.ts), so no connection
+  // may renegotiate (an attempt closes it).
+  server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation())
   // Checkpoints of large containers take minutes; heartbeats keep the stream alive, so the
   // server must not cut it.
   server.requestTimeout = 0

@@ -8,6 +8,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm, stat, writeFile, copyFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { GRPC } from '../../agent/cri/errors.ts'
@@ -93,6 +94,24 @@ describe('identity filter', () => {
     const m = await s.a.fetch('/metrics')
     assert.equal(m.statusCode, 200)
     assert.match(await m.body.text(), /^checkpoint_agent_in_flight 0$/m)
+  })
+
+  it('closes a connection that tries to renegotiate (the identity is read once per connection)', async () => {
+    const url = new URL(s.a.agent.url)
+    const socket = connect({ host: url.hostname, port: Number(url.port), ca: ids.pki.ca.certPem, cert: ids.gateway.certPem, key: ids.gateway.keyPem, servername: 'localhost', maxVersion: 'TLSv1.2' })
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    socket.on('error', () => {})
+    let got = ''
+    socket.on('data', (b: Buffer) => { got += b.toString() })
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+    socket.write('GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n')
+    await poll(async () => (got.includes('"ok"') ? true : undefined), 5000, 'an answer on the connection', 10)
+    assert.match(got, /^HTTP\/1\.1 200 /)
+    const renegotiated = new Promise<Error | null>((resolve) => socket.renegotiate({ rejectUnauthorized: true }, (err) => resolve(err ?? null)))
+    // Sooner than the agent's 5 s keep-alive timeout would close it.
+    await within(closed, 2000, 'the agent closes the connection')
+    // Had the agent renegotiated, the callback would have had no error and the socket stayed open.
+    assert.notEqual(await Promise.race([renegotiated, closed.then(() => 'closed' as const)]), null)
   })
 
   it('answers 404 for unknown paths and 405 for wrong methods', async () => {

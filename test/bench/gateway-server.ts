@@ -9,6 +9,11 @@
  * the gateway's own `GrantKeys`, each for `BENCH_CRYPTO_MS` (default 1000) ms; answers
  * `{ verify, sign }` per second over IPC and exits.
  *
+ * `--minimal-hop <agentUrl> <node>` instead serves the least a Node process does for an
+ * authenticated list (the bench's baseline for requests per CPU-second): a grant signed with the
+ * same `GrantKeys`, the agent's list fetched with undici `request` over the same client identity,
+ * its bytes answered. Answers `{ url }` like the gateway.
+ *
  * SIGTERM closes the gateway and exits 0 (so `--cpu-prof` writes its profile).
  */
 import { createLocalJWKSet, jwtVerify } from 'jose'
@@ -52,6 +57,33 @@ if (process.argv[2] === '--crypto') {
   const sign = await rate(() => keys.sign(claims, Date.now(), 60, config.grants.issuer))
   send({ verify, sign })
   process.disconnect?.()
+} else if (process.argv[2] === '--minimal-hop') {
+  // The least a Node process does for an authenticated list: a node:http server that signs one
+  // grant (the gateway's own GrantKeys) and relays the agent's answer with undici's `request`
+  // over the same mutual TLS — no caller token, no policy, no Hono, no audit, no problem bodies.
+  const agentUrl = process.argv[3]!
+  const node = process.argv[4]!
+  const cl = [...config.clusters.values()][0]!
+  const { Agent, request } = await import('undici')
+  const { createServer } = await import('node:http')
+  const pool = new Agent({ connect: { cert: o.client.cert, key: o.client.key, ca: cl.agentCa, servername: 'localhost' }, keepAliveTimeout: 30_000 })
+  const server = createServer(async (req, res) => {
+    try {
+      const grant = await keys.sign({ op: 'checkpoint:list', cluster: cl.id, node, sub: 'sam' }, Date.now(), 60, config.grants.issuer)
+      const r = await request(`${agentUrl}/checkpoints`, { dispatcher: pool, headers: { authorization: `Bearer ${grant}`, accept: 'application/json' } })
+      const body = Buffer.from(await r.body.arrayBuffer())
+      res.writeHead(r.statusCode, { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' })
+      res.end(body)
+    } catch (err) {
+      res.writeHead(502).end(String(err))
+    }
+  })
+  server.keepAliveTimeout = 30_000
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  send({ url: `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}` })
+  const stop = () => { server.closeAllConnections(); server.close(); void pool.close().finally(() => process.exit(0)) }
+  process.on('SIGTERM', stop)
+  process.on('disconnect', stop)
 } else {
   const gw = await startNodeGateway({ config, keys, client: o.client, port: 0, ...(o.tls ? { tls: o.tls } : {}) })
   send({ url: gw.url })

@@ -28,6 +28,10 @@
  *   jose ES256 verify + one EdDSA grant sign per request, measured in a process on the same CPU.
  *   `…per_gateway_cpu_s`: requests per CPU-second the gateway process used (what one fully busy
  *   core would do, whatever the load generator managed).
+ * - `gateway.node.minimal_hop.per_cpu_s`: the same load on the least a Node process does for it
+ *   (gateway-server.ts `--minimal-hop`: node:http, one grant signed with the gateway's GrantKeys,
+ *   undici `request` to the agent over the same mTLS, the agent's bytes answered; no caller token,
+ *   policy, Hono or audit), bundled, flagged and pinned like the gateway: what Node itself costs.
  * - `gateway.node.rejected_bad_signature.rps` (token signed by a key the IdP never published,
  *   same kid): baseline the ES256 verify rate.
  * - `gateway.node.download_throughput` (MB/s, 10^6 bytes): curl through the gateway downloading a
@@ -310,9 +314,9 @@ async function main(): Promise<void> {
   }
 
   /** CONCURRENCY requests in flight for `seconds`; counts answers, checks their status. */
-  async function load(url: string, headers: Record<string, string>, expect: number, seconds: number): Promise<{ n: number; wall: number; gwCpu: number; ownCpu: number; windows: Array<{ n: number; wall: number; gwCpu: number }> }> {
+  async function load(url: string, headers: Record<string, string>, expect: number, seconds: number, pid = gw!.pid): Promise<{ n: number; wall: number; gwCpu: number; ownCpu: number; windows: Array<{ n: number; wall: number; gwCpu: number }> }> {
     const end = performance.now() + seconds * 1000
-    const cpu0 = await cpuSeconds(gw!.pid)
+    const cpu0 = await cpuSeconds(pid)
     const own0 = process.cpuUsage()
     const t0 = performance.now()
     let n = 0
@@ -321,7 +325,7 @@ async function main(): Promise<void> {
     const windowMs = (seconds * 1000) / SPREAD_ROUNDS
     const ticker = setInterval(() => {
       const at = { n, t: performance.now() }
-      void cpuSeconds(gw!.pid).then((cpu) => marks.push({ ...at, cpu }), () => {})
+      void cpuSeconds(pid).then((cpu) => marks.push({ ...at, cpu }), () => {})
     }, windowMs)
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) {
@@ -334,7 +338,7 @@ async function main(): Promise<void> {
     clearInterval(ticker)
     const wall = (performance.now() - t0) / 1000
     const own = process.cpuUsage(own0)
-    const gwCpu = (await cpuSeconds(gw!.pid)) - cpu0
+    const gwCpu = (await cpuSeconds(pid)) - cpu0
     const windows = marks.slice(1).map((m, i) => ({ n: m.n - marks[i]!.n, wall: (m.t - marks[i]!.t) / 1000, gwCpu: m.cpu - marks[i]!.cpu })).filter((w) => w.gwCpu > 0)
     return { n, wall, gwCpu, ownCpu: (own.user + own.system) / 1e6, windows }
   }
@@ -346,6 +350,16 @@ async function main(): Promise<void> {
     await load(gw.url + LIST, auth, 200, Math.min(1, RPS_SECONDS)) // warm-up: connections, JIT
     const a = await load(gw.url + LIST, auth, 200, RPS_SECONDS)
     note(`authenticated list: ${a.n} requests in ${a.wall.toFixed(2)} s; gateway CPU ${(a.gwCpu / a.wall * 100).toFixed(0)}% of a core, this process (agent + client) ${(a.ownCpu / a.wall * 100).toFixed(0)}%`)
+    {
+      const child = spawnServer(gatewayCfg, ['--minimal-hop', agent.agent.url, NODE], false)
+      defer(() => stopChild(child))
+      const { url } = await firstMessage<{ url: string }>(child, 'minimal hop')
+      await load(url + LIST, {}, 200, Math.min(1, RPS_SECONDS), child.pid!)
+      const h = await load(url + LIST, {}, 200, RPS_SECONDS, child.pid!)
+      note(`minimal hop: ${h.n} requests in ${h.wall.toFixed(2)} s, ${(h.n / h.gwCpu).toFixed(0)} per CPU-s; its CPU ${(h.gwCpu / h.wall * 100).toFixed(0)}% of a core, this process ${(h.ownCpu / h.wall * 100).toFixed(0)}%; the gateway at ${((a.n / a.gwCpu) / (h.n / h.gwCpu)).toFixed(2)} of it`)
+      emit('gateway.node.minimal_hop.per_cpu_s', h.n / h.gwCpu, 'req/cpu-s', ceiling, spreadOf(h.windows.map((w) => w.n / w.gwCpu / ceiling)))
+      await stopChild(child)
+    }
     emit('gateway.node.authenticated_list.rps', a.n / a.wall, 'req/s', ceiling, spreadOf(a.windows.map((w) => w.n / w.wall / ceiling)))
     emit('gateway.node.authenticated_list.per_gateway_cpu_s', a.n / a.gwCpu, 'req/cpu-s', ceiling, spreadOf(a.windows.map((w) => w.n / w.gwCpu / ceiling)))
     const b = await load(gw.url + LIST, { authorization: `Bearer ${bad}` }, 401, process.env.BENCH_RPS_BAD === '0' ? 0.2 : RPS_SECONDS)
