@@ -9,10 +9,11 @@
  * the gateway's own `GrantKeys`, each for `BENCH_CRYPTO_MS` (default 1000) ms; answers
  * `{ verify, sign }` per second over IPC and exits.
  *
- * `--minimal-hop <agentUrl> <node>` instead serves the least a Node process does for an
- * authenticated list (the bench's baseline for requests per CPU-second): a grant signed with the
- * same `GrantKeys`, the agent's list fetched with undici `request` over the same client identity,
- * its bytes answered. Answers `{ url }` like the gateway.
+ * `--minimal-hop <agentUrl> <node>` instead serves the least a Node process does for the
+ * gateway's list, download and checkpoint requests (the bench's baseline for requests per
+ * CPU-second and added latency): a grant signed with the same `GrantKeys`, the agent called with
+ * undici `request` over the same client identity, its answer piped back. Answers `{ url }` like
+ * the gateway.
  *
  * SIGTERM closes the gateway and exits 0 (so `--cpu-prof` writes its profile).
  */
@@ -21,6 +22,7 @@ import { parseConfig } from '../../functions/config.ts'
 import { loadGrantKeys } from '../../functions/grants.ts'
 import { loadNodeGrantKeys } from '../../functions/node/jws.ts'
 import { startNodeGateway } from '../../functions/node/start.ts'
+import type { GrantClaims } from '../../shared/grant.ts'
 
 interface BenchGateway {
   config: Record<string, unknown>
@@ -58,22 +60,38 @@ if (process.argv[2] === '--crypto') {
   send({ verify, sign })
   process.disconnect?.()
 } else if (process.argv[2] === '--minimal-hop') {
-  // The least a Node process does for an authenticated list: a node:http server that signs one
-  // grant (the gateway's own GrantKeys) and relays the agent's answer with undici's `request`
-  // over the same mutual TLS — no caller token, no policy, no Hono, no audit, no problem bodies.
+  // The least a Node process does for the gateway's requests: a node:http server that signs one
+  // grant (the gateway's own GrantKeys) and relays the agent's answer with undici's `request` over
+  // the same mutual TLS — no caller token, no policy, no Hono, no audit, no problem bodies, no
+  // validation beyond picking the route.
   const agentUrl = process.argv[3]!
   const node = process.argv[4]!
   const cl = [...config.clusters.values()][0]!
   const { Agent, request } = await import('undici')
   const { createServer } = await import('node:http')
+  const { archiveReadings } = await import('../../shared/names.ts')
   const pool = new Agent({ connect: { cert: o.client.cert, key: o.client.key, ca: cl.agentCa, servername: 'localhost' }, keepAliveTimeout: 30_000 })
+  const prefix = `/v1/clusters/${cl.id}/nodes/${node}/`
   const server = createServer(async (req, res) => {
     try {
-      const grant = await keys.sign({ op: 'checkpoint:list', cluster: cl.id, node, sub: 'sam' }, Date.now(), 60, config.grants.issuer)
-      const r = await request(`${agentUrl}/checkpoints`, { dispatcher: pool, headers: { authorization: `Bearer ${grant}`, accept: 'application/json' } })
-      const body = Buffer.from(await r.body.arrayBuffer())
-      res.writeHead(r.statusCode, { 'content-type': 'application/json', 'content-length': body.length, 'cache-control': 'no-store' })
-      res.end(body)
+      const rest = (req.url ?? '').slice(prefix.length)
+      const base = { cluster: cl.id, node, sub: 'sam' }
+      let claims: GrantClaims, path: string, accept: string
+      if (req.method === 'GET' && rest === 'checkpoints') [claims, path, accept] = [{ op: 'checkpoint:list', ...base }, '/checkpoints', 'application/json']
+      else if (req.method === 'GET' && rest.startsWith('checkpoints/')) {
+        const archive = decodeURIComponent(rest.slice('checkpoints/'.length))
+        const namespaces = archiveReadings(archive)?.readings.map((r) => r.namespace) ?? []
+        ;[claims, path, accept] = [{ op: 'checkpoint:read', ...base, archive, namespaces }, `/checkpoints/${encodeURIComponent(archive)}`, '*/*']
+      } else if (req.method === 'POST' && rest.startsWith('checkpoint/')) {
+        const [namespace, pod, container] = rest.slice('checkpoint/'.length).split('/')
+        ;[claims, path, accept] = [{ op: 'checkpoint:create', ...base, namespace, pod, container }, `/checkpoint/${namespace}/${pod}/${container}?timeout=60`, 'application/x-ndjson']
+      } else return void res.writeHead(404).end()
+      const grant = await keys.sign(claims, Date.now(), 60, config.grants.issuer)
+      const r = await request(agentUrl + path, { dispatcher: pool, method: req.method as 'GET' | 'POST', headers: { authorization: `Bearer ${grant}`, accept } })
+      const headers: Record<string, string> = {}
+      for (const k of ['content-type', 'content-length']) if (typeof r.headers[k] === 'string') headers[k] = r.headers[k]
+      res.writeHead(r.statusCode, headers)
+      r.body.pipe(res)
     } catch (err) {
       res.writeHead(502).end(String(err))
     }

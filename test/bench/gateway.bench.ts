@@ -28,9 +28,10 @@
  *   jose ES256 verify + one EdDSA grant sign per request, measured in a process on the same CPU.
  *   `…per_gateway_cpu_s`: requests per CPU-second the gateway process used (what one fully busy
  *   core would do, whatever the load generator managed).
- * - `gateway.node.minimal_hop.per_cpu_s`: the same load on the least a Node process does for it
+ * - `gateway.node.minimal_hop.per_cpu_s` and `gateway.node.minimal_hop.{download_4k,checkpoint}.*`:
+ *   the same load and the same latency runs on the least a Node process does for them
  *   (gateway-server.ts `--minimal-hop`: node:http, one grant signed with the gateway's GrantKeys,
- *   undici `request` to the agent over the same mTLS, the agent's bytes answered; no caller token,
+ *   undici `request` to the agent over the same mTLS, the answer piped back; no caller token,
  *   policy, Hono or audit), bundled, flagged and pinned like the gateway: what Node itself costs.
  * - `gateway.node.rejected_bad_signature.rps` (token signed by a key the IdP never published,
  *   same kid): baseline the ES256 verify rate.
@@ -306,6 +307,17 @@ async function main(): Promise<void> {
     return last.archive!.name
   })()
 
+  /** gateway-server.ts `--minimal-hop` (one process for the run, pinned like the gateway). */
+  let hop: Promise<{ url: string; pid: number }> | undefined
+  function minimalHop(): Promise<{ url: string; pid: number }> {
+    return hop ??= (async () => {
+      const child = spawnServer(gatewayCfg, ['--minimal-hop', agent.agent.url, NODE], false)
+      defer(() => stopChild(child))
+      const { url } = await firstMessage<{ url: string }>(child, 'minimal hop')
+      return { url, pid: child.pid! }
+    })()
+  }
+
   async function cryptoCeiling(): Promise<{ verify: number; sign: number }> {
     const cfg = { ...gatewayCfg, config: rawConfig({ jwks: idpJwks }) }
     const child = spawnServer(cfg, ['--crypto', good], false)
@@ -351,14 +363,11 @@ async function main(): Promise<void> {
     const a = await load(gw.url + LIST, auth, 200, RPS_SECONDS)
     note(`authenticated list: ${a.n} requests in ${a.wall.toFixed(2)} s; gateway CPU ${(a.gwCpu / a.wall * 100).toFixed(0)}% of a core, this process (agent + client) ${(a.ownCpu / a.wall * 100).toFixed(0)}%`)
     {
-      const child = spawnServer(gatewayCfg, ['--minimal-hop', agent.agent.url, NODE], false)
-      defer(() => stopChild(child))
-      const { url } = await firstMessage<{ url: string }>(child, 'minimal hop')
-      await load(url + LIST, {}, 200, Math.min(1, RPS_SECONDS), child.pid!)
-      const h = await load(url + LIST, {}, 200, RPS_SECONDS, child.pid!)
+      const { url, pid } = await minimalHop()
+      await load(url + LIST, {}, 200, Math.min(1, RPS_SECONDS), pid)
+      const h = await load(url + LIST, {}, 200, RPS_SECONDS, pid)
       note(`minimal hop: ${h.n} requests in ${h.wall.toFixed(2)} s, ${(h.n / h.gwCpu).toFixed(0)} per CPU-s; its CPU ${(h.gwCpu / h.wall * 100).toFixed(0)}% of a core, this process ${(h.ownCpu / h.wall * 100).toFixed(0)}%; the gateway at ${((a.n / a.gwCpu) / (h.n / h.gwCpu)).toFixed(2)} of it`)
       emit('gateway.node.minimal_hop.per_cpu_s', h.n / h.gwCpu, 'req/cpu-s', ceiling, spreadOf(h.windows.map((w) => w.n / w.gwCpu / ceiling)))
-      await stopChild(child)
     }
     emit('gateway.node.authenticated_list.rps', a.n / a.wall, 'req/s', ceiling, spreadOf(a.windows.map((w) => w.n / w.wall / ceiling)))
     emit('gateway.node.authenticated_list.per_gateway_cpu_s', a.n / a.gwCpu, 'req/cpu-s', ceiling, spreadOf(a.windows.map((w) => w.n / w.gwCpu / ceiling)))
@@ -420,7 +429,11 @@ async function main(): Promise<void> {
     // The agent's retention (10 per container) bounds the archives the checkpoints leave.
   }
 
-  if (gw && ONLY.has('latency')) await latency(gw.url, 'node', gw.pid)
+  if (gw && ONLY.has('latency')) {
+    await latency(gw.url, 'node', gw.pid)
+    const h = await minimalHop()
+    await latency(h.url, 'node.minimal_hop', h.pid)
+  }
 
   if (ONLY.has('workerd')) {
     const w = await startWorkerGateway({ config: rawConfig({ jwksUrl }), grantKeys: [grantJwk], client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem }, ca: ids.pki.ca.certPem, ownSignals: true })
