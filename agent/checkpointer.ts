@@ -114,11 +114,13 @@ export class Checkpointer {
    * resolve → preflight → submit. Every refusal comes before anything is frozen.
    */
   async start(target: Target, requester?: Requester): Promise<Started> {
-    // The disk look-up needs no container: it runs beside the runtime's ListContainers.
+    // Neither the disk look-up nor the memory of the target's containers needs the container's
+    // id: both run beside the runtime's ListContainers, not after it.
     const disk = this.diskFree()
     disk.catch(() => {}) // its error is reported by preflight, after resolve's own
+    const stats = this.o.runtime.listContainerStats(targetLabels(target)).catch(() => null)
     const resolved = await this.resolve(target)
-    await this.preflight(resolved, disk)
+    await this.preflight(resolved, disk, stats)
     return this.submit(resolved, requester)
   }
 
@@ -130,14 +132,7 @@ export class Checkpointer {
 
   /** Finds the running container for a target, as the kubelet's labels name it. */
   async resolve(target: Target): Promise<Resolved> {
-    const found = await this.o.runtime.listContainers({
-      state: 'CONTAINER_RUNNING',
-      labels: {
-        'io.kubernetes.pod.namespace': target.namespace,
-        'io.kubernetes.pod.name': target.pod,
-        'io.kubernetes.container.name': target.container,
-      },
-    })
+    const found = await this.o.runtime.listContainers({ state: 'CONTAINER_RUNNING', labels: targetLabels(target) })
     if (found.length === 0) {
       throw new CheckpointError('container_not_found', `no running container ${target.container} in pod ${target.namespace}/${target.pod} on this node`)
     }
@@ -148,19 +143,19 @@ export class Checkpointer {
 
   /**
    * Refuses before anything is frozen: the directory must exist (containerd finds out only after
-   * dumping) and hold the container's working set (CRI ContainerStats) plus the margin. The three
-   * look-ups run at once, the disk's from before the container was resolved; they sit on every
-   * checkpoint's path.
+   * dumping) and hold the container's working set plus the margin. The look-ups sit on every
+   * checkpoint's path, so they start before the container is resolved: the disk's, and the memory
+   * of the containers with the target's labels (CRI ListContainerStats), from which the resolved
+   * one is picked. A runtime that does not list it (or fails) is asked by id (ContainerStats).
    */
-  async preflight(r: Resolved, disk: Promise<number> = this.diskFree()): Promise<void> {
+  async preflight(r: Resolved, disk: Promise<number> = this.diskFree(), listed: Promise<Array<ContainerMemory & { id: string }> | null> = Promise.resolve(null)): Promise<void> {
     const { diskMarginBytes, runtime, log } = this.o
-    const [stats, freeBytes] = await Promise.all([
+    const byId = async (): Promise<ContainerMemory | null> => (await listed)?.find((s) => s.id === r.container.id) ??
       runtime.containerStats(r.container.id).catch((err) => {
         log.warn('container stats unavailable; disk preflight uses the margin only', { containerId: r.container.id, err })
         return null
-      }),
-      disk,
-    ])
+      })
+    const [stats, freeBytes] = await Promise.all([byId(), disk])
     const workingSetBytes = stats?.workingSetBytes ?? null
     const need = (workingSetBytes ?? 0) + diskMarginBytes
     if (freeBytes < need) {
@@ -305,5 +300,16 @@ export class Checkpointer {
 
   get busy(): number {
     return this.pending.size
+  }
+}
+
+type ContainerMemory = { workingSetBytes: number | null }
+
+/** The kubelet's labels of a target's containers. */
+function targetLabels(target: Target): Record<string, string> {
+  return {
+    'io.kubernetes.pod.namespace': target.namespace,
+    'io.kubernetes.pod.name': target.pod,
+    'io.kubernetes.container.name': target.container,
   }
 }

@@ -62,6 +62,8 @@ export interface Runtime {
   version(): Promise<RuntimeVersion>
   listContainers(filter?: ContainerFilterOptions): Promise<ContainerInfo[]>
   containerStats(id: string): Promise<{ workingSetBytes: number | null; memoryUsageBytes: number | null }>
+  /** Memory of the running containers whose labels match (CRI ListContainerStats). */
+  listContainerStats(labels: Record<string, string>): Promise<Array<{ id: string; workingSetBytes: number | null; memoryUsageBytes: number | null }>>
   checkpointContainer(id: string, location: string, opts?: CheckpointOptions): Promise<void>
   close(): void
 }
@@ -220,6 +222,15 @@ export function connectRuntime(endpoint: string, opts: ConnectOptions = {}): Run
         workingSetBytes: toNumber(memory?.workingSetBytes?.value),
         memoryUsageBytes: toNumber(memory?.usageBytes?.value),
       }
+    },
+
+    async listContainerStats(labels) {
+      const res = await rpc('ListContainerStats', { filter: { labelSelector: labels } }, callTimeoutMs)
+      return (res.stats as any[]).map((st) => ({
+        id: st.attributes?.id ?? '',
+        workingSetBytes: toNumber(st.memory?.workingSetBytes?.value),
+        memoryUsageBytes: toNumber(st.memory?.usageBytes?.value),
+      }))
     },
 
     async checkpointContainer(id, location, opts = {}) {

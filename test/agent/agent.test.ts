@@ -510,6 +510,24 @@ describe('preflight and capacity', () => {
       assert.equal(r.statusCode, 507)
       assert.equal((await body(r)).code, 'insufficient_storage')
       assert.equal(s.cri.checkpointCalls.length, 0)
+      // The working set came from ListContainerStats, asked beside ListContainers: no ContainerStats.
+      assert.deepEqual([s.cri.listStatsCalls, s.cri.statsCalls], [1, 0])
+    } finally { await s.stop() }
+  })
+
+  it('a runtime without ListContainerStats: the working set comes from ContainerStats, and still refuses', async () => {
+    const s = await stack([], { listStatsUnimplemented: true })
+    try {
+      s.cri.containers[0]!.workingSetBytes = 2 ** 52
+      const r = await checkpoint(s.a)
+      assert.equal(r.statusCode, 507)
+      assert.equal((await body(r)).code, 'insufficient_storage')
+      assert.deepEqual([s.cri.listStatsCalls, s.cri.statsCalls, s.cri.checkpointCalls.length], [1, 1, 0])
+      s.cri.containers[0]!.workingSetBytes = 1000
+      const ok = await checkpoint(s.a)
+      assert.equal(ok.statusCode, 200)
+      await ok.body.dump()
+      assert.equal(s.cri.checkpointCalls.length, 1)
     } finally { await s.stop() }
   })
 

@@ -182,6 +182,7 @@ describe('checkpointer sharing', () => {
         version: async () => ({ runtimeName: 'fake', runtimeVersion: '1', runtimeApiVersion: 'v1', version: '0.1.0' }),
         listContainers: async () => [],
         containerStats: async () => ({ workingSetBytes: 1, memoryUsageBytes: 1 }),
+        listContainerStats: async () => [],
         checkpointContainer: async (_id, location) => {
           calls++
           await new Promise<void>((r) => (finishCall = r))

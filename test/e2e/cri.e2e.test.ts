@@ -66,9 +66,13 @@ describe('CRI client against containerd', { timeout: 120_000 }, () => {
     assert.deepEqual(await runtime.listContainers({ labels: { 'io.kubernetes.pod.name': 'no-such-pod' } }), [])
   })
 
-  it('reports a memory working set', async () => {
+  it('reports a memory working set, by id and listed by the kubelet\'s labels (the agent asks the list beside ListContainers)', async () => {
     const stats = await runtime.containerStats(original.containerId)
     assert.ok(stats.workingSetBytes !== null && stats.workingSetBytes > 0, `workingSetBytes ${stats.workingSetBytes}`)
+    const listed = await runtime.listContainerStats({ 'io.kubernetes.pod.namespace': POD.namespace, 'io.kubernetes.pod.name': POD.pod, 'io.kubernetes.container.name': POD.container })
+    assert.deepEqual(listed.map((s) => s.id), [original.containerId])
+    assert.ok(listed[0]!.workingSetBytes !== null && listed[0]!.workingSetBytes > 0, `listed workingSetBytes ${listed[0]!.workingSetBytes}`)
+    assert.deepEqual(await runtime.listContainerStats({ 'io.kubernetes.pod.name': 'no-such-pod' }), [])
   })
 
   it('checkpoints the container to a tar that checkpointctl reads', async () => {

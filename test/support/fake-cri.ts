@@ -37,6 +37,8 @@ export interface FakeBehaviour {
   /** Report success without writing a file. */
   writeNothing: boolean
   statsError?: number
+  /** ListContainerStats answers UNIMPLEMENTED (a runtime without it): the agent asks ContainerStats. */
+  listStatsUnimplemented?: boolean
 }
 
 export interface FakeCri {
@@ -48,6 +50,9 @@ export interface FakeCri {
    * (Date.now()), and whether the fake has answered it yet (`answered`, set when the answer goes out).
    */
   checkpointCalls: { containerId: string; location: string; deadlineMs: number | null; at: number; answered: boolean }[]
+  /** How many ListContainerStats and ContainerStats calls were answered or refused. */
+  listStatsCalls: number
+  statsCalls: number
   /** Lets held calls (`behaviour.hold`) go on. */
   release(): void
   stop(): Promise<void>
@@ -66,6 +71,8 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
     containers,
     behaviour: { runtimeName: 'fake-cri', runtimeVersion: '9.9.9', checkpointDelayMs: 0, archiveBytes: 4096, hang: false, hold: false, writeNothing: false, ...init },
     checkpointCalls: [],
+    listStatsCalls: 0,
+    statsCalls: 0,
     release: () => {
       for (const h of held) h.go()
       held.clear()
@@ -104,7 +111,20 @@ export async function startFakeCri(socketPath: string, init: Partial<FakeBehavio
       }))
       cb(null, { containers: out })
     },
+    ListContainerStats(call: grpc.ServerUnaryCall<any, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      fake.listStatsCalls++
+      const b = fake.behaviour
+      if (b.statsError !== undefined) return cb(fail(b.statsError, 'stats failed'))
+      if (b.listStatsUnimplemented) return cb(fail(grpc.status.UNIMPLEMENTED, 'not in this runtime'))
+      const want: Record<string, string> = call.request.filter?.labelSelector ?? {}
+      const stats = fake.containers.filter((c) => (c.state ?? 'CONTAINER_RUNNING') === 'CONTAINER_RUNNING').filter((c) => {
+        const labels: Record<string, string> = { 'io.kubernetes.pod.namespace': c.namespace, 'io.kubernetes.pod.name': c.pod, 'io.kubernetes.container.name': c.container }
+        return Object.entries(want).every(([k, v]) => labels[k] === v)
+      }).map((c) => ({ attributes: { id: c.id }, memory: { workingSetBytes: { value: String(c.workingSetBytes ?? 1_000_000) } } }))
+      cb(null, { stats })
+    },
     ContainerStats(call: grpc.ServerUnaryCall<any, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      fake.statsCalls++
       if (fake.behaviour.statsError !== undefined) return cb(fail(fake.behaviour.statsError, 'stats failed'))
       const c = fake.containers.find((x) => x.id === call.request.containerId)
       if (!c) return cb(fail(grpc.status.NOT_FOUND, `container ${call.request.containerId} not found`))
