@@ -63,12 +63,14 @@
  * BENCH_RPS_BAD (0: skip the rejected-token run, e.g. to profile the authenticated one alone),
  * BENCH_GATEWAY_STDOUT (a file the gateway processes' stdout is appended to, e.g. with
  * BENCH_GATEWAY_NODE_ARGS=--trace-gc; default /dev/null), BENCH_FRONT_SIZES_MIB (100,512,2048),
- * BENCH_FRONT_ROUNDS (3), BENCH_TIMEOUT_S (600: past it everything is stopped and the bench exits 1).
+ * BENCH_FRONT_ROUNDS (3), BENCH_TIMEOUT_S (600: past it everything is stopped and the bench exits 1),
+ * BENCH_RPS_CPU_QUOTA (percent of a core: the load runs of the gateway and the minimal hop under a
+ * cgroup v1 `cpu` quota, so each is fully busy within it; root only).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, openSync, readFileSync } from 'node:fs'
-import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { cpus, tmpdir } from 'node:os'
@@ -147,6 +149,26 @@ function hasTaskset(): boolean {
 const PIN = envNumber('BENCH_PIN', 1, { allowZero: true }) !== 0 && cpus().length >= 2 && hasTaskset()
 /** Moves every thread of `pid` to `cpu`. */
 const pin = (pid: number, cpu: string) => execFileSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' })
+
+/**
+ * BENCH_RPS_CPU_QUOTA (percent of a core, cgroup v1 `cpu` controller, root only): the gateway and
+ * the minimal hop run their load under that CPU quota, so each is fully busy within it at a load
+ * this machine can generate — requests per CPU-second of a saturated process, not of one that
+ * idles between requests. Returns a function that lifts the quota.
+ */
+const QUOTA = envNumber('BENCH_RPS_CPU_QUOTA', 0, { allowZero: true })
+async function cpuQuota(pid: number, percent: number): Promise<() => Promise<void>> {
+  const root = '/sys/fs/cgroup/cpu'
+  const dir = join(root, `gateway-bench-${pid}`)
+  await mkdir(dir, { recursive: true })
+  await writeFile(join(dir, 'cpu.cfs_period_us'), '100000')
+  await writeFile(join(dir, 'cpu.cfs_quota_us'), String(Math.round(percent * 1000)))
+  await writeFile(join(dir, 'cgroup.procs'), String(pid))
+  return async () => {
+    await writeFile(join(root, 'cgroup.procs'), String(pid)).catch(() => {})
+    await rmdir(dir).catch(() => {})
+  }
+}
 
 const CLK_TCK = 100
 async function cpuSplit(pid: number): Promise<{ user: number; sys: number }> {
@@ -360,12 +382,18 @@ async function main(): Promise<void> {
     const ceiling = 1 / (1 / c.verify + 1 / c.sign)
     note(`crypto on the gateway's CPU: ES256 verify ${c.verify.toFixed(0)}/s, EdDSA sign ${c.sign.toFixed(0)}/s → ceiling ${ceiling.toFixed(0)} authenticated req/s`)
     await load(gw.url + LIST, auth, 200, Math.min(1, RPS_SECONDS)) // warm-up: connections, JIT
+    const lift = QUOTA > 0 ? await cpuQuota(gw.pid, QUOTA) : undefined
+    if (lift) defer(lift)
     const a = await load(gw.url + LIST, auth, 200, RPS_SECONDS)
+    await lift?.()
     note(`authenticated list: ${a.n} requests in ${a.wall.toFixed(2)} s; gateway CPU ${(a.gwCpu / a.wall * 100).toFixed(0)}% of a core, this process (agent + client) ${(a.ownCpu / a.wall * 100).toFixed(0)}%`)
     {
       const { url, pid } = await minimalHop()
       await load(url + LIST, {}, 200, Math.min(1, RPS_SECONDS), pid)
+      const liftHop = QUOTA > 0 ? await cpuQuota(pid, QUOTA) : undefined
+      if (liftHop) defer(liftHop)
       const h = await load(url + LIST, {}, 200, RPS_SECONDS, pid)
+      await liftHop?.()
       note(`minimal hop: ${h.n} requests in ${h.wall.toFixed(2)} s, ${(h.n / h.gwCpu).toFixed(0)} per CPU-s; its CPU ${(h.gwCpu / h.wall * 100).toFixed(0)}% of a core, this process ${(h.ownCpu / h.wall * 100).toFixed(0)}%; the gateway at ${((a.n / a.gwCpu) / (h.n / h.gwCpu)).toFixed(2)} of it`)
       emit('gateway.node.minimal_hop.per_cpu_s', h.n / h.gwCpu, 'req/cpu-s', ceiling, spreadOf(h.windows.map((w) => w.n / w.gwCpu / ceiling)))
     }
