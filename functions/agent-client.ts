@@ -31,6 +31,8 @@ export type CheckpointStart = { relay: Relay } | { failure: AgentFailure; final:
 export interface AgentClient {
   /** One request to a node's agent, with the headers deadline. */
   forward(cl: ClusterConfig, node: string, path: string, init: RequestInit): Promise<Response>
+  /** The body of a forwarded answer the transport read whole ({@link AgentTransport.bytes}), else undefined. */
+  bytes(res: Response): Uint8Array | undefined
   /** The headers of one agent request: a grant for `sub` bound to `claims`, and the request id. */
   grantHeaders(sub: string, requestId: string, claims: Omit<GrantClaims, 'sub'>, ttlSec: number): Promise<Record<string, string>>
   /**
@@ -73,8 +75,12 @@ export function createAgentClient({ config, agents, keys, clock, basePath }: Age
     return `${basePath}/v1/clusters/${cluster}/nodes/${node}/checkpoints/${encodeURIComponent(name)}${q}`
   }
 
+  const bytes = (res: Response) => agents.bytes?.(res)
+  const decoder = new TextDecoder()
+
   return {
     forward,
+    bytes,
     downloadPath,
     async grantHeaders(sub, requestId, claims, ttlSec) {
       const grant = await keys.sign({ ...claims, sub }, clock.now(), ttlSec, config.grants.issuer)
@@ -98,7 +104,8 @@ export function createAgentClient({ config, agents, keys, clock, basePath }: Age
       const unreadable = (cause?: unknown) => new CheckpointError('bad_gateway', `agent on node ${node} sent an unreadable list`, { cause, extra: { cluster: cl.id, node } })
       let body: { items?: unknown }
       try {
-        body = (await res.json()) as { items?: unknown }
+        const whole = bytes(res)
+        body = (whole ? JSON.parse(decoder.decode(whole)) : await res.json()) as { items?: unknown }
       } catch (err) {
         throw unreadable(err)
       }

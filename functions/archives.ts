@@ -84,7 +84,8 @@ export function createArchiveHandler(deps: ArchiveRouteDeps, action: 'read' | 'd
       if (v !== null) out.set(h, v)
     }
     if (!out.has('content-type')) out.set('content-type', 'application/x-tar')
-    return new Response(res.status === 304 ? null : res.body, { status: res.status, headers: out })
+    // A small archive the transport read whole goes out as its bytes (no stream to relay).
+    return new Response(res.status === 304 ? null : (agent.bytes(res) ?? res.body), { status: res.status, headers: out })
   }
 }
 

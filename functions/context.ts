@@ -16,6 +16,12 @@ import type { R2BucketLike } from './vault/r2.ts'
 /** Reaches a node's agent over mutual TLS. `path` starts with '/'; the transport adds the base URL. */
 export interface AgentTransport {
   fetch(cluster: ClusterConfig, node: string, path: string, init: RequestInit): Promise<Response>
+  /**
+   * The body of an answer this transport already read whole (a small one), so that callers hand
+   * on or parse the bytes without the platform Response's body machinery; undefined for a
+   * streamed answer, or a transport that keeps none (the body is then read from the Response).
+   */
+  bytes?(res: Response): Uint8Array | undefined
 }
 
 /** Reaches a cluster's Kubernetes API (`path` starts with /api/). */

@@ -37,7 +37,7 @@ function originOf(base: string): string {
  * Kubernetes API's JSON documents, often chunked). Anything else (event streams, downloads) is
  * handed on as a stream.
  */
-async function dispatch(base: string, path: string, init: RequestInit, dispatcher: Dispatcher, whole = false): Promise<Response> {
+async function dispatch(base: string, path: string, init: RequestInit, dispatcher: Dispatcher, whole = false, keep?: WeakMap<Response, Uint8Array>): Promise<Response> {
   const url = base + path
   const h = init.headers
   let headers: Record<string, string>
@@ -66,7 +66,12 @@ async function dispatch(base: string, path: string, init: RequestInit, dispatche
   }
   const length = r.headers['content-length']
   if (whole || (typeof length === 'string' && Number(length) <= SMALL_BODY)) {
-    return new Response(await r.body.arrayBuffer(), { status: r.statusCode, headers: out })
+    // As bytes, which @hono/node-server's Response keeps as they are (its status and headers are
+    // then read without building the platform Response); `keep` lets callers take them directly.
+    const bytes = new Uint8Array(await r.body.arrayBuffer())
+    const res = new Response(bytes, { status: r.statusCode, headers: out })
+    keep?.set(res, bytes)
+    return res
   }
   // Event streams are always read by the gateway (relayed event by event): a web stream at once.
   // Anything else (a download) may be handed on unchanged, and then piped as it is (./server.ts).
@@ -148,8 +153,10 @@ export function nodeAgentTransport(id: ClientIdentity): AgentTransport & { close
     return a
   }
 
+  const small = new WeakMap<Response, Uint8Array>()
   return {
-    fetch: async (cl, node, path, init) => dispatch(agentBase(cl, node), path, init, pool(cl, node)),
+    fetch: async (cl, node, path, init) => dispatch(agentBase(cl, node), path, init, pool(cl, node), false, small),
+    bytes: (res) => small.get(res),
     async close() {
       await Promise.all([...pools.values()].map((a) => a.close()))
       pools.clear()
