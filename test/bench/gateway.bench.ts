@@ -51,8 +51,8 @@
  *   not minified, as wrangler deploys by default), gzip level 9; `worker.bundle.min.gzip` minified.
  *   Baseline: the 150 KiB goal.
  *
- * Environment: BENCH_ONLY (comma list of rps, latency, workerd, download, bundle; default all),
- * BENCH_N (200 latency samples), BENCH_RPS_SECONDS (5), BENCH_CONCURRENCY (64),
+ * Environment: BENCH_ONLY (comma list of rps, latency, workerd, download, fronts, bundle; default all),
+ * BENCH_N (200 latency samples), BENCH_CP_N (100: checkpoints among them, at most BENCH_N), BENCH_RPS_SECONDS (5), BENCH_CONCURRENCY (64),
  * BENCH_ARCHIVE_MB (2048), BENCH_DOWNLOAD_ROUNDS (5), BENCH_PIN (1; 0 = no taskset),
  * BENCH_GATEWAY_CPU_PROF (a directory: the gateway process writes a --cpu-prof profile there),
  * BENCH_GATEWAY_NODE_ARGS (Node/V8 flags for the gateway process, space-separated, after the
@@ -409,7 +409,7 @@ async function main(): Promise<void> {
   async function latency(base: string, label: string, pid: number | undefined): Promise<void> {
     const dl = { direct: [] as number[], via: [] as number[] }
     const cp = { direct: [] as number[], via: [] as number[] }
-    const cpN = Math.max(1, Math.min(N, 100))
+    const cpN = Math.max(1, Math.min(N, Number(process.env.BENCH_CP_N ?? 100)))
     const archivePath = `/checkpoints/${encodeURIComponent(archive)}`
     const time = async (xs: number[], fn: () => Promise<{ status: number; body: Buffer }>, expect: number) => {
       const t0 = performance.now()
