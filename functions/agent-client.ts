@@ -32,7 +32,7 @@ export interface AgentClient {
   /** One request to a node's agent, with the headers deadline. */
   forward(cl: ClusterConfig, node: string, path: string, init: RequestInit): Promise<Response>
   /** The body of a forwarded answer the transport read whole ({@link AgentTransport.bytes}), else undefined. */
-  bytes(res: Response): Uint8Array | undefined
+  bytes(res: Response): Uint8Array<ArrayBuffer> | undefined
   /** The headers of one agent request: a grant for `sub` bound to `claims`, and the request id. */
   grantHeaders(sub: string, requestId: string, claims: Omit<GrantClaims, 'sub'>, ttlSec: number): Promise<Record<string, string>>
   /**

@@ -21,7 +21,7 @@ export interface AgentTransport {
    * on or parse the bytes without the platform Response's body machinery; undefined for a
    * streamed answer, or a transport that keeps none (the body is then read from the Response).
    */
-  bytes?(res: Response): Uint8Array | undefined
+  bytes?(res: Response): Uint8Array<ArrayBuffer> | undefined
 }
 
 /** Reaches a cluster's Kubernetes API (`path` starts with /api/). */

@@ -37,7 +37,7 @@ function originOf(base: string): string {
  * Kubernetes API's JSON documents, often chunked). Anything else (event streams, downloads) is
  * handed on as a stream.
  */
-async function dispatch(base: string, path: string, init: RequestInit, dispatcher: Dispatcher, whole = false, keep?: WeakMap<Response, Uint8Array>): Promise<Response> {
+async function dispatch(base: string, path: string, init: RequestInit, dispatcher: Dispatcher, whole = false, keep?: WeakMap<Response, Uint8Array<ArrayBuffer>>): Promise<Response> {
   const url = base + path
   const h = init.headers
   let headers: Record<string, string>
@@ -153,7 +153,7 @@ export function nodeAgentTransport(id: ClientIdentity): AgentTransport & { close
     return a
   }
 
-  const small = new WeakMap<Response, Uint8Array>()
+  const small = new WeakMap<Response, Uint8Array<ArrayBuffer>>()
   return {
     fetch: async (cl, node, path, init) => dispatch(agentBase(cl, node), path, init, pool(cl, node), false, small),
     bytes: (res) => small.get(res),
