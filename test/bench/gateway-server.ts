@@ -104,13 +104,33 @@ if (process.argv[2] === '--crypto') {
   process.on('disconnect', stop)
 } else {
   const gw = await startNodeGateway({ config, keys, client: o.client, port: 0, ...(o.tls ? { tls: o.tls } : {}) })
+  const sampled = process.env.BENCH_ALLOC_PROFILE ? await sampleAllocations(process.env.BENCH_ALLOC_PROFILE) : undefined
   send({ url: gw.url })
   let stopping = false
   const stop = () => {
     if (stopping) return
     stopping = true
-    gw.close(1000).then(() => process.exit(0), () => process.exit(1))
+    Promise.resolve(sampled?.()).then(() => gw.close(1000)).then(() => process.exit(0), () => process.exit(1))
   }
   process.on('SIGTERM', stop)
   process.on('disconnect', stop)
+}
+
+/**
+ * BENCH_ALLOC_PROFILE=<file>: V8's sampling heap profiler over the process's life, counting every
+ * sampled allocation including those the garbage collector has freed since (what `--heap-prof`
+ * leaves out), written as a .heapprofile when the process stops — where the bytes a request
+ * allocates come from.
+ */
+async function sampleAllocations(file: string): Promise<() => Promise<void>> {
+  const { Session } = await import('node:inspector/promises')
+  const { writeFile } = await import('node:fs/promises')
+  const session = new Session()
+  session.connect()
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+  return async () => {
+    const { profile } = await session.post('HeapProfiler.stopSampling')
+    await writeFile(file, JSON.stringify(profile))
+    session.disconnect()
+  }
 }

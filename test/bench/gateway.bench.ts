@@ -65,7 +65,9 @@
  * BENCH_GATEWAY_NODE_ARGS=--trace-gc; default /dev/null), BENCH_FRONT_SIZES_MIB (100,512,2048),
  * BENCH_FRONT_ROUNDS (3), BENCH_TIMEOUT_S (600: past it everything is stopped and the bench exits 1),
  * BENCH_RPS_CPU_QUOTA (percent of a core: the load runs of the gateway and the minimal hop under a
- * cgroup v1 `cpu` quota, so each is fully busy within it; root only).
+ * cgroup v1 `cpu` quota, so each is fully busy within it; root only), BENCH_ALLOC_PROFILE (a file:
+ * the gateway process samples its allocations, freed ones included, and writes a .heapprofile
+ * there when it stops; gateway-server.ts).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
