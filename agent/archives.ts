@@ -99,16 +99,16 @@ export class ArchiveStore {
       if (!s?.isFile() || s.size === 0) {
         throw new CheckpointError('checkpoint_failed', 'the runtime reported success but wrote no archive')
       }
-      const [sha256] = await Promise.all([sha256File(tempPath), chmod(tempPath, 0o600)])
+      const [sha256] = await Promise.all([sha256File(tempPath, s.size), chmod(tempPath, 0o600)])
       for (let attempt = 0; ; attempt++) {
         // Same second as an earlier archive: fall back to millisecond precision, still RFC 3339.
         const at = new Date(startedAt.getTime() + (attempt > 1 ? attempt - 1 : 0))
         const name = attempt === 0 ? archiveName(t, at) : archiveName(t, at).replace(/Z\.tar$/, `.${String(at.getUTCMilliseconds()).padStart(3, '0')}Z.tar`)
         const final = join(this.dir, name)
         if (attempt >= 1000) throw new CheckpointError('checkpoint_failed', 'no free archive name')
-        if (await lstat(final).catch(() => null)) continue
         // The record first (exclusive create), then the archive: an archive is never listed without
         // its record, and a record without an archive (a crash in between) is removed at start.
+        // Either one existing (EEXIST) moves on to the next name.
         const meta: ArchiveMeta = { name, size: s.size, sha256, created: startedAt.toISOString(), ...t, ...info }
         try {
           await writeFile(this.metaPath(name), JSON.stringify(meta), { mode: 0o600, flag: 'wx' })

@@ -26,6 +26,12 @@ export interface CheckpointerOptions {
   maxConcurrent: number
   maxQueue: number
   diskMarginBytes: number
+  /**
+   * The node's memory and swap: no container's pages can take more. With at least this much (plus
+   * the margin) free, the preflight does not ask the runtime for the container's working set.
+   * Omitted: always asked.
+   */
+  nodeMemoryBytes?: number
   /** Signs the statement of a finished archive (custody.ts); without it none is made. */
   attest?: (archive: ArchiveMeta, job: Job, startedAt: Date, completedAt: Date) => unknown
 }
@@ -74,6 +80,8 @@ export class Job {
   readonly requester: Requester | undefined
   readonly acceptedAt = Date.now()
   phase: Phase = 'queued'
+  /** Queued behind other checkpoints before it ran (its preflight is that much older). */
+  waited = false
   readonly result: Promise<JobResult>
   resolveResult!: (r: JobResult) => void
   rejectResult!: (e: CheckpointError) => void
@@ -115,13 +123,19 @@ export class Checkpointer {
    */
   async start(target: Target, requester?: Requester): Promise<Started> {
     // Neither the disk look-up nor the memory of the target's containers needs the container's
-    // id: both run beside the runtime's ListContainers, not after it.
+    // id: both run beside the runtime's ListContainers, not after it. The memory is asked only
+    // when the free space could be short of it (statfs answers long before ListContainers does).
     const disk = this.diskFree()
+    const stats = disk.then((free) => this.enough(free) ? null : this.o.runtime.listContainerStats(targetLabels(target)).catch(() => null), () => null)
     disk.catch(() => {}) // its error is reported by preflight, after resolve's own
-    const stats = this.o.runtime.listContainerStats(targetLabels(target)).catch(() => null)
     const resolved = await this.resolve(target)
     await this.preflight(resolved, disk, stats)
     return this.submit(resolved, requester)
+  }
+
+  /** Whether `freeBytes` holds any container this node can run, whatever its working set. */
+  private enough(freeBytes: number): boolean {
+    return freeBytes >= (this.o.nodeMemoryBytes ?? Infinity) + this.o.diskMarginBytes
   }
 
   /** Free bytes in the checkpoint directory, which must exist (containerd finds out only after dumping). */
@@ -147,15 +161,17 @@ export class Checkpointer {
    * checkpoint's path, so they start before the container is resolved: the disk's, and the memory
    * of the containers with the target's labels (CRI ListContainerStats), from which the resolved
    * one is picked. A runtime that does not list it (or fails) is asked by id (ContainerStats).
+   * Free space for the node's whole memory needs no working set at all.
    */
   async preflight(r: Resolved, disk: Promise<number> = this.diskFree(), listed: Promise<Array<ContainerMemory & { id: string }> | null> = Promise.resolve(null)): Promise<void> {
     const { diskMarginBytes, runtime, log } = this.o
-    const byId = async (): Promise<ContainerMemory | null> => (await listed)?.find((s) => s.id === r.container.id) ??
-      runtime.containerStats(r.container.id).catch((err) => {
+    const freeBytes = await disk
+    if (this.enough(freeBytes)) return
+    const stats = (await listed)?.find((s) => s.id === r.container.id) ??
+      await runtime.containerStats(r.container.id).catch((err) => {
         log.warn('container stats unavailable; disk preflight uses the margin only', { containerId: r.container.id, err })
         return null
       })
-    const [stats, freeBytes] = await Promise.all([byId(), disk])
     const workingSetBytes = stats?.workingSetBytes ?? null
     const need = (workingSetBytes ?? 0) + diskMarginBytes
     if (freeBytes < need) {
@@ -180,6 +196,7 @@ export class Checkpointer {
     this.pending.set(job.containerId, job)
     this.waiting.push(job)
     const queuePosition = this.running >= this.o.maxConcurrent ? this.waiting.length : 0
+    job.waited = queuePosition > 0
     this.pump()
     return { job, joined: false, queuePosition }
   }
@@ -213,7 +230,8 @@ export class Checkpointer {
     const started = new Date()
     let temp: string | undefined
     try {
-      await store.checkDir()
+      // The preflight has just found the directory, unless the job waited in the queue since.
+      if (job.waited) await store.checkDir()
       temp = await store.newTempPath()
       job.phase = 'checkpointing'
       const t0 = performance.now()

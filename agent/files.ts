@@ -47,16 +47,25 @@ export async function sendFileRange(path: string, start: number, end: number, re
   }
 }
 
-/** The sha256 of a file, hex, read through one reused buffer. */
-export async function sha256File(path: string): Promise<string> {
+/**
+ * The sha256 of a file, hex, read through one reused buffer. With `size` (the file's, from a
+ * stat) it hashes exactly that many bytes, without the read that finds the end, and throws if the
+ * file is shorter.
+ */
+export async function sha256File(path: string, size?: number): Promise<string> {
   const h = createHash('sha256')
   const fh = await open(path, 'r')
   try {
-    const buf = Buffer.allocUnsafe(1 << 20)
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
-      if (bytesRead === 0) break
+    const buf = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, size ?? Infinity)))
+    let left = size ?? Infinity
+    while (left > 0) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, left), null)
+      if (bytesRead === 0) {
+        if (size !== undefined) throw new Error(`${path}: ${size - left} bytes where ${size} were expected`)
+        break
+      }
       h.update(buf.subarray(0, bytesRead))
+      left -= bytesRead
     }
   } finally {
     await fh.close()

@@ -3,6 +3,7 @@
  * verification, TLS and the HTTPS server. `main.ts` owns the process; tests start and stop agents
  * in-process through this factory.
  */
+import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { ArchiveStore, type ArchiveMeta } from './archives.ts'
@@ -36,7 +37,18 @@ export interface RunningAgent {
   shutdown(graceMs?: number): Promise<{ clean: boolean }>
 }
 
-export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime?: Runtime } = {}): Promise<RunningAgent> {
+/**
+ * The node's memory and swap (`/proc/meminfo`; the container sees the node's): the most a
+ * checkpoint's pages can take. Without `/proc`, undefined: the preflight always asks the runtime.
+ */
+export async function nodeMemoryBytes(meminfo = '/proc/meminfo'): Promise<number | undefined> {
+  const text = await readFile(meminfo, 'utf8').catch(() => '')
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? NaN)
+  const total = kib('MemTotal') + (kib('SwapTotal') || 0)
+  return Number.isFinite(total) && total > 0 ? total * 1024 : undefined
+}
+
+export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime?: Runtime; nodeMemoryBytes?: number } = {}): Promise<RunningAgent> {
   const log = opts.log ?? createLogger({ level: cfg.logLevel, base: { node: cfg.nodeName } })
   let runtime = opts.runtime
   let endpoint = cfg.runtimeEndpoint ?? 'injected'
@@ -84,6 +96,7 @@ export async function startAgent(cfg: AgentConfig, opts: { log?: Logger; runtime
   const checkpointer = new Checkpointer({
     runtime, runtimeInfo, store, metrics, log, attest,
     maxConcurrent: cfg.maxConcurrent, maxQueue: cfg.maxQueue, diskMarginBytes: cfg.diskMarginBytes,
+    nodeMemoryBytes: opts.nodeMemoryBytes ?? await nodeMemoryBytes(),
   })
   const http = createAgentServer({
     node: cfg.nodeName,

@@ -35,7 +35,7 @@ after(async () => {
 })
 
 /** A fake runtime and an agent on it, fresh for each group. */
-async function stack(args: string[] = [], fakeInit = {}): Promise<{ cri: FakeCri; a: TestAgent; stop: () => Promise<void> }> {
+async function stack(args: string[] = [], fakeInit = {}, nodeMemoryBytes?: number): Promise<{ cri: FakeCri; a: TestAgent; stop: () => Promise<void> }> {
   const sub = await mkdtemp(join(dir, 's-'))
   const cri = await startFakeCri(join(sub, 'cri.sock'), fakeInit, [
     { id: 'c-app', ...T },
@@ -46,7 +46,7 @@ async function stack(args: string[] = [], fakeInit = {}): Promise<{ cri: FakeCri
     // prod-x/app and prod/x-app share one archive name.
     { id: 'c-x', namespace: 'prod-x', pod: 'web-0', container: 'app' },
   ])
-  const a = await startTestAgent({ ids, endpoint: cri.endpoint, args: ['--heartbeat-interval=1s', ...args], dir: sub })
+  const a = await startTestAgent({ ids, endpoint: cri.endpoint, args: ['--heartbeat-interval=1s', ...args], dir: sub, ...(nodeMemoryBytes !== undefined ? { nodeMemoryBytes } : {}) })
   // The fake runtime goes first: a hung CheckpointContainer would hold the agent's shutdown open.
   return { cri, a, stop: async () => { await cri.stop(); await a.stop() } }
 }
@@ -502,8 +502,11 @@ describe('runtime faults', () => {
 })
 
 describe('preflight and capacity', () => {
+  // A node whose memory the disk could not hold: the preflight asks for the working set.
+  const BIG_NODE = 2 ** 60
+
   it('507 insufficient_storage when free space is below the working set plus margin; no runtime call', async () => {
-    const s = await stack()
+    const s = await stack([], {}, BIG_NODE)
     try {
       s.cri.containers[0]!.workingSetBytes = 2 ** 52
       const r = await checkpoint(s.a)
@@ -515,8 +518,28 @@ describe('preflight and capacity', () => {
     } finally { await s.stop() }
   })
 
+  it('free space for the node\'s whole memory: no working set asked, the checkpoint goes ahead', async () => {
+    // The node's memory and swap bound any container's pages, so its working set cannot matter.
+    const s = await stack([], {}, 1 << 20)
+    try {
+      s.cri.containers[0]!.workingSetBytes = 2 ** 52
+      const r = await checkpoint(s.a)
+      assert.equal(r.statusCode, 200)
+      await r.body.dump()
+      assert.deepEqual([s.cri.listStatsCalls, s.cri.statsCalls, s.cri.checkpointCalls.length], [0, 0, 1])
+    } finally { await s.stop() }
+    // The margin counts on top of the node's memory: past the free space, the working set is asked.
+    const t = await stack(['--disk-margin=1000T'], {}, 1 << 20)
+    try {
+      const r = await checkpoint(t.a)
+      assert.equal(r.statusCode, 507)
+      assert.equal((await body(r)).code, 'insufficient_storage')
+      assert.deepEqual([t.cri.listStatsCalls, t.cri.checkpointCalls.length], [1, 0])
+    } finally { await t.stop() }
+  })
+
   it('a runtime without ListContainerStats: the working set comes from ContainerStats, and still refuses', async () => {
-    const s = await stack([], { listStatsUnimplemented: true })
+    const s = await stack([], { listStatsUnimplemented: true }, BIG_NODE)
     try {
       s.cri.containers[0]!.workingSetBytes = 2 ** 52
       const r = await checkpoint(s.a)

@@ -9,6 +9,9 @@ import type { Runtime } from '../../agent/cri/client.ts'
 import { ConfigError, envName, helpText, loadConfig, OPTIONS, parseDuration, parseSize } from '../../agent/config.ts'
 import { fromGrpc, GRPC } from '../../agent/cri/errors.ts'
 import { memoryLogger } from '../../agent/log.ts'
+import { sha256File } from '../../agent/files.ts'
+import { createHash, randomBytes } from 'node:crypto'
+import { nodeMemoryBytes } from '../../agent/start.ts'
 import { Metrics } from '../../agent/metrics.ts'
 import { parseRange } from '../../shared/range.ts'
 import { CheckpointError } from '../../shared/errors.ts'
@@ -69,6 +72,42 @@ describe('config', () => {
     assert.equal(parseDuration('x'), null)
     const help = helpText()
     for (const name of Object.keys(OPTIONS)) assert.ok(help.includes(`--${name}`) && help.includes(envName(name)), name)
+  })
+
+  it('the node memory the disk preflight bounds a checkpoint by: memory and swap from /proc/meminfo', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'meminfo-'))
+    try {
+      const f = join(d, 'meminfo')
+      await writeFile(f, 'MemTotal:       24683584 kB\nMemFree:        20000000 kB\nSwapTotal:       2097152 kB\n')
+      assert.equal(await nodeMemoryBytes(f), (24683584 + 2097152) * 1024)
+      await writeFile(f, 'MemTotal:       1024 kB\nSwapTotal:             0 kB\n')
+      assert.equal(await nodeMemoryBytes(f), 1024 * 1024)
+      await writeFile(f, 'MemFree:        1024 kB\n')
+      assert.equal(await nodeMemoryBytes(f), undefined)
+      assert.equal(await nodeMemoryBytes(join(d, 'missing')), undefined)
+      // This machine's own, which the agent reads.
+      assert.ok((await nodeMemoryBytes())! >= 2 ** 20)
+    } finally { await rm(d, { recursive: true, force: true }) }
+  })
+})
+
+describe('sha256File', () => {
+  it('hashes the whole file, or exactly the size a stat gave, and refuses a file shorter than that', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'sha-'))
+    try {
+      const f = join(d, 'a.tar')
+      // More than one read's worth (1 MiB), and not a multiple of it.
+      const bytes = randomBytes((1 << 20) * 2 + 12345)
+      await writeFile(f, bytes)
+      const want = createHash('sha256').update(bytes).digest('hex')
+      assert.equal(await sha256File(f), want)
+      assert.equal(await sha256File(f, bytes.length), want)
+      assert.equal(await sha256File(f, 100), createHash('sha256').update(bytes.subarray(0, 100)).digest('hex'))
+      await assert.rejects(sha256File(f, bytes.length + 1))
+      const empty = join(d, 'empty')
+      await writeFile(empty, '')
+      assert.equal(await sha256File(empty), createHash('sha256').digest('hex'))
+    } finally { await rm(d, { recursive: true, force: true }) }
   })
 })
 

@@ -40,7 +40,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createReadStream } from 'node:fs'
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -49,6 +50,8 @@ import { fileURLToPath } from 'node:url'
 import { pipeline } from 'node:stream/promises'
 import { Agent, request } from 'undici'
 import { connectRuntime } from '../../agent/cri/client.ts'
+import { sha256File } from '../../agent/files.ts'
+import { createGrantVerifier } from '../../agent/grants.ts'
 import { archiveName } from '../../shared/names.ts'
 import { buildAgent, NODE_FLAGS } from '../../agent/build.ts'
 import { everyReading, makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
@@ -209,6 +212,39 @@ async function checkpointOverhead(work: string, ids: Identities): Promise<void> 
   const answer = spans2.map((sp, i) => sp.end - at(written[i]))
   note(`the agent's own part, medians: before the runtime call ${median(before).toFixed(0)} ms, after it until the archive is recorded ${median(after).toFixed(0)} ms, then the answer ${median(answer).toFixed(0)} ms`)
   emit('agent_checkpoint_overhead', median(agentMs), 'ms', median(directMs), spreadOf(perBlock(agentMs, directMs, SPREAD_ROUNDS, (a, d) => median(a) / median(d))))
+
+  // The floor under that overhead: what any agent must add to the runtime call, each part timed on
+  // its own from this process — one mTLS request and its answer (GET /healthz: the identity filter,
+  // no grant), the look-ups that find the container by its labels and check the disk (CRI
+  // ListContainers ∥ statfs, as the agent runs them on a disk that holds the node's memory), the grant's signature
+  // check (jose, EdDSA, its jti journalled as the agent does) and the sha256 of an archive of the median size (in the page cache, as the
+  // runtime's just-written one is).
+  const labels = { 'io.kubernetes.pod.namespace': POD.namespace, 'io.kubernetes.pod.name': POD.pod, 'io.kubernetes.container.name': POD.container }
+  const verifier = await createGrantVerifier({ node: t.node, jwksFile: ids.jwksFile, maxLifetimeSeconds: 600, journalFile: join(directDir, 'used-grants') })
+  defer(() => verifier.close())
+  const hashed = join(directDir, 'floor.tar')
+  await writeFile(hashed, randomBytes(median(sizes)))
+  const parts = { rtt: [] as number[], lookups: [] as number[], grant: [] as number[], hash: [] as number[] }
+  const timed = async (into: number[], f: () => Promise<unknown>) => {
+    const s = performance.now()
+    await f()
+    into.push(performance.now() - s)
+  }
+  for (let i = -2; i < CHECKPOINTS; i++) {
+    const grant = await t.mint({ op: 'checkpoint:create', ...POD })
+    const r: Record<keyof typeof parts, number[]> = { rtt: [], lookups: [], grant: [], hash: [] }
+    await timed(r.rtt, async () => (await t.fetch('/healthz')).body.dump())
+    await timed(r.lookups, () => Promise.all([runtime.listContainers({ state: 'CONTAINER_RUNNING', labels }), statfs(agentDir)]))
+    await timed(r.grant, () => verifier.verify(`Bearer ${grant}`, { op: 'checkpoint:create', target: POD }))
+    await timed(r.hash, () => sha256File(hashed))
+    if (i >= 0) for (const k of Object.keys(parts) as (keyof typeof parts)[]) parts[k].push(r[k][0]!)
+  }
+  const floor = median(parts.rtt) + median(parts.lookups) + median(parts.grant) + median(parts.hash)
+  note(`the floor, medians of ${CHECKPOINTS}: mTLS request and answer ${median(parts.rtt).toFixed(2)} ms, container and disk look-ups ${median(parts.lookups).toFixed(2)} ms, grant check ${median(parts.grant).toFixed(2)} ms, sha256 of ${median(sizes)} bytes ${median(parts.hash).toFixed(2)} ms: ${floor.toFixed(2)} ms, a ratio of ${((median(directMs) + floor) / median(directMs)).toFixed(3)} at this run's runtime call`)
+  emit('agent_checkpoint_floor', median(directMs) + floor, 'ms', median(directMs))
+  // The agent's own part against that floor: paired per request, so it does not swing with the
+  // runtime's call as the overhead's ratio does.
+  emit('agent_checkpoint_own_part', median(own), 'ms', floor, spreadOf(perBlock(own, own, SPREAD_ROUNDS, (o) => median(o) / floor)))
 }
 
 // ---- agent_download_throughput ---------------------------------------------------------------

@@ -91,7 +91,8 @@ export async function mintGrant(ids: Identities, claims: GrantClaims, o: MintOpt
   return jwt.sign(ids.grantKey)
 }
 
-export async function startTestAgent(o: { ids: Identities; runtime?: Runtime; endpoint?: string; args?: string[]; dir?: string; node?: string }): Promise<TestAgent> {
+/** `nodeMemoryBytes`: the node's memory as the preflight sees it (default: this machine's). */
+export async function startTestAgent(o: { ids: Identities; runtime?: Runtime; endpoint?: string; args?: string[]; dir?: string; node?: string; nodeMemoryBytes?: number }): Promise<TestAgent> {
   const dir = o.dir ?? await mkdtemp(join(tmpdir(), 'agent-test-'))
   const node = o.node ?? 'node-a'
   const { ids } = o
@@ -107,7 +108,7 @@ export async function startTestAgent(o: { ids: Identities; runtime?: Runtime; en
     ...(o.args ?? []),
   ], {})
   const log = memoryLogger('debug')
-  const agent = await startAgent(cfg, { log, ...(o.runtime ? { runtime: o.runtime } : {}) })
+  const agent = await startAgent(cfg, { log, ...(o.runtime ? { runtime: o.runtime } : {}), ...(o.nodeMemoryBytes !== undefined ? { nodeMemoryBytes: o.nodeMemoryBytes } : {}) })
   const clients = new Map<string, Agent>()
   const client = (as: string) => {
     let c = clients.get(as)
