@@ -33,6 +33,10 @@
  *   (gateway-server.ts `--minimal-hop`: node:http, one grant signed with the gateway's GrantKeys,
  *   undici `request` to the agent over the same mTLS, the answer piped back; no caller token,
  *   policy, Hono or audit), bundled, flagged and pinned like the gateway: what Node itself costs.
+ *   `gateway.workerd.minimal_hop.{download_4k,checkpoint}.*`: the same latency runs on the least a
+ *   Worker does for them (minimal-hop.worker.ts: one grant signed with WebCrypto Ed25519, the agent
+ *   called through the same `AGENT_MTLS` binding, its answer returned as it is), bundled, bound and
+ *   pinned like the Worker gateway: what workerd and miniflare themselves cost.
  * - `gateway.node.rejected_bad_signature.rps` (token signed by a key the IdP never published,
  *   same kid): baseline the ES256 verify rate.
  * - `gateway.node.download_throughput` (MB/s, 10^6 bytes): curl through the gateway downloading a
@@ -82,7 +86,7 @@ import { gzipSync } from 'node:zlib'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { Agent, request, type Dispatcher } from 'undici'
 import { archiveName } from '../../shared/names.ts'
-import { bundleWorker, removeBundle, startWorkerGateway } from '../support/gateway/targets.ts'
+import { bundleWorker, bundleWorkerEntry, removeBundle, startWorkerGateway, type WorkerGatewayOptions } from '../support/gateway/targets.ts'
 import { everyReading, makeIdentities, startTestAgent, type Identities, type TestAgent } from '../support/agent-harness.ts'
 import { startFakeCri } from '../support/fake-cri.ts'
 import { stopChild } from '../support/process.ts'
@@ -104,6 +108,7 @@ const FRONT_ROUNDS = Math.max(1, Math.round(envNumber('BENCH_FRONT_ROUNDS', 3)))
 const CPU_PROF = process.env.BENCH_GATEWAY_CPU_PROF
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'rps,latency,workerd,download,fronts,bundle').split(',').map((s) => s.trim()).filter(Boolean))
 const SERVER = fileURLToPath(new URL('./gateway-server.ts', import.meta.url))
+const MINIMAL_HOP_WORKER = fileURLToPath(new URL('./minimal-hop.worker.ts', import.meta.url))
 /** gateway-server.ts bundled as `npm run start:gateway` bundles the entry (functions/node/build.ts); set in main(). */
 let serverBundle = ''
 
@@ -247,6 +252,31 @@ async function startGatewayProcess(cfg: unknown): Promise<GatewayProc> {
   defer(() => stopChild(child))
   const { url } = await firstMessage<{ url: string }>(child, 'gateway process')
   return { url, pid: child.pid!, stop: () => stopChild(child) }
+}
+
+/** The workerd processes whose parent is this one. */
+async function workerdChildren(): Promise<number[]> {
+  const out: number[] = []
+  for (const e of await readdir('/proc')) {
+    const st = /^\d+$/.test(e) ? await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '') : ''
+    if (st.includes('(workerd)') && Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) out.push(Number(e))
+  }
+  return out
+}
+/**
+ * A Worker in miniflare (startWorkerGateway, this process handling the signals). Its workerd is a
+ * child of this process, inheriting CPU 1: moved where the Node gateway runs. `pid` is that
+ * workerd's (undefined if it was not found).
+ */
+async function startPinnedWorker(o: WorkerGatewayOptions): Promise<{ url: string; pid: number | undefined; close(): Promise<void> }> {
+  const before = await workerdChildren()
+  const w = await startWorkerGateway({ ...o, ownSignals: true })
+  let closed: Promise<void> | undefined
+  const close = () => (closed ??= w.close())
+  defer(close)
+  const pid = (await workerdChildren()).find((p) => !before.includes(p))
+  if (PIN && pid) pin(pid, '0')
+  return { url: w.url, pid, close }
 }
 
 // ---- the world -------------------------------------------------------------------------------------
@@ -466,19 +496,16 @@ async function main(): Promise<void> {
   }
 
   if (ONLY.has('workerd')) {
-    const w = await startWorkerGateway({ config: rawConfig({ jwksUrl }), grantKeys: [grantJwk], client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem }, ca: ids.pki.ca.certPem, ownSignals: true })
-    let closed: Promise<void> | undefined
-    const closeW = () => (closed ??= w.close())
-    defer(closeW)
-    // workerd is a child of this process (inheriting CPU 1): move it where the Node gateway ran.
-    let workerdPid: number | undefined
-    for (const e of await readdir('/proc')) {
-      const st = /^\d+$/.test(e) ? await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '') : ''
-      if (st.includes('(workerd)') && Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) workerdPid = Number(e)
-    }
-    if (PIN && workerdPid) pin(workerdPid, '0')
-    await latency(w.url, 'workerd', workerdPid)
-    await closeW()
+    const bindings = { config: rawConfig({ jwksUrl }), grantKeys: [grantJwk], client: { cert: ids.gateway.certPem, key: ids.gateway.keyPem }, ca: ids.pki.ca.certPem }
+    defer(removeBundle)
+    const w = await startPinnedWorker(bindings)
+    await latency(w.url, 'workerd', w.pid)
+    await w.close()
+    const hopBundle = await bundleWorkerEntry(MINIMAL_HOP_WORKER)
+    defer(hopBundle.remove)
+    const h = await startPinnedWorker({ ...bindings, bundle: hopBundle, secrets: { HOP_NODE: NODE } })
+    await latency(h.url, 'workerd.minimal_hop', h.pid)
+    await h.close()
   }
 
   const curl = (url: string, headers: Record<string, string>) => curlToNull(url, { headers, timeoutMs: 180_000, onKill: defer })

@@ -137,13 +137,15 @@ export function mountedTarget(basePath: string): MakeGatewayUnderTest {
 
 let bundled: Promise<{ dir: string; script: string }> | undefined
 
-/** Builds functions/workers/worker.ts with esbuild as wrangler would, into a new directory. */
-async function buildWorker(prefix: string, plugins: import('esbuild').Plugin[] = []): Promise<{ dir: string; script: string }> {
+const WORKER_ENTRY = fileURLToPath(new URL('../../../functions/workers/worker.ts', import.meta.url))
+
+/** Builds a Worker entry (default functions/workers/worker.ts) with esbuild as wrangler would, into a new directory. */
+async function buildWorker(prefix: string, plugins: import('esbuild').Plugin[] = [], entry = WORKER_ENTRY): Promise<{ dir: string; script: string }> {
   const { build } = await import('esbuild')
   const dir = mkdtempSync(join(tmpdir(), prefix))
   const script = join(dir, 'worker.js')
   await build({
-    entryPoints: [fileURLToPath(new URL('../../../functions/workers/worker.ts', import.meta.url))],
+    entryPoints: [entry],
     bundle: true,
     format: 'esm',
     platform: 'neutral',
@@ -174,6 +176,12 @@ export async function bundleWorkerWith(document: unknown): Promise<{ dir: string
       b.onLoad({ filter: /bundled-config\.json$/ }, () => ({ contents: JSON.stringify(document), loader: 'json' }))
     },
   }])
+  return { dir, script, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Another Worker module (a bench's stand-in for the gateway) bundled like the gateway's, for `startWorkerGateway({ bundle })`; not cached. */
+export async function bundleWorkerEntry(entry: string): Promise<{ dir: string; script: string; remove(): void }> {
+  const { dir, script } = await buildWorker('cp-worker-entry-', [], entry)
   return { dir, script, remove: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
