@@ -49,7 +49,8 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
   const onRequest = getRequestListener(async (req, env) => {
     const res = await handler(req, {}, ctx)
     // An agent's streamed answer handed on unchanged (a download) goes out as the Node stream it is.
-    const body = res.body && !res.body.locked ? nodeBodies.get(res.body) : undefined
+    const web = bodyOf(res)
+    const body = web && !web.locked ? nodeBodies.get(web) : undefined
     if (!body) return res
     sendNodeBody(res, body, (env as HttpBindings).outgoing) // an http(s) server: never HTTP/2 here
     return RESPONSE_ALREADY_SENT
@@ -80,6 +81,28 @@ export async function serveFetch(handler: FetchHandler, opts: { host: string; po
       server.closeAllConnections()
     },
   }
+}
+
+/**
+ * The symbol under which @hono/node-server's Response keeps what it was made of ([status, body,
+ * headers]) until something reads it as a platform Response. Reading `res.body` builds that
+ * platform Response — for bytes or a string, a web stream too — and the adapter then sends the
+ * answer by reading that stream instead of writing the bytes (test/README.md, "Where the time
+ * goes"). Looked up on the adapter's Response (global once `getRequestListener` ran), not
+ * imported: the package does not export it. Without it `res.body` is read as before; a test
+ * notices when an adapter version lacks it.
+ */
+let cacheSymbol: symbol | null | undefined
+export function adapterCacheSymbol(): symbol | null {
+  return (cacheSymbol ??= Object.getOwnPropertySymbols(new Response(null)).find((s) => s.description === 'cache') ?? null)
+}
+
+/** A Response's body stream, without turning an adapter Response into a platform one. */
+export function bodyOf(res: Response): ReadableStream<Uint8Array> | null {
+  const key = adapterCacheSymbol()
+  const cached = key ? (res as unknown as Record<symbol, [number, unknown, unknown] | undefined>)[key] : undefined
+  if (cached) return cached[1] instanceof ReadableStream ? cached[1] as ReadableStream<Uint8Array> : null
+  return res.body
 }
 
 /**
