@@ -120,14 +120,15 @@ if (process.argv[2] === '--crypto') {
  * BENCH_ALLOC_PROFILE=<file>: V8's sampling heap profiler over the process's life, counting every
  * sampled allocation including those the garbage collector has freed since (what `--heap-prof`
  * leaves out), written as a .heapprofile when the process stops — where the bytes a request
- * allocates come from.
+ * allocates come from. With BENCH_ALLOC_PROFILE_SURVIVORS=1, only what outlived the young
+ * generation (promoted, freed later by a full GC or still live): what makes the scavenges costly.
  */
 async function sampleAllocations(file: string): Promise<() => Promise<void>> {
   const { Session } = await import('node:inspector/promises')
   const { writeFile } = await import('node:fs/promises')
   const session = new Session()
   session.connect()
-  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_PROFILE_SURVIVORS !== '1' })
   return async () => {
     const { profile } = await session.post('HeapProfiler.stopSampling')
     await writeFile(file, JSON.stringify(profile))
