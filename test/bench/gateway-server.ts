@@ -13,7 +13,10 @@
  * gateway's list, download and checkpoint requests (the bench's baseline for requests per
  * CPU-second and added latency): a grant signed with the same `GrantKeys`, the agent called with
  * undici `request` over the same client identity, its answer piped back. Answers `{ url }` like
- * the gateway.
+ * the gateway. With `--auth` after those, it also does the work no gateway of this kind can skip:
+ * the caller's token through the gateway's own authenticator (with its verified-token cache), the
+ * policy decision, and the audit's two lines (decision, outcome) to stdout — still without Hono,
+ * @hono/node-server, Request/Response objects or problem bodies.
  *
  * SIGTERM closes the gateway and exits 0 (so `--cpu-prof` writes its profile).
  */
@@ -66,10 +69,15 @@ if (process.argv[2] === '--crypto') {
   // validation beyond picking the route.
   const agentUrl = process.argv[3]!
   const node = process.argv[4]!
+  const withAuth = process.argv[5] === '--auth'
   const cl = [...config.clusters.values()][0]!
   const { Agent, request } = await import('undici')
   const { createServer } = await import('node:http')
   const { archiveReadings } = await import('../../shared/names.ts')
+  const { createAuthenticator } = await import('../../functions/authn.ts')
+  const { decide, decideArchive } = await import('../../functions/authz.ts')
+  const authenticate = withAuth ? createAuthenticator(config.auth, Date.now) : undefined
+  const log = (line: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n')
   const pool = new Agent({ connect: { cert: o.client.cert, key: o.client.key, ca: cl.agentCa, servername: 'localhost' }, keepAliveTimeout: 30_000 })
   const prefix = `/v1/clusters/${cl.id}/nodes/${node}/`
   const server = createServer(async (req, res) => {
@@ -86,12 +94,24 @@ if (process.argv[2] === '--crypto') {
         const [namespace, pod, container] = rest.slice('checkpoint/'.length).split('/')
         ;[claims, path, accept] = [{ op: 'checkpoint:create', ...base, namespace, pod, container }, `/checkpoint/${namespace}/${pod}/${container}?timeout=60`, 'application/x-ndjson']
       } else return void res.writeHead(404).end()
-      const grant = await keys.sign(claims, Date.now(), 60, config.grants.issuer)
+      const started = Date.now()
+      const audit: Record<string, unknown> = { requestId: crypto.randomUUID(), method: req.method, cluster: cl.id, node, op: claims.op }
+      if (authenticate) {
+        const caller = await authenticate(req.headers.authorization)
+        audit.sub = caller.sub
+        const d = claims.op === 'checkpoint:read' ? decideArchive(config.policy, caller, 'read', cl.id, claims.archive!)
+          : claims.op === 'checkpoint:create' ? decide(config.policy, caller, 'create', { cluster: cl.id, namespace: claims.namespace!, pod: claims.pod!, container: claims.container! })
+            : decide(config.policy, caller, 'read', { cluster: cl.id })
+        log({ type: 'decision', ...audit, decision: d.allow ? 'allow' : 'deny', ...(d.rule ? { rule: d.rule } : {}) })
+        if (!d.allow) return void res.writeHead(403).end()
+      }
+      const grant = await keys.sign({ ...claims, sub: (audit.sub as string | undefined) ?? 'sam' }, Date.now(), 60, config.grants.issuer)
       const r = await request(agentUrl + path, { dispatcher: pool, method: req.method as 'GET' | 'POST', headers: { authorization: `Bearer ${grant}`, accept } })
       const headers: Record<string, string> = {}
       for (const k of ['content-type', 'content-length']) if (typeof r.headers[k] === 'string') headers[k] = r.headers[k]
       res.writeHead(r.statusCode, headers)
       r.body.pipe(res)
+      if (authenticate) res.once('finish', () => log({ type: 'outcome', ...audit, status: r.statusCode, durationMs: Date.now() - started }))
     } catch (err) {
       res.writeHead(502).end(String(err))
     }

@@ -33,6 +33,9 @@
  *   (gateway-server.ts `--minimal-hop`: node:http, one grant signed with the gateway's GrantKeys,
  *   undici `request` to the agent over the same mTLS, the answer piped back; no caller token,
  *   policy, Hono or audit), bundled, flagged and pinned like the gateway: what Node itself costs.
+ *   `gateway.node.minimal_auth_hop.*`: the same hop with `--auth` — the caller's token through the
+ *   gateway's authenticator and its cache, the policy decision, the two audit lines — the least a
+ *   gateway that authenticates, authorizes and audits does, without Hono and its adapter.
  *   `gateway.workerd.minimal_hop.{download_4k,checkpoint}.*`: the same latency runs on the least a
  *   Worker does for them (minimal-hop.worker.ts: one grant signed with WebCrypto Ed25519, the agent
  *   called through the same `AGENT_MTLS` binding, its answer returned as it is), bundled, bound and
@@ -361,15 +364,23 @@ async function main(): Promise<void> {
     return last.archive!.name
   })()
 
-  /** gateway-server.ts `--minimal-hop` (one process for the run, pinned like the gateway). */
-  let hop: Promise<{ url: string; pid: number }> | undefined
-  function minimalHop(): Promise<{ url: string; pid: number }> {
-    return hop ??= (async () => {
-      const child = spawnServer(gatewayCfg, ['--minimal-hop', agent.agent.url, NODE], false)
-      defer(() => stopChild(child))
-      const { url } = await firstMessage<{ url: string }>(child, 'minimal hop')
-      return { url, pid: child.pid! }
-    })()
+  /**
+   * gateway-server.ts `--minimal-hop` (one process for the run, pinned like the gateway); with
+   * `auth`, `--minimal-hop … --auth`: the same plus the caller's token, the policy and the audit lines.
+   */
+  const hops = new Map<boolean, Promise<{ url: string; pid: number }>>()
+  function minimalHop(auth = false): Promise<{ url: string; pid: number }> {
+    let hop = hops.get(auth)
+    if (!hop) {
+      hop = (async () => {
+        const child = spawnServer(gatewayCfg, ['--minimal-hop', agent.agent.url, NODE, ...(auth ? ['--auth'] : [])], false)
+        defer(() => stopChild(child))
+        const { url } = await firstMessage<{ url: string }>(child, auth ? 'minimal authenticated hop' : 'minimal hop')
+        return { url, pid: child.pid! }
+      })()
+      hops.set(auth, hop)
+    }
+    return hop
   }
 
   async function cryptoCeiling(): Promise<{ verify: number; sign: number }> {
@@ -419,15 +430,17 @@ async function main(): Promise<void> {
     const a = await load(gw.url + LIST, auth, 200, RPS_SECONDS)
     await lift?.()
     note(`authenticated list: ${a.n} requests in ${a.wall.toFixed(2)} s; gateway CPU ${(a.gwCpu / a.wall * 100).toFixed(0)}% of a core, this process (agent + client) ${(a.ownCpu / a.wall * 100).toFixed(0)}%`)
-    {
-      const { url, pid } = await minimalHop()
-      await load(url + LIST, {}, 200, Math.min(1, RPS_SECONDS), pid)
+    for (const withAuth of [false, true]) {
+      const { url, pid } = await minimalHop(withAuth)
+      const headers = withAuth ? auth : {}
+      await load(url + LIST, headers, 200, Math.min(1, RPS_SECONDS), pid)
       const liftHop = QUOTA > 0 ? await cpuQuota(pid, QUOTA) : undefined
       if (liftHop) defer(liftHop)
-      const h = await load(url + LIST, {}, 200, RPS_SECONDS, pid)
+      const h = await load(url + LIST, headers, 200, RPS_SECONDS, pid)
       await liftHop?.()
-      note(`minimal hop: ${h.n} requests in ${h.wall.toFixed(2)} s, ${(h.n / h.gwCpu).toFixed(0)} per CPU-s; its CPU ${(h.gwCpu / h.wall * 100).toFixed(0)}% of a core, this process ${(h.ownCpu / h.wall * 100).toFixed(0)}%; the gateway at ${((a.n / a.gwCpu) / (h.n / h.gwCpu)).toFixed(2)} of it`)
-      emit('gateway.node.minimal_hop.per_cpu_s', h.n / h.gwCpu, 'req/cpu-s', ceiling, spreadOf(h.windows.map((w) => w.n / w.gwCpu / ceiling)))
+      const what = withAuth ? 'minimal authenticated hop' : 'minimal hop'
+      note(`${what}: ${h.n} requests in ${h.wall.toFixed(2)} s, ${(h.n / h.gwCpu).toFixed(0)} per CPU-s; its CPU ${(h.gwCpu / h.wall * 100).toFixed(0)}% of a core, this process ${(h.ownCpu / h.wall * 100).toFixed(0)}%; the gateway at ${((a.n / a.gwCpu) / (h.n / h.gwCpu)).toFixed(2)} of it`)
+      emit(`gateway.node.${withAuth ? 'minimal_auth_hop' : 'minimal_hop'}.per_cpu_s`, h.n / h.gwCpu, 'req/cpu-s', ceiling, spreadOf(h.windows.map((w) => w.n / w.gwCpu / ceiling)))
     }
     emit('gateway.node.authenticated_list.rps', a.n / a.wall, 'req/s', ceiling, spreadOf(a.windows.map((w) => w.n / w.wall / ceiling)))
     emit('gateway.node.authenticated_list.per_gateway_cpu_s', a.n / a.gwCpu, 'req/cpu-s', ceiling, spreadOf(a.windows.map((w) => w.n / w.gwCpu / ceiling)))
@@ -493,6 +506,8 @@ async function main(): Promise<void> {
     await latency(gw.url, 'node', gw.pid)
     const h = await minimalHop()
     await latency(h.url, 'node.minimal_hop', h.pid)
+    const ah = await minimalHop(true)
+    await latency(ah.url, 'node.minimal_auth_hop', ah.pid)
   }
 
   if (ONLY.has('workerd')) {
