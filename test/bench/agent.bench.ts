@@ -52,6 +52,8 @@ import { Agent, request } from 'undici'
 import { connectRuntime } from '../../agent/cri/client.ts'
 import { sha256File } from '../../agent/files.ts'
 import { createGrantVerifier } from '../../agent/grants.ts'
+import { loadStatementKey, signStatement, statementFor } from '../../agent/custody.ts'
+import { STATEMENT_KEY_FILE } from '../../agent/start.ts'
 import { archiveName } from '../../shared/names.ts'
 import { buildAgent, NODE_FLAGS } from '../../agent/build.ts'
 import { everyReading, makeIdentities, mintGrant, startTestAgent, GATEWAY_ID, type Identities } from '../support/agent-harness.ts'
@@ -214,33 +216,45 @@ async function checkpointOverhead(work: string, ids: Identities): Promise<void> 
   emit('agent_checkpoint_overhead', median(agentMs), 'ms', median(directMs), spreadOf(perBlock(agentMs, directMs, SPREAD_ROUNDS, (a, d) => median(a) / median(d))))
 
   // The floor under that overhead: what any agent must add to the runtime call, each part timed on
-  // its own from this process — one mTLS request and its answer (GET /healthz: the identity filter,
-  // no grant), the look-ups that find the container by its labels and check the disk (CRI
-  // ListContainers ∥ statfs, as the agent runs them on a disk that holds the node's memory), the grant's signature
-  // check (jose, EdDSA, its jti journalled as the agent does) and the sha256 of an archive of the median size (in the page cache, as the
-  // runtime's just-written one is).
+  // its own from this process, right after a checkpoint of the same container as the agent's look-ups
+  // are — one mTLS request and its answer (GET /healthz: the identity filter, no grant), the look-ups
+  // that find the container by its labels and check the disk (CRI ListContainers ∥ statfs, as the
+  // agent runs them on a disk that holds the node's memory), the grant's signature check (jose,
+  // EdDSA, its jti journalled as the agent does), the sha256 of an archive of the median size (in the
+  // page cache, as the runtime's just-written one is), and the custody: the signed statement (the
+  // agent's own key) and the archive's record, each written as a new 0600 file.
   const labels = { 'io.kubernetes.pod.namespace': POD.namespace, 'io.kubernetes.pod.name': POD.pod, 'io.kubernetes.container.name': POD.container }
   const verifier = await createGrantVerifier({ node: t.node, jwksFile: ids.jwksFile, maxLifetimeSeconds: 600, journalFile: join(directDir, 'used-grants') })
   defer(() => verifier.close())
+  const statementKey = await loadStatementKey(join(agentDir, 'checkpoints', STATEMENT_KEY_FILE))
   const hashed = join(directDir, 'floor.tar')
   await writeFile(hashed, randomBytes(median(sizes)))
-  const parts = { rtt: [] as number[], lookups: [] as number[], grant: [] as number[], hash: [] as number[] }
+  const parts = { rtt: [] as number[], lookups: [] as number[], grant: [] as number[], hash: [] as number[], custody: [] as number[] }
   const timed = async (into: number[], f: () => Promise<unknown>) => {
     const s = performance.now()
     await f()
     into.push(performance.now() - s)
   }
   for (let i = -2; i < CHECKPOINTS; i++) {
+    await direct()
     const grant = await t.mint({ op: 'checkpoint:create', ...POD })
-    const r: Record<keyof typeof parts, number[]> = { rtt: [], lookups: [], grant: [], hash: [] }
-    await timed(r.rtt, async () => (await t.fetch('/healthz')).body.dump())
+    const r: Record<keyof typeof parts, number[]> = { rtt: [], lookups: [], grant: [], hash: [], custody: [] }
     await timed(r.lookups, () => Promise.all([runtime.listContainers({ state: 'CONTAINER_RUNNING', labels }), statfs(agentDir)]))
+    await timed(r.rtt, async () => (await t.fetch('/healthz')).body.dump())
     await timed(r.grant, () => verifier.verify(`Bearer ${grant}`, { op: 'checkpoint:create', target: POD }))
-    await timed(r.hash, () => sha256File(hashed))
+    let sha256 = ''
+    await timed(r.hash, async () => (sha256 = await sha256File(hashed)))
+    await timed(r.custody, async () => {
+      const name = `floor-${i + 2}.tar`
+      const record = { name, size: median(sizes), sha256, created: new Date().toISOString(), ...POD, containerId }
+      const statement = signStatement(statementFor(record, { node: t.node, ...POD, containerId, image: { ref: image, digest: '' }, runtime: { name: 'containerd', version: '' }, requestId: '', requester: { sub: 'bench' }, grant: { jti: '' }, times: { requested: record.created, started: record.created, completed: record.created }, archive: { size: record.size } }), statementKey)
+      await writeFile(join(directDir, `.${name}.json`), JSON.stringify(record), { mode: 0o600, flag: 'wx' })
+      await writeFile(join(directDir, `.${name}.statement.json`), JSON.stringify(statement), { mode: 0o600, flag: 'wx' })
+    })
     if (i >= 0) for (const k of Object.keys(parts) as (keyof typeof parts)[]) parts[k].push(r[k][0]!)
   }
-  const floor = median(parts.rtt) + median(parts.lookups) + median(parts.grant) + median(parts.hash)
-  note(`the floor, medians of ${CHECKPOINTS}: mTLS request and answer ${median(parts.rtt).toFixed(2)} ms, container and disk look-ups ${median(parts.lookups).toFixed(2)} ms, grant check ${median(parts.grant).toFixed(2)} ms, sha256 of ${median(sizes)} bytes ${median(parts.hash).toFixed(2)} ms: ${floor.toFixed(2)} ms, a ratio of ${((median(directMs) + floor) / median(directMs)).toFixed(3)} at this run's runtime call`)
+  const floor = Object.values(parts).reduce((sum, xs) => sum + median(xs), 0)
+  note(`the floor, medians of ${CHECKPOINTS}: mTLS request and answer ${median(parts.rtt).toFixed(2)} ms, container and disk look-ups right after a checkpoint ${median(parts.lookups).toFixed(2)} ms, grant check ${median(parts.grant).toFixed(2)} ms, sha256 of ${median(sizes)} bytes ${median(parts.hash).toFixed(2)} ms, statement and record ${median(parts.custody).toFixed(2)} ms: ${floor.toFixed(2)} ms, a ratio of ${((median(directMs) + floor) / median(directMs)).toFixed(3)} at this run's runtime call`)
   emit('agent_checkpoint_floor', median(directMs) + floor, 'ms', median(directMs))
   // The agent's own part against that floor: paired per request, so it does not swing with the
   // runtime's call as the overhead's ratio does.
