@@ -33,6 +33,8 @@ export interface AgentClient {
   forward(cl: ClusterConfig, node: string, path: string, init: RequestInit): Promise<Response>
   /** The body of a forwarded answer the transport read whole ({@link AgentTransport.bytes}), else undefined. */
   bytes(res: Response): Uint8Array<ArrayBuffer> | undefined
+  /** One header of a forwarded answer, from the transport's record when it keeps one ({@link AgentTransport.headers}). */
+  header(res: Response, name: string): string | null
   /** The headers of one agent request: a grant for `sub` bound to `claims`, and the request id. */
   grantHeaders(sub: string, requestId: string, claims: Omit<GrantClaims, 'sub'>, ttlSec: number): Promise<Record<string, string>>
   /**
@@ -76,11 +78,16 @@ export function createAgentClient({ config, agents, keys, clock, basePath }: Age
   }
 
   const bytes = (res: Response) => agents.bytes?.(res)
+  const header = (res: Response, name: string) => {
+    const kept = agents.headers?.(res)
+    return kept ? kept[name] ?? null : res.headers.get(name)
+  }
   const decoder = new TextDecoder()
 
   return {
     forward,
     bytes,
+    header,
     downloadPath,
     async grantHeaders(sub, requestId, claims, ttlSec) {
       const grant = await keys.sign({ ...claims, sub }, clock.now(), ttlSec, config.grants.issuer)

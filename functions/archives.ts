@@ -9,7 +9,7 @@ import { AGENT_PATHS } from '../shared/agent-api.ts'
 import { CheckpointError } from '../shared/errors.ts'
 import { archiveInNamespace, archiveMatches, archiveReadings, checkName, checkQuery, isArchiveName } from '../shared/names.ts'
 import type { AgentClient } from './agent-client.ts'
-import type { AuditTrail } from './audit.ts'
+import { stampedResponse, type AuditTrail } from './audit.ts'
 import { decide, decideArchive, type Decision } from './authz.ts'
 import type { ClusterConfig, GatewayConfig } from './config.ts'
 import { NO_STORE, type Ctx, type Env } from './context.ts'
@@ -77,15 +77,16 @@ export function createArchiveHandler(deps: ArchiveRouteDeps, action: 'read' | 'd
     }
     const res = await agent.forward(cl, node, AGENT_PATHS.archive(name), { method: 'GET', headers })
     if (res.status >= 400 || (res.status !== 200 && res.status !== 206 && res.status !== 304)) return agentError(deps, c, res, cl, node, note)
-    if (res.status !== 304) note('downloaded', { status: res.status, ...(res.headers.get('content-range') ? { range: res.headers.get('content-range') } : {}) })
-    const out = new Headers(NO_STORE)
+    const range = agent.header(res, 'content-range')
+    if (res.status !== 304) note('downloaded', { status: res.status, ...(range ? { range } : {}) })
+    const out: Record<string, string> = { ...NO_STORE }
     for (const h of DOWNLOAD_HEADERS) {
-      const v = res.headers.get(h)
-      if (v !== null) out.set(h, v)
+      const v = agent.header(res, h)
+      if (v !== null) out[h] = v
     }
-    if (!out.has('content-type')) out.set('content-type', 'application/x-tar')
+    out['content-type'] ??= 'application/x-tar'
     // A small archive the transport read whole goes out as its bytes (no stream to relay).
-    return new Response(res.status === 304 ? null : (agent.bytes(res) ?? res.body), { status: res.status, headers: out })
+    return stampedResponse(c, res.status === 304 ? null : (agent.bytes(res) ?? res.body), res.status, out)
   }
 }
 

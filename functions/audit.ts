@@ -51,6 +51,20 @@ export function createAuditTrail({ log, clock }: { log: Log; clock: Clock }): Au
   }
 }
 
+/** Answers made with the request's id already in their headers ({@link stampedResponse}). */
+const stamped = new WeakSet<Response>()
+
+/**
+ * An answer whose headers, a plain record, already carry the request's id: {@link requestContext}
+ * then leaves them alone, and on Node they reach the client without ever being a `Headers` (the
+ * download path: test/README.md, "Where the time goes").
+ */
+export function stampedResponse(c: Ctx, body: ConstructorParameters<typeof Response>[0], status: number, headers: Record<string, string>): Response {
+  const res = new Response(body, { status, headers: { ...headers, [REQUEST_ID_HEADER]: c.get('audit').requestId } })
+  stamped.add(res)
+  return res
+}
+
 /** Gives every request an id (the caller's, when well-formed) and an audit record; the answer carries the id. */
 export const requestContext = (clock: Clock): MiddlewareHandler<Env> =>
   async function requestContext(c, next) {
@@ -59,7 +73,7 @@ export const requestContext = (clock: Clock): MiddlewareHandler<Env> =>
     c.set('audit', { requestId, method: c.req.method })
     c.set('started', clock.now())
     await next()
-    c.res.headers.set(REQUEST_ID_HEADER, requestId)
+    if (!stamped.has(c.res)) c.res.headers.set(REQUEST_ID_HEADER, requestId)
   }
 
 /** Writes the outcome line of every request it wraps, unless the handler took that over (a stream). */

@@ -22,6 +22,11 @@ export interface AgentTransport {
    * streamed answer, or a transport that keeps none (the body is then read from the Response).
    */
   bytes?(res: Response): Uint8Array<ArrayBuffer> | undefined
+  /**
+   * The answer's headers as the transport received them (lowercase names), so that callers read
+   * them without building the platform Headers; undefined for a transport that keeps none.
+   */
+  headers?(res: Response): Readonly<Record<string, string>> | undefined
 }
 
 /** Reaches a cluster's Kubernetes API (`path` starts with /api/). */

@@ -37,7 +37,7 @@ function originOf(base: string): string {
  * Kubernetes API's JSON documents, often chunked). Anything else (event streams, downloads) is
  * handed on as a stream.
  */
-async function dispatch(base: string, path: string, init: RequestInit, dispatcher: Dispatcher, whole = false, keep?: WeakMap<Response, Uint8Array<ArrayBuffer>>): Promise<Response> {
+async function dispatch(base: string, path: string, init: RequestInit, dispatcher: Dispatcher, whole = false, keep?: Kept): Promise<Response> {
   const url = base + path
   const h = init.headers
   let headers: Record<string, string>
@@ -54,29 +54,45 @@ async function dispatch(base: string, path: string, init: RequestInit, dispatche
     ...(typeof init.body === 'string' ? { body: init.body } : {}),
     ...(init.signal ? { signal: init.signal } : {}),
   })
-  const out = new Headers()
+  // A plain record, which @hono/node-server's Response keeps as it is until its `headers` are read
+  // (`keep` hands it to callers directly); the pairs when a name repeats.
+  let record: Record<string, string> | undefined = {}
+  let pairs: Array<[string, string]> | undefined
   for (const k in r.headers) {
     const v = r.headers[k]
-    if (Array.isArray(v)) for (const x of v) out.append(k, x)
-    else if (v !== undefined) out.set(k, v)
+    if (Array.isArray(v)) pairs = []
+    else if (v !== undefined) record[k] = v
+  }
+  if (pairs) {
+    for (const k in r.headers) for (const v of [r.headers[k] ?? []].flat()) pairs.push([k, v])
+    record = undefined
+  }
+  const made = (body: ConstructorParameters<typeof Response>[0], bytes?: Uint8Array<ArrayBuffer>) => {
+    const res = new Response(body, { status: r.statusCode, headers: record ?? pairs })
+    if (keep && record) keep.headers.set(res, record)
+    if (keep && bytes) keep.bytes.set(res, bytes)
+    return res
   }
   if (NULL_BODY.has(r.statusCode) || init.method === 'HEAD') {
     await r.body.dump().catch(() => {})
-    return new Response(null, { status: r.statusCode, headers: out })
+    return made(null)
   }
   const length = r.headers['content-length']
   if (whole || (typeof length === 'string' && Number(length) <= SMALL_BODY)) {
     // As bytes, which @hono/node-server's Response keeps as they are (its status and headers are
     // then read without building the platform Response); `keep` lets callers take them directly.
     const bytes = new Uint8Array(await r.body.arrayBuffer())
-    const res = new Response(bytes, { status: r.statusCode, headers: out })
-    keep?.set(res, bytes)
-    return res
+    return made(bytes, bytes)
   }
   // Event streams are always read by the gateway (relayed event by event): a web stream at once.
   // Anything else (a download) may be handed on unchanged, and then piped as it is (./server.ts).
-  const streamed = r.headers['content-type'] === NDJSON ? Readable.toWeb(r.body) as ReadableStream<Uint8Array> : webBody(r.body)
-  return new Response(streamed, { status: r.statusCode, headers: out })
+  return made(r.headers['content-type'] === NDJSON ? Readable.toWeb(r.body) as ReadableStream<Uint8Array> : webBody(r.body))
+}
+
+/** What the agent transport keeps beside its Responses: small bodies' bytes, and every answer's header record. */
+interface Kept {
+  bytes: WeakMap<Response, Uint8Array<ArrayBuffer>>
+  headers: WeakMap<Response, Record<string, string>>
 }
 
 /**
@@ -153,10 +169,11 @@ export function nodeAgentTransport(id: ClientIdentity): AgentTransport & { close
     return a
   }
 
-  const small = new WeakMap<Response, Uint8Array<ArrayBuffer>>()
+  const kept: Kept = { bytes: new WeakMap(), headers: new WeakMap() }
   return {
-    fetch: async (cl, node, path, init) => dispatch(agentBase(cl, node), path, init, pool(cl, node), false, small),
-    bytes: (res) => small.get(res),
+    fetch: async (cl, node, path, init) => dispatch(agentBase(cl, node), path, init, pool(cl, node), false, kept),
+    bytes: (res) => kept.bytes.get(res),
+    headers: (res) => kept.headers.get(res),
     async close() {
       await Promise.all([...pools.values()].map((a) => a.close()))
       pools.clear()

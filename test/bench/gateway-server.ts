@@ -16,7 +16,8 @@
  * the gateway. With `--auth` after those, it also does the work no gateway of this kind can skip:
  * the caller's token through the gateway's own authenticator (with its verified-token cache), the
  * policy decision, and the audit's two lines (decision, outcome) to stdout — still without Hono,
- * @hono/node-server, Request/Response objects or problem bodies.
+ * @hono/node-server, Request/Response objects or problem bodies. `--hono` (with `--auth`) serves
+ * that work from a one-route Hono app through the gateway's own Node server (functions/node/server.ts).
  *
  * SIGTERM closes the gateway and exits 0 (so `--cpu-prof` writes its profile).
  */
@@ -69,10 +70,12 @@ if (process.argv[2] === '--crypto') {
   // validation beyond picking the route.
   const agentUrl = process.argv[3]!
   const node = process.argv[4]!
-  const withAuth = process.argv[5] === '--auth'
+  const withAuth = process.argv.includes('--auth')
+  const withHono = process.argv.includes('--hono')
   const cl = [...config.clusters.values()][0]!
   const { Agent, request } = await import('undici')
   const { createServer } = await import('node:http')
+  const { Readable } = await import('node:stream')
   const { archiveReadings } = await import('../../shared/names.ts')
   const { createAuthenticator } = await import('../../functions/authn.ts')
   const { decide, decideArchive } = await import('../../functions/authz.ts')
@@ -80,46 +83,79 @@ if (process.argv[2] === '--crypto') {
   const log = (line: Record<string, unknown>) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...line }) + '\n')
   const pool = new Agent({ connect: { cert: o.client.cert, key: o.client.key, ca: cl.agentCa, servername: 'localhost' }, keepAliveTimeout: 30_000 })
   const prefix = `/v1/clusters/${cl.id}/nodes/${node}/`
-  const server = createServer(async (req, res) => {
-    try {
-      const rest = (req.url ?? '').slice(prefix.length)
-      const base = { cluster: cl.id, node, sub: 'sam' }
-      let claims: GrantClaims, path: string, accept: string
-      if (req.method === 'GET' && rest === 'checkpoints') [claims, path, accept] = [{ op: 'checkpoint:list', ...base }, '/checkpoints', 'application/json']
-      else if (req.method === 'GET' && rest.startsWith('checkpoints/')) {
-        const archive = decodeURIComponent(rest.slice('checkpoints/'.length))
-        const namespaces = archiveReadings(archive)?.readings.map((r) => r.namespace) ?? []
-        ;[claims, path, accept] = [{ op: 'checkpoint:read', ...base, archive, namespaces }, `/checkpoints/${encodeURIComponent(archive)}`, '*/*']
-      } else if (req.method === 'POST' && rest.startsWith('checkpoint/')) {
-        const [namespace, pod, container] = rest.slice('checkpoint/'.length).split('/')
-        ;[claims, path, accept] = [{ op: 'checkpoint:create', ...base, namespace, pod, container }, `/checkpoint/${namespace}/${pod}/${container}?timeout=60`, 'application/x-ndjson']
-      } else return void res.writeHead(404).end()
-      const started = Date.now()
-      const audit: Record<string, unknown> = { requestId: crypto.randomUUID(), method: req.method, cluster: cl.id, node, op: claims.op }
-      if (authenticate) {
-        const caller = await authenticate(req.headers.authorization)
-        audit.sub = caller.sub
-        const d = claims.op === 'checkpoint:read' ? decideArchive(config.policy, caller, 'read', cl.id, claims.archive!)
-          : claims.op === 'checkpoint:create' ? decide(config.policy, caller, 'create', { cluster: cl.id, namespace: claims.namespace!, pod: claims.pod!, container: claims.container! })
-            : decide(config.policy, caller, 'read', { cluster: cl.id })
-        log({ type: 'decision', ...audit, decision: d.allow ? 'allow' : 'deny', ...(d.rule ? { rule: d.rule } : {}) })
-        if (!d.allow) return void res.writeHead(403).end()
-      }
-      const grant = await keys.sign({ ...claims, sub: (audit.sub as string | undefined) ?? 'sam' }, Date.now(), 60, config.grants.issuer)
-      const r = await request(agentUrl + path, { dispatcher: pool, method: req.method as 'GET' | 'POST', headers: { authorization: `Bearer ${grant}`, accept } })
-      const headers: Record<string, string> = {}
-      for (const k of ['content-type', 'content-length']) if (typeof r.headers[k] === 'string') headers[k] = r.headers[k]
-      res.writeHead(r.statusCode, headers)
-      r.body.pipe(res)
-      if (authenticate) res.once('finish', () => log({ type: 'outcome', ...audit, status: r.statusCode, durationMs: Date.now() - started }))
-    } catch (err) {
-      res.writeHead(502).end(String(err))
+  /** The hop's work for one request: the agent's answer (status, its type and length, its body), or null for no route; `done` writes the outcome line. */
+  const work = async (method: string, url: string, authorization: string | undefined) => {
+    const rest = url.slice(prefix.length)
+    const base = { cluster: cl.id, node, sub: 'sam' }
+    let claims: GrantClaims, path: string, accept: string
+    if (method === 'GET' && rest === 'checkpoints') [claims, path, accept] = [{ op: 'checkpoint:list', ...base }, '/checkpoints', 'application/json']
+    else if (method === 'GET' && rest.startsWith('checkpoints/')) {
+      const archive = decodeURIComponent(rest.slice('checkpoints/'.length))
+      const namespaces = archiveReadings(archive)?.readings.map((r) => r.namespace) ?? []
+      ;[claims, path, accept] = [{ op: 'checkpoint:read', ...base, archive, namespaces }, `/checkpoints/${encodeURIComponent(archive)}`, '*/*']
+    } else if (method === 'POST' && rest.startsWith('checkpoint/')) {
+      const [namespace, pod, container] = rest.slice('checkpoint/'.length).split('/')
+      ;[claims, path, accept] = [{ op: 'checkpoint:create', ...base, namespace, pod, container }, `/checkpoint/${namespace}/${pod}/${container}?timeout=60`, 'application/x-ndjson']
+    } else return null
+    const started = Date.now()
+    const audit: Record<string, unknown> = { requestId: crypto.randomUUID(), method, cluster: cl.id, node, op: claims.op }
+    if (authenticate) {
+      const caller = await authenticate(authorization)
+      audit.sub = caller.sub
+      const d = claims.op === 'checkpoint:read' ? decideArchive(config.policy, caller, 'read', cl.id, claims.archive!)
+        : claims.op === 'checkpoint:create' ? decide(config.policy, caller, 'create', { cluster: cl.id, namespace: claims.namespace!, pod: claims.pod!, container: claims.container! })
+          : decide(config.policy, caller, 'read', { cluster: cl.id })
+      log({ type: 'decision', ...audit, decision: d.allow ? 'allow' : 'deny', ...(d.rule ? { rule: d.rule } : {}) })
+      if (!d.allow) return { status: 403, headers: {}, body: null, done: () => {} }
     }
-  })
-  server.keepAliveTimeout = 30_000
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  send({ url: `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}` })
-  const stop = () => { server.closeAllConnections(); server.close(); void pool.close().finally(() => process.exit(0)) }
+    const grant = await keys.sign({ ...claims, sub: (audit.sub as string | undefined) ?? 'sam' }, Date.now(), 60, config.grants.issuer)
+    const r = await request(agentUrl + path, { dispatcher: pool, method: method as 'GET' | 'POST', headers: { authorization: `Bearer ${grant}`, accept } })
+    const headers: Record<string, string> = {}
+    for (const k of ['content-type', 'content-length']) if (typeof r.headers[k] === 'string') headers[k] = r.headers[k]
+    const done = () => { if (authenticate) log({ type: 'outcome', ...audit, status: r.statusCode, durationMs: Date.now() - started }) }
+    return { status: r.statusCode, headers, body: r.body, done }
+  }
+  let url: string
+  let close: () => Promise<void>
+  if (withHono) {
+    // The same work behind a one-route Hono app on the gateway's own Node server (serveFetch):
+    // what the framework, its adapter and web Request/Response objects add, without the gateway's
+    // middleware, transport or handlers. Small answers are read whole, as the gateway's transport does.
+    const { Hono } = await import('hono')
+    const { serveFetch } = await import('../../functions/node/server.ts')
+    const app = new Hono()
+    app.all('*', async (c) => {
+      const r = await work(c.req.method, new URL(c.req.url).pathname, c.req.header('authorization'))
+      if (!r) return c.body(null, 404)
+      if (!r.body) return c.body(null, r.status as 403)
+      const small = Number(r.headers['content-length'] ?? Infinity) <= 64 * 1024
+      const body = small ? new Uint8Array(await r.body.arrayBuffer()) : Readable.toWeb(r.body) as ReadableStream<Uint8Array>
+      r.done()
+      return new Response(body, { status: r.status, headers: r.headers })
+    })
+    const served = await serveFetch(app.fetch, { host: '127.0.0.1', port: 0 })
+    url = served.url
+    close = () => served.close(1000)
+  } else {
+    const server = createServer(async (req, res) => {
+      try {
+        const r = await work(req.method ?? 'GET', req.url ?? '', req.headers.authorization)
+        if (!r) return void res.writeHead(404).end()
+        if (!r.body) return void res.writeHead(r.status).end()
+        res.writeHead(r.status, r.headers)
+        r.body.pipe(res)
+        res.once('finish', r.done)
+      } catch (err) {
+        res.writeHead(502).end(String(err))
+      }
+    })
+    server.keepAliveTimeout = 30_000
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`
+    close = async () => { server.closeAllConnections(); server.close() }
+  }
+  send({ url })
+  const stop = () => { void close().then(() => pool.close()).finally(() => process.exit(0)) }
   process.on('SIGTERM', stop)
   process.on('disconnect', stop)
 } else {

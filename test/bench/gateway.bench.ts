@@ -368,17 +368,18 @@ async function main(): Promise<void> {
    * gateway-server.ts `--minimal-hop` (one process for the run, pinned like the gateway); with
    * `auth`, `--minimal-hop … --auth`: the same plus the caller's token, the policy and the audit lines.
    */
-  const hops = new Map<boolean, Promise<{ url: string; pid: number }>>()
-  function minimalHop(auth = false): Promise<{ url: string; pid: number }> {
-    let hop = hops.get(auth)
+  const hops = new Map<string, Promise<{ url: string; pid: number }>>()
+  function minimalHop(...flags: Array<'--auth' | '--hono'>): Promise<{ url: string; pid: number }> {
+    const key = flags.join(' ')
+    let hop = hops.get(key)
     if (!hop) {
       hop = (async () => {
-        const child = spawnServer(gatewayCfg, ['--minimal-hop', agent.agent.url, NODE, ...(auth ? ['--auth'] : [])], false)
+        const child = spawnServer(gatewayCfg, ['--minimal-hop', agent.agent.url, NODE, ...flags], false)
         defer(() => stopChild(child))
-        const { url } = await firstMessage<{ url: string }>(child, auth ? 'minimal authenticated hop' : 'minimal hop')
+        const { url } = await firstMessage<{ url: string }>(child, `minimal hop ${key}`)
         return { url, pid: child.pid! }
       })()
-      hops.set(auth, hop)
+      hops.set(key, hop)
     }
     return hop
   }
@@ -431,7 +432,7 @@ async function main(): Promise<void> {
     await lift?.()
     note(`authenticated list: ${a.n} requests in ${a.wall.toFixed(2)} s; gateway CPU ${(a.gwCpu / a.wall * 100).toFixed(0)}% of a core, this process (agent + client) ${(a.ownCpu / a.wall * 100).toFixed(0)}%`)
     for (const withAuth of [false, true]) {
-      const { url, pid } = await minimalHop(withAuth)
+      const { url, pid } = await minimalHop(...(withAuth ? ['--auth' as const] : []))
       const headers = withAuth ? auth : {}
       await load(url + LIST, headers, 200, Math.min(1, RPS_SECONDS), pid)
       const liftHop = QUOTA > 0 ? await cpuQuota(pid, QUOTA) : undefined
@@ -506,8 +507,12 @@ async function main(): Promise<void> {
     await latency(gw.url, 'node', gw.pid)
     const h = await minimalHop()
     await latency(h.url, 'node.minimal_hop', h.pid)
-    const ah = await minimalHop(true)
+    const ah = await minimalHop('--auth')
     await latency(ah.url, 'node.minimal_auth_hop', ah.pid)
+    if (process.env.BENCH_HONO_HOP === '1') {
+      const hh = await minimalHop('--auth', '--hono')
+      await latency(hh.url, 'node.minimal_hono_hop', hh.pid)
+    }
   }
 
   if (ONLY.has('workerd')) {

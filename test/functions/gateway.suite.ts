@@ -461,9 +461,14 @@ export function gatewaySuite(make: MakeGatewayUnderTest): void {
       assert.equal(mine.items[0]!.download, download)
     })
     it('download streams the archive with its ETag', async () => {
-      const r = await get(download, alice)
+      const r = await get(download, alice, { 'x-request-id': 'req-dl-1' })
       assert.equal(r.status, 200)
       assert.equal(r.headers.get('etag'), `"${createHash('sha256').update(archiveBytes(4096)).digest('hex')}"`)
+      // The gateway's own headers, each once: the caller's request id, no caching, a type.
+      assert.equal(r.headers.get('x-request-id'), 'req-dl-1')
+      assert.equal(r.headers.get('cache-control'), 'no-store')
+      assert.equal(r.headers.get('content-type'), 'application/x-tar')
+      assert.equal(r.headers.get('content-length'), '4096')
       assert.deepEqual(new Uint8Array(await r.arrayBuffer()), archiveBytes(4096))
     })
     it('download passes Range through', async () => {

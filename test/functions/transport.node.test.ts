@@ -12,7 +12,9 @@ import type { ClusterConfig } from '../../functions/config.ts'
 import { nodeAgentTransport } from '../../functions/node/transport.ts'
 import { makeTestPki } from '../support/certs.ts'
 
-const answers: Record<string, { body: Buffer; chunked?: boolean; status?: number }> = {
+const answers: Record<string, { body: Buffer; chunked?: boolean; status?: number; headers?: Record<string, string | string[]> }> = {
+  '/etag': { body: randomBytes(100), headers: { etag: '"abc"', 'X-Checkpoint-Sha256': 'f'.repeat(64) } },
+  '/repeated': { body: randomBytes(100), headers: { 'x-twice': ['a', 'b'], etag: '"abc"' } },
   '/small': { body: randomBytes(4096) },
   '/edge': { body: randomBytes(64 * 1024) },
   '/large': { body: randomBytes(64 * 1024 + 1) },
@@ -28,7 +30,7 @@ before(async () => {
   const pki = await makeTestPki()
   server = createServer({ key: pki.serverKey, cert: pki.serverCert, ca: pki.caCert, requestCert: true, rejectUnauthorized: true }, (req, res) => {
     const a = answers[req.url ?? '']!
-    res.writeHead(a.status ?? 200, a.chunked ? { 'content-type': 'application/octet-stream' } : { 'content-type': 'application/octet-stream', 'content-length': a.body.length })
+    res.writeHead(a.status ?? 200, { ...(a.chunked ? { 'content-type': 'application/octet-stream' } : { 'content-type': 'application/octet-stream', 'content-length': a.body.length }), ...a.headers })
     res.end(a.body)
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
@@ -60,6 +62,28 @@ describe('node agent transport: small answers as bytes', () => {
       assert.deepEqual(Buffer.from(await res.arrayBuffer()), answers[path]!.body)
     })
   }
+  it('every answer\'s headers are kept as a plain record (lowercase names), the same as the Response\'s', async () => {
+    for (const path of ['/etag', '/large', '/chunked', '/problem']) {
+      const res = await transport.fetch(cluster, 'n', path, { method: 'GET', headers: {} })
+      const kept = transport.headers!(res)
+      assert.ok(kept, path)
+      assert.deepEqual(Object.fromEntries(res.headers), kept, path)
+      await res.arrayBuffer()
+    }
+    const res = await transport.fetch(cluster, 'n', '/etag', { method: 'GET', headers: {} })
+    assert.equal(transport.headers!(res)!['etag'], '"abc"')
+    assert.equal(transport.headers!(res)!['x-checkpoint-sha256'], 'f'.repeat(64))
+    await res.arrayBuffer()
+  })
+
+  it('a name that repeats: no record kept, every value still in the Response', async () => {
+    const res = await transport.fetch(cluster, 'n', '/repeated', { method: 'GET', headers: {} })
+    assert.equal(transport.headers!(res), undefined)
+    assert.equal(res.headers.get('x-twice'), 'a, b')
+    assert.equal(res.headers.get('etag'), '"abc"')
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), answers['/repeated']!.body)
+  })
+
   it('a HEAD answer keeps nothing', async () => {
     const res = await transport.fetch(cluster, 'n', '/small', { method: 'HEAD', headers: {} })
     assert.equal(res.status, 200)
