@@ -49,7 +49,8 @@ export function createListHandler({ config, agent, trail }: ArchiveRouteDeps): H
       const decision = exact ? decide(config.policy, caller, 'read', { cluster, namespace: e.namespace, pod: e.pod, container: e.container }) : decideArchive(config.policy, caller, 'read', cluster, e.name)
       if (decision.allow) items.push({ ...e, download: agent.downloadPath(cluster, node, e.name, exact ? e.namespace : undefined) })
     }
-    return c.json({ cluster, node, items }, 200, NO_STORE)
+    // Its headers a plain record with the request id (no Headers object made for this answer).
+    return stampedResponse(c, JSON.stringify({ cluster, node, items }), 200, { 'content-type': 'application/json', ...NO_STORE })
   }
 }
 
