@@ -96,7 +96,7 @@ export function createAgentClient({ config, agents, keys, clock, basePath }: Age
     async startCheckpoint(cl, node, target, timeoutSec, headers, holdOpen = false) {
       const res = await forward(cl, node, `${AGENT_PATHS.checkpoint(target)}?timeout=${timeoutSec}`, { method: 'POST', headers: { ...headers, accept: NDJSON } })
       if (res.status >= 300) return { failure: await agentFailure(res), final: false }
-      if (!res.body || !(res.headers.get('content-type') ?? '').startsWith(NDJSON)) {
+      if (!res.body || !(header(res, 'content-type') ?? '').startsWith(NDJSON)) {
         await res.body?.cancel()
         return { failure: { err: new CheckpointError('bad_gateway', `agent on node ${node} did not answer with an event stream`), status: 502 }, final: true }
       }

@@ -35,7 +35,9 @@
  *   policy, Hono or audit), bundled, flagged and pinned like the gateway: what Node itself costs.
  *   `gateway.node.minimal_auth_hop.*`: the same hop with `--auth` — the caller's token through the
  *   gateway's authenticator and its cache, the policy decision, the two audit lines — the least a
- *   gateway that authenticates, authorizes and audits does, without Hono and its adapter.
+ *   gateway that authenticates, authorizes and audits does, without Hono and its adapter;
+ *   `gateway.node.minimal_hono_hop.*` (latency only): that work behind a one-route Hono app on the
+ *   gateway's own Node server (`--auth --hono`) — what the framework and its adapter add.
  *   `gateway.workerd.minimal_hop.{download_4k,checkpoint}.*`: the same latency runs on the least a
  *   Worker does for them (minimal-hop.worker.ts: one grant signed with WebCrypto Ed25519, the agent
  *   called through the same `AGENT_MTLS` binding, its answer returned as it is), bundled, bound and
@@ -509,10 +511,8 @@ async function main(): Promise<void> {
     await latency(h.url, 'node.minimal_hop', h.pid)
     const ah = await minimalHop('--auth')
     await latency(ah.url, 'node.minimal_auth_hop', ah.pid)
-    if (process.env.BENCH_HONO_HOP === '1') {
-      const hh = await minimalHop('--auth', '--hono')
-      await latency(hh.url, 'node.minimal_hono_hop', hh.pid)
-    }
+    const hh = await minimalHop('--auth', '--hono')
+    await latency(hh.url, 'node.minimal_hono_hop', hh.pid)
   }
 
   if (ONLY.has('workerd')) {
