@@ -54,19 +54,11 @@ async function dispatch(base: string, path: string, init: RequestInit, dispatche
     ...(typeof init.body === 'string' ? { body: init.body } : {}),
     ...(init.signal ? { signal: init.signal } : {}),
   })
-  // A plain record, which @hono/node-server's Response keeps as it is until its `headers` are read
-  // (`keep` hands it to callers directly); the pairs when a name repeats.
-  let record: Record<string, string> | undefined = {}
-  let pairs: Array<[string, string]> | undefined
-  for (const k in r.headers) {
-    const v = r.headers[k]
-    if (Array.isArray(v)) pairs = []
-    else if (v !== undefined) record[k] = v
-  }
-  if (pairs) {
-    for (const k in r.headers) for (const v of [r.headers[k] ?? []].flat()) pairs.push([k, v])
-    record = undefined
-  }
+  // undici's own record (lowercase names), which @hono/node-server's Response keeps as it is until
+  // its `headers` are read (`keep` hands it to callers directly); pairs when a name repeats.
+  const values = Object.values(r.headers)
+  const record = values.some((v) => typeof v !== 'string') ? undefined : r.headers as Record<string, string>
+  const pairs = record ? undefined : Object.entries(r.headers).flatMap(([k, v]) => [v ?? []].flat().map((x): [string, string] => [k, x]))
   const made = (body: ConstructorParameters<typeof Response>[0], bytes?: Uint8Array<ArrayBuffer>) => {
     const res = new Response(body, { status: r.statusCode, headers: record ?? pairs })
     if (keep && record) keep.headers.set(res, record)
